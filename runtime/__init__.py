@@ -6,8 +6,21 @@ Public API::
     codec = Codec("medium")           # or "low", "high", a model folder; providers="cpu"/"cuda"/"auto"
     data = codec.encode(rgb_uint8)    # numpy (H, W, 3) / (H, W) / (H, W, 4) or a Pillow image -> bytes
     rgb = codec.decode(data)          # -> numpy uint8; channels=[...] decodes a subset of latent channels
-"""
-from runtime.codec import Codec, read_info, read_latents
-from runtime.errors import FormatError, FSEError, ImageError, L3icError, ModelError
 
-__all__ = ["Codec", "read_info", "read_latents", "L3icError", "FormatError", "FSEError", "ImageError", "ModelError"]
+The names are imported on first use, so ``import runtime.fse`` or
+``runtime.container`` alone does not load ONNX Runtime.
+"""
+import importlib
+
+_EXPORTS = {
+    "Codec": "runtime.codec", "read_info": "runtime.codec", "read_latents": "runtime.codec",
+    "L3icError": "runtime.errors", "FormatError": "runtime.errors", "FSEError": "runtime.errors",
+    "ImageError": "runtime.errors", "ModelError": "runtime.errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError("module 'runtime' has no attribute %r" % name)
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
