@@ -1,0 +1,414 @@
+"""The l3ic container, bitstream format version 1 (byte-exact spec: docs/FORMAT.md).
+
+The container knows the image geometry, the model identity, the tile grid and
+where every (tile, channel) chunk lies; it never looks inside a chunk (that is
+the FSE layer's job, runtime/fse.py).  Its two promises:
+
+* Random access: the channel index at the front gives every chunk's length, so
+  any subset of chunks is located by arithmetic and read without touching the
+  others (a preview decodes 8 of 64 channels; a region decode reads some tiles).
+* Hostile input fails fast: every length and count is checked against the real
+  size of the data before anything is allocated or decoded, the header and
+  index are covered by one CRC32 checked before any chunk is handed out, each
+  chunk and side-data record has its own CRC32, and every malformed stream
+  raises ``FormatError`` with a one-line message - never another exception.
+
+Pure Python + numpy + zlib + zstandard; runs on Python >= 3.8, numpy >= 1.19.
+"""
+import hashlib
+import struct
+import zlib
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import zstandard
+
+from runtime.errors import FormatError
+
+MAGIC = b"L3IC"
+FORMAT_VERSION = 1
+
+MAX_PIXELS = 1 << 31
+"""Default limit on width * height accepted by ``L3icFile.parse`` (override per call)."""
+
+MAX_SIDE_DATA = 256 << 20
+"""Default limit on the total decompressed size of all side-data records (bytes)."""
+
+MAX_MODEL_NAME = 64
+COLOUR_MODES = ("RGB", "L")  # colour mode byte -> name
+_MAX_CODING_MODE = 3  # FSE, CONSTANT, RAW, EMPTY: chunk contents are runtime/fse.py's business
+_ZSTD_LEVEL = 10  # side data is small (ICC, EXIF) or compresses well (alpha): a middling level
+
+# Fixed header, offsets 0..56: magic, version, flags, width, height, colour mode,
+# stride, codebook size, codebook min, channels, latent h/w, tile h/w,
+# decoder hash, side-data count, model-name length.
+_FIXED = struct.Struct("<4sBHIIBBHhHIIII16sBB")
+_SIDE = struct.Struct("<4sBIII")  # tag, compression, stored length, decompressed length, CRC32
+_U32 = struct.Struct("<I")
+_MIN_ENTRY = 6  # smallest channel-index entry: mode u8 + 1-byte varint + CRC32
+_ZSTD = 1
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def hash_decoder(onnx_bytes: bytes) -> bytes:
+    """The 16-byte model identity stored in the header: sha256(decoder.onnx)[:16].
+
+    A file records which decoder it needs; the codec compares this against the
+    installed model so that a wrong or missing model is a clear error, not noise.
+    """
+    return hashlib.sha256(onnx_bytes).digest()[:16]
+
+
+@dataclass(frozen=True)
+class Header:
+    """Everything in the fixed header, validated on construction.
+
+    Geometry is in latent units except ``width``/``height`` (pixels).  The
+    latent size must be ``ceil(size / stride)``: it is redundant, and kept so
+    that an encoder and the file both state it and a mismatch is caught.  Tiles
+    form a row-major grid of ``tile_h`` x ``tile_w`` latent cells over the
+    latent, with smaller tiles on the bottom/right edge; a whole-image file has
+    ``tile_h, tile_w == latent_h, latent_w``.  Invalid values raise ValueError.
+    """
+
+    width: int
+    height: int
+    mode: str  # "RGB" or "L"
+    model_name: str
+    decoder_hash: bytes  # hash_decoder(decoder.onnx)
+    codebook_size: int  # L: symbols are indices 0..L-1
+    codebook_min: int  # the value of index 0; value = codebook_min + index
+    channels: int
+    stride: int
+    latent_h: int
+    latent_w: int
+    tile_h: int
+    tile_w: int
+
+    def __post_init__(self):
+        problem = self._problem()
+        if problem:
+            raise ValueError(problem)
+
+    def _problem(self) -> Optional[str]:
+        name = self.model_name.encode("utf-8")
+        if not (1 <= self.width < 1 << 32 and 1 <= self.height < 1 << 32):
+            return "image size %dx%d is outside 1..2^32-1" % (self.width, self.height)
+        if self.mode not in COLOUR_MODES:
+            return "colour mode %r is not one of %s" % (self.mode, "/".join(COLOUR_MODES))
+        if not 1 <= len(name) <= MAX_MODEL_NAME:
+            return "model name must be 1..%d bytes of UTF-8, got %d" % (MAX_MODEL_NAME, len(name))
+        if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in self.model_name):
+            return "model name %r contains control characters" % self.model_name
+        if not (isinstance(self.decoder_hash, bytes) and len(self.decoder_hash) == 16):
+            return "decoder hash must be 16 bytes"
+        if not 2 <= self.codebook_size <= 256:
+            return "codebook size %d is outside 2..256" % self.codebook_size
+        if not -(1 << 15) <= self.codebook_min <= (1 << 15) - self.codebook_size:
+            return "codebook %d..%d does not fit in int16" % (
+                self.codebook_min, self.codebook_min + self.codebook_size - 1)
+        if not 1 <= self.channels < 1 << 16:
+            return "channel count %d is outside 1..65535" % self.channels
+        if not 1 <= self.stride < 1 << 8:
+            return "stride %d is outside 1..255" % self.stride
+        expected = (_ceil_div(self.height, self.stride), _ceil_div(self.width, self.stride))
+        if (self.latent_h, self.latent_w) != expected:
+            return "latent size %dx%d does not match a %dx%d image at stride %d (expected %dx%d)" % (
+                self.latent_h, self.latent_w, self.width, self.height, self.stride, *expected)
+        if not (1 <= self.tile_h <= self.latent_h and 1 <= self.tile_w <= self.latent_w):
+            return "tile size %dx%d is outside 1x1..%dx%d (the latent size)" % (
+                self.tile_h, self.tile_w, self.latent_h, self.latent_w)
+        if self.n_tiles * self.channels >= 1 << 32:
+            return "%d tiles x %d channels is 2^32 chunks or more" % (self.n_tiles, self.channels)
+        return None
+
+    @property
+    def tile_rows(self) -> int:
+        return _ceil_div(self.latent_h, self.tile_h)
+
+    @property
+    def tile_cols(self) -> int:
+        return _ceil_div(self.latent_w, self.tile_w)
+
+    @property
+    def n_tiles(self) -> int:
+        return self.tile_rows * self.tile_cols
+
+    def tile_rect(self, index: int) -> Tuple[int, int, int, int]:
+        """(y0, x0, h, w) of tile ``index`` (row-major) in latent cells; edge tiles are clipped."""
+        if not 0 <= index < self.n_tiles:
+            raise IndexError("tile %d out of range (%d tiles)" % (index, self.n_tiles))
+        row, col = divmod(index, self.tile_cols)
+        y0, x0 = row * self.tile_h, col * self.tile_w
+        return y0, x0, min(self.tile_h, self.latent_h - y0), min(self.tile_w, self.latent_w - x0)
+
+
+@dataclass(frozen=True, eq=False)
+class TileChunks:
+    """One tile's coded channels exactly as the FSE layer produces and consumes them.
+
+    ``modes[i]`` and ``sizes[i]`` describe the i-th chunk; ``payload`` is the
+    chunks back to back.  The writer takes one per tile with all channels in
+    order; the reader returns one for whichever channels were asked for, in the
+    order asked.
+    """
+
+    modes: np.ndarray  # uint8, (k,): coding mode per chunk
+    sizes: np.ndarray  # uint32, (k,): byte length per chunk
+    payload: bytes
+
+    def __post_init__(self):
+        if self.modes.ndim != 1 or self.modes.shape != self.sizes.shape:
+            raise ValueError("modes %s and sizes %s must be 1-D and the same length"
+                             % (self.modes.shape, self.sizes.shape))
+        total = int(self.sizes.sum(dtype=np.uint64))
+        if total != len(self.payload):
+            raise ValueError("chunk sizes add up to %d bytes but the payload has %d" % (total, len(self.payload)))
+
+
+def _varint(n: int) -> bytes:
+    """Unsigned LEB128: 7 bits per byte, least significant first, high bit = more."""
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _side_record(tag: str, data: bytes) -> Tuple[bytes, bytes]:
+    """(table entry, stored bytes) for one side-data record; zstd only when it is smaller."""
+    if not (isinstance(tag, str) and len(tag) == 4 and all(" " <= c <= "~" for c in tag)):
+        raise ValueError("side-data tag %r is not 4 printable ASCII characters" % (tag,))
+    raw = bytes(data)
+    stored, compression = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(raw), _ZSTD
+    if len(stored) >= len(raw):
+        stored, compression = raw, 0
+    entry = _SIDE.pack(tag.encode("ascii"), compression, len(stored), len(raw), zlib.crc32(stored))
+    return entry, stored
+
+
+def write(header: Header, tiles: Sequence[TileChunks],
+          side_data: Optional[Mapping[str, bytes]] = None) -> bytes:
+    """The complete l3ic file for ``header``, one ``TileChunks`` per tile (row-major), and side data.
+
+    ``side_data`` maps 4-character ASCII tags (e.g. "ICCP", "EXIF") to bytes;
+    each record is stored zstd-compressed when that is smaller.  Inputs that
+    would make an invalid file raise ValueError.
+    """
+    side_data = side_data or {}
+    if len(tiles) != header.n_tiles:
+        raise ValueError("header has %d tiles, got %d" % (header.n_tiles, len(tiles)))
+    if len(side_data) > 255:
+        raise ValueError("at most 255 side-data records, got %d" % len(side_data))
+    if sum(len(v) for v in side_data.values()) > MAX_SIDE_DATA:
+        raise ValueError("side data exceeds %d bytes, which readers refuse by default" % MAX_SIDE_DATA)
+    modes, lengths, crcs = bytearray(), [], []
+    for t, tile in enumerate(tiles):
+        if tile.modes.shape != (header.channels,):
+            raise ValueError("tile %d has %d chunks, header has %d channels"
+                             % (t, len(tile.modes), header.channels))
+        if int(tile.modes.min()) < 0 or int(tile.modes.max()) > _MAX_CODING_MODE:
+            raise ValueError("tile %d has a coding mode outside 0..%d" % (t, _MAX_CODING_MODE))
+        payload, pos = memoryview(tile.payload), 0
+        for size in tile.sizes.tolist():
+            if size >= 1 << 32:
+                raise ValueError("tile %d has a chunk of %d bytes (max 2^32-1)" % (t, size))
+            lengths.append(_varint(size))
+            crcs.append(_U32.pack(zlib.crc32(payload[pos:pos + size])))
+            pos += size
+        modes += tile.modes.astype(np.uint8).tobytes()
+    side = [_side_record(tag, data) for tag, data in side_data.items()]
+    name = header.model_name.encode("utf-8")
+    head = b"".join([
+        _FIXED.pack(MAGIC, FORMAT_VERSION, 0, header.width, header.height, COLOUR_MODES.index(header.mode),
+                    header.stride, header.codebook_size, header.codebook_min, header.channels,
+                    header.latent_h, header.latent_w, header.tile_h, header.tile_w,
+                    header.decoder_hash, len(side), len(name)),
+        name, *(entry for entry, _ in side), bytes(modes), *lengths, *crcs])
+    return b"".join([head, _U32.pack(zlib.crc32(head)), *(t.payload for t in tiles),
+                     *(stored for _, stored in side)])
+
+
+def _truncated(what: str, end: int, size: int) -> FormatError:
+    return FormatError("truncated l3ic file: %s ends at byte %d but the file has %d bytes"
+                       % (what, end, size))
+
+
+def _decode_varints(buf: np.ndarray, start: int, count: int, limit: int) -> Tuple[np.ndarray, int]:
+    """``count`` consecutive LEB128 lengths from ``buf[start:limit]``, vectorised.
+
+    Returns (values as uint64, end offset).  The index can hold millions of
+    entries for a huge tiled image, so this must not loop in Python.
+    """
+    window = buf[start:min(limit, start + 5 * count)]
+    ends = np.flatnonzero(window < 0x80)[:count]  # last byte of each varint
+    if len(ends) < count:
+        if len(window) < 5 * count:
+            raise FormatError("truncated l3ic file: channel index runs past the end of the file")
+        raise FormatError("corrupt l3ic file: chunk length varint longer than 5 bytes")
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    nbytes = ends - starts + 1
+    if int(nbytes.max()) > 5:
+        raise FormatError("corrupt l3ic file: chunk length varint longer than 5 bytes")
+    if np.any((window[ends] == 0) & (nbytes > 1)):
+        raise FormatError("corrupt l3ic file: chunk length varint is not minimal")
+    digits = window[:ends[-1] + 1].astype(np.uint64) & np.uint64(0x7F)
+    shifts = (np.arange(len(digits)) - np.repeat(starts, nbytes)).astype(np.uint64) * np.uint64(7)
+    values = np.add.reduceat(digits << shifts, starts)
+    if int(values.max()) >= 1 << 32:
+        raise FormatError("corrupt l3ic file: chunk length of 2^32 bytes or more")
+    return values, start + int(ends[-1]) + 1
+
+
+def _unzstd(stored: memoryview, size: int, tag: str) -> bytes:
+    """Decompress a side-data record, producing at most ``size + 1`` bytes whatever it claims."""
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(stored, read_across_frames=True)
+        data = reader.read(size + 1)
+    except zstandard.ZstdError as e:
+        raise FormatError("corrupt l3ic file: side data %r does not decompress (%s)" % (tag, e))
+    if len(data) != size:
+        raise FormatError("corrupt l3ic file: side data %r decompresses to %s bytes, expected %d"
+                          % (tag, "more than %d" % size if len(data) > size else len(data), size))
+    return data
+
+
+class L3icFile:
+    """A parsed l3ic file: the header plus a view over the original bytes (nothing is copied).
+
+    Made by ``L3icFile.parse``.  ``parse`` checks all structure up front (magic, version, flags, header CRC,
+    geometry, every length against the data size), so afterwards only chunk
+    and side-data contents can still be bad, and those are CRC-checked when read.
+    """
+
+    def __init__(self, header: Header, data: memoryview, modes: np.ndarray,
+                 offsets: np.ndarray, crcs: np.ndarray, side: Sequence[tuple]):
+        self.header = header
+        self._data = data
+        self._modes = modes  # (n_tiles * channels,) uint8
+        self._offsets = offsets  # (n_tiles * channels + 1,) int64: chunk i is data[offsets[i]:offsets[i + 1]]
+        self._crcs = crcs  # (n_tiles * channels,) uint32
+        self._side = side  # (tag, compression, offset, stored length, raw length, crc) per record
+        self.side_tags = tuple(rec[0] for rec in side)  # type: Tuple[str, ...]
+
+    @classmethod
+    def parse(cls, data, max_pixels: int = MAX_PIXELS, max_side_data: int = MAX_SIDE_DATA) -> "L3icFile":
+        """Validate ``data`` (bytes, bytearray, memoryview, mmap) and index it; FormatError if malformed.
+
+        ``max_pixels`` bounds width * height and ``max_side_data`` the total
+        decompressed side data, so that a valid but absurd file is refused
+        before a caller allocates for it.
+        """
+        mv = memoryview(data).cast("B")
+        size = len(mv)
+        if mv[:4] != MAGIC:
+            raise FormatError("not an l3ic file (bad magic)")
+        if size < 5:
+            raise _truncated("version byte", 5, size)
+        if mv[4] != FORMAT_VERSION:
+            raise FormatError("unsupported l3ic format version %d (this runtime reads version %d)"
+                              % (mv[4], FORMAT_VERSION))
+        if size < _FIXED.size:
+            raise _truncated("fixed header", _FIXED.size, size)
+        (_, _, flags, width, height, mode, stride, codebook_size, codebook_min, channels,
+         latent_h, latent_w, tile_h, tile_w, decoder_hash, side_count, name_len) = _FIXED.unpack_from(mv)
+        if flags:
+            raise FormatError("unsupported l3ic flags 0x%04x (this runtime knows none)" % flags)
+        if 0 in (channels, latent_h, latent_w, tile_h, tile_w):
+            raise FormatError("invalid l3ic header: zero channel count, latent size or tile size")
+
+        # Layout first, so the header CRC is checked before the fields are interpreted.
+        table = _FIXED.size + name_len
+        index = table + side_count * _SIDE.size
+        count = _ceil_div(latent_h, tile_h) * _ceil_div(latent_w, tile_w) * channels
+        if index + _MIN_ENTRY * count + 4 > size:
+            raise _truncated("channel index (%d entries)" % count, index + _MIN_ENTRY * count + 4, size)
+        buf = np.frombuffer(mv, np.uint8)
+        lengths, crc_start = _decode_varints(buf, index + count, count, size - 4 * count - 4)
+        head_end = crc_start + 4 * count
+        if zlib.crc32(mv[:head_end]) != _U32.unpack_from(mv, head_end)[0]:
+            raise FormatError("corrupt l3ic file: header checksum mismatch")
+
+        if mode >= len(COLOUR_MODES):
+            raise FormatError("invalid l3ic header: colour mode %d is reserved" % mode)
+        try:
+            name = bytes(mv[_FIXED.size:table]).decode("utf-8")
+            header = Header(width, height, COLOUR_MODES[mode], name, decoder_hash, codebook_size,
+                            codebook_min, channels, stride, latent_h, latent_w, tile_h, tile_w)
+        except (UnicodeDecodeError, ValueError) as e:
+            raise FormatError("invalid l3ic header: %s" % str(e).splitlines()[0])
+        if width * height > max_pixels:
+            raise FormatError("l3ic image is %dx%d, over the limit of %d pixels" % (width, height, max_pixels))
+        modes = buf[index:index + count]
+        if int(modes.max()) > _MAX_CODING_MODE:
+            raise FormatError("corrupt l3ic file: unknown coding mode %d in channel index" % int(modes.max()))
+
+        # Fewer than 2^32 chunks (Header checks it) of < 2^32 bytes: the sum fits in uint64.
+        ends = np.cumsum(lengths, dtype=np.uint64)
+        payload_start = head_end + 4
+        side, pos, total_raw = [], payload_start + int(ends[-1]), 0
+        for tag, compression, stored_len, raw_len, crc in _SIDE.iter_unpack(mv[table:index]):
+            if not all(0x20 <= b <= 0x7E for b in tag):
+                raise FormatError("invalid l3ic header: side-data tag %r is not printable ASCII" % tag)
+            tag = tag.decode("ascii")
+            if tag in (rec[0] for rec in side):
+                raise FormatError("invalid l3ic header: side-data tag %r appears twice" % tag)
+            if compression > _ZSTD or (compression == 0 and stored_len != raw_len):
+                raise FormatError("invalid l3ic header: side data %r has compression %d with %d "
+                                  "bytes stored for %d" % (tag, compression, stored_len, raw_len))
+            side.append((tag, compression, pos, stored_len, raw_len, crc))
+            pos += stored_len
+            total_raw += raw_len
+        if total_raw > max_side_data:
+            raise FormatError("l3ic side data is %d bytes, over the limit of %d" % (total_raw, max_side_data))
+        if pos > size:
+            raise _truncated("payload and side data", pos, size)
+        if pos < size:
+            raise FormatError("corrupt l3ic file: %d bytes of trailing garbage after the last record"
+                              % (size - pos))
+        offsets = np.concatenate((np.zeros(1, np.uint64), ends)).astype(np.int64) + payload_start  # <= size
+        crcs = np.frombuffer(mv[crc_start:head_end], "<u4")
+        return cls(header, mv, modes, offsets, crcs, side)
+
+    def tile_chunks(self, tile: int, channels: Optional[Iterable[int]] = None) -> TileChunks:
+        """The chunks of ``channels`` (default all, in order) of ``tile``, in the order asked, CRC-checked.
+
+        Only the requested chunks are read, so a preview or region decode costs
+        in proportion to what it uses.
+        """
+        n_tiles, n_channels = self.header.n_tiles, self.header.channels
+        if not 0 <= tile < n_tiles:
+            raise IndexError("tile %d out of range (%d tiles)" % (tile, n_tiles))
+        wanted = list(range(n_channels) if channels is None else channels)
+        entries = np.array(wanted, np.int64) + tile * n_channels
+        parts = []
+        for channel, i in zip(wanted, entries.tolist()):
+            if not 0 <= channel < n_channels:
+                raise IndexError("channel %d out of range (%d channels)" % (channel, n_channels))
+            chunk = self._data[self._offsets[i]:self._offsets[i + 1]]
+            if zlib.crc32(chunk) != self._crcs[i]:
+                raise FormatError("corrupt l3ic file: checksum mismatch in tile %d channel %d" % (tile, channel))
+            parts.append(chunk)
+        sizes = (self._offsets[entries + 1] - self._offsets[entries]).astype(np.uint32)
+        return TileChunks(self._modes[entries], sizes, b"".join(parts))
+
+    @cached_property
+    def side_data(self) -> Dict[str, bytes]:
+        """All side-data records, tag -> bytes, CRC-checked and decompressed on first access.
+
+        Lazy, so that a caller that wants only pixels (or only the header) never
+        pays for, or fails on, metadata it does not use.
+        """
+        out = {}
+        for tag, compression, offset, stored_len, raw_len, crc in self._side:
+            stored = self._data[offset:offset + stored_len]
+            if zlib.crc32(stored) != crc:
+                raise FormatError("corrupt l3ic file: checksum mismatch in side data %r" % tag)
+            out[tag] = _unzstd(stored, raw_len, tag) if compression == _ZSTD else bytes(stored)
+        return out
