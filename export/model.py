@@ -1,0 +1,98 @@
+"""The l3ic network: a Theis et al. (2017) style convolutional auto-encoder.
+
+Analysis (encoder): two strided convolutions to 1/4 resolution, a third to
+1/8, residual blocks at 1/8, and a projection to ``channels`` latent maps.
+Synthesis (decoder): the mirror image, upsampling with sub-pixel convolutions
+(convolution + depth-to-space), which export to plain ONNX ``Conv`` and
+``DepthToSpace``.  No normalisation layers: the entropy penalty is the only
+regulariser.  Residual blocks sit at 1/8 resolution, where they are cheap, so
+the net stays fast on a CPU (see ``benchmarks.speed``).
+
+Both halves are subclassed Keras models: ``tf2onnx.convert.from_function`` on a
+``tf.function`` around them exports cleanly (functional Keras 3 models with raw
+``tf.nn`` ops do not).
+"""
+import keras
+import tensorflow as tf
+
+STRIDE = 8  # total downsampling of the analysis transform
+LEAK = 0.2  # slope of the leaky ReLUs
+
+
+def _conv(filters, kernel, stride=1, name=None):
+    return keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", name=name)
+
+
+class ResidualBlock(keras.layers.Layer):
+    """x + conv(lrelu(conv(x))): two 3x3 convolutions with a skip connection."""
+
+    def __init__(self, width, **kwargs):
+        super().__init__(**kwargs)
+        self.conv1 = _conv(width, 3)
+        self.conv2 = _conv(width, 3)
+
+    def call(self, x):
+        h = tf.nn.leaky_relu(self.conv1(x), LEAK)
+        return x + self.conv2(h)
+
+
+class Analysis(keras.Model):
+    """Image in [0, 1] (B, H, W, 3) -> continuous latents (B, H/8, W/8, channels)."""
+
+    def __init__(self, channels, width=128, blocks=3, **kwargs):
+        super().__init__(**kwargs)
+        self.down1 = _conv(width // 2, 5, 2)
+        self.down2 = _conv(width, 3, 2)
+        self.down3 = _conv(width, 3, 2)
+        self.blocks = [ResidualBlock(width) for _ in range(blocks)]
+        self.project = _conv(channels, 3)
+
+    def call(self, x):
+        h = tf.nn.leaky_relu(self.down1(x - 0.5), LEAK)
+        h = tf.nn.leaky_relu(self.down2(h), LEAK)
+        h = self.down3(h)
+        for block in self.blocks:
+            h = block(h)
+        return self.project(tf.nn.leaky_relu(h, LEAK))
+
+
+class Synthesis(keras.Model):
+    """Codebook values (B, h, w, channels) -> image in [0, 1] (B, 8h, 8w, 3), unclipped."""
+
+    def __init__(self, channels, width=128, blocks=3, **kwargs):
+        super().__init__(**kwargs)
+        self.expand = _conv(width, 3)
+        self.blocks = [ResidualBlock(width) for _ in range(blocks)]
+        self.up1 = _conv(4 * (3 * width // 4), 3)
+        self.up2 = _conv(4 * (width // 2), 3)
+        self.up3 = _conv(4 * 3, 3)
+
+    def call(self, q):
+        h = self.expand(q)
+        for block in self.blocks:
+            h = block(h)
+        h = tf.nn.leaky_relu(h, LEAK)
+        h = tf.nn.leaky_relu(tf.nn.depth_to_space(self.up1(h), 2), LEAK)
+        h = tf.nn.leaky_relu(tf.nn.depth_to_space(self.up2(h), 2), LEAK)
+        return tf.nn.depth_to_space(self.up3(h), 2) + 0.5
+
+
+class L3icModel(keras.Model):
+    """Encoder + decoder pair with the hyper-parameters needed to rebuild it."""
+
+    def __init__(self, channels, width=128, blocks=3, **kwargs):
+        super().__init__(**kwargs)
+        self.config = {"channels": channels, "width": width, "blocks": blocks}
+        self.analysis = Analysis(channels, width, blocks, name="analysis")
+        self.synthesis = Synthesis(channels, width, blocks, name="synthesis")
+
+    def build_for(self, size=64):
+        """Create all variables by running a dummy image through both halves."""
+        y = self.analysis(tf.zeros([1, size, size, 3]))
+        self.synthesis(tf.cast(y, tf.float32))
+        self.built = True  # Keras does not mark a container of called sub-models as built
+        return self
+
+    def parameter_counts(self):
+        count = lambda m: int(sum(int(tf.size(v)) for v in m.trainable_weights))
+        return {"encoder": count(self.analysis), "decoder": count(self.synthesis)}

@@ -1,0 +1,263 @@
+"""Export a trained run to ONNX: ``python -m export.to_onnx runs/NAME --out models/NAME``.
+
+Writes ``encoder.onnx`` (uint8 image NHWC -> uint8 symbols NCHW, quantised
+inside the graph), ``decoder.onnx`` (uint8 symbols NCHW -> float32 image NHWC
+in [0, 1]) and ``manifest.json``, plus ``keras/`` (weights and config, so the
+model can be fine-tuned and re-exported).  Before writing anything it checks
+TF-vs-ONNX Runtime parity and the op set, and fails with a clear message if
+either is off.
+
+Channels are reordered by importance (the PSNR lost when a channel is replaced
+by the zero symbol, measured on the parity images) so that channel 0 matters
+most: decoding the first k channels of a file gives the best k-channel preview.
+"""
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+
+OPSET = 15  # ONNX Runtime 1.11 (JetPack) reads opset <= 15
+IR_VERSION = 8  # ...and IR version <= 8
+ALLOWED_OPS = {
+    "Conv", "LeakyRelu", "Add", "Sub", "Mul", "Div", "DepthToSpace", "Transpose", "Cast",
+    "Clip", "Round", "Relu", "Identity", "Max", "Min", "Reshape", "Shape", "Concat",
+}
+SYMBOL_MISMATCH_LIMIT = 1e-3  # fraction of symbols allowed to differ, all on rounding boundaries
+BOUNDARY = 1e-3  # |y - (k + 1/2)| below this counts as "on a rounding boundary"
+PIXEL_TOLERANCE = 1e-3  # decoder parity on the [0, 1] scale
+
+
+def fail(message):
+    raise SystemExit("error: " + message)
+
+
+def load_trained(source):
+    """Rebuild a float32 model from a run folder or a released ``keras/`` folder."""
+    import keras
+    from export.model import L3icModel
+    keras.mixed_precision.set_global_policy("float32")
+    weights = os.path.join(source, "checkpoint", "model.weights.h5")
+    if not os.path.exists(weights):
+        weights = os.path.join(source, "model.weights.h5")
+    config_path = os.path.join(source, "config.json")
+    if not (os.path.exists(weights) and os.path.exists(config_path)):
+        fail("%s is neither a training run (config.json + checkpoint/) nor a keras/ folder" % source)
+    with open(config_path) as f:
+        config = json.load(f)
+    state_path = os.path.join(source, "checkpoint", "state.json")
+    if os.path.exists(state_path):
+        with open(state_path) as f:
+            config["trained_steps"] = json.load(f)["step"]
+    model = L3icModel(config["channels"], config["width"], config["blocks"]).build_for()
+    model.load_weights(weights)
+    return model, config, weights
+
+
+def graph_functions(model, codebook):
+    """The two tf.functions that become encoder.onnx and decoder.onnx."""
+    import tensorflow as tf
+    channels = model.config["channels"]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")])
+    def encoder(image):
+        y = model.analysis(tf.cast(image, tf.float32) / 255.0)
+        return {"symbols": tf.transpose(codebook.to_symbols(y), [0, 3, 1, 2])}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, channels, None, None], tf.uint8, name="symbols")])
+    def decoder(symbols):
+        q = codebook.from_symbols(tf.transpose(symbols, [0, 2, 3, 1]))
+        return {"image": tf.clip_by_value(model.synthesis(q), 0.0, 1.0)}
+
+    return encoder, decoder
+
+
+def order_channels_by_importance(model, codebook, images):
+    """Permute latent channels so that the most important comes first; returns the permutation."""
+    import tensorflow as tf
+    damage = np.zeros(model.config["channels"])
+    for im in images:
+        x = tf.constant(im[None], tf.float32) / 255.0
+        q = codebook.hard(model.analysis(x)).numpy()
+        ref = np.clip(model.synthesis(q).numpy(), 0, 1)
+        for c in range(q.shape[-1]):
+            cut = q.copy()
+            cut[..., c] = 0.0
+            damage[c] += np.mean((np.clip(model.synthesis(cut).numpy(), 0, 1) - ref) ** 2)
+    order = np.argsort(-damage, kind="stable")  # the channel whose loss hurts most comes first
+    project, expand = model.analysis.project, model.synthesis.expand
+    k, b = project.get_weights()
+    project.set_weights([k[..., order], b[order]])
+    k2, b2 = expand.get_weights()
+    expand.set_weights([k2[:, :, order, :], b2])
+    return order
+
+
+def to_onnx(function, path):
+    import onnx
+    import tf2onnx
+    proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=OPSET)
+    proto.ir_version = IR_VERSION
+    ops = sorted({n.op_type for n in proto.graph.node})
+    bad = [op for op in ops if op not in ALLOWED_OPS]
+    if bad:
+        fail("exported graph uses ops outside the allowed set: %s" % ", ".join(bad))
+    onnx.checker.check_model(proto)
+    onnx.save(proto, path)
+    return ops
+
+
+def check_parity(model, codebook, encoder_path, decoder_path, images):
+    """TF vs ONNX Runtime on ``images``: symbol mismatches (only on rounding boundaries) and pixel error."""
+    import onnxruntime as ort
+    import tensorflow as tf
+    enc = ort.InferenceSession(encoder_path, providers=["CPUExecutionProvider"])
+    dec = ort.InferenceSession(decoder_path, providers=["CPUExecutionProvider"])
+    mismatched, total, worst_pixel = 0, 0, 0.0
+    for im in images:
+        y = model.analysis(tf.constant(im[None], tf.float32) / 255.0).numpy()
+        tf_symbols = np.transpose(codebook.to_symbols(y).numpy(), [0, 3, 1, 2])
+        ort_symbols = enc.run(None, {"image": im[None]})[0]
+        if ort_symbols.shape != tf_symbols.shape or ort_symbols.dtype != np.uint8:
+            fail("encoder output shape/dtype %s %s differs from TF %s" % (ort_symbols.shape, ort_symbols.dtype, tf_symbols.shape))
+        differ = ort_symbols != tf_symbols
+        frac = np.abs(np.transpose(y, [0, 3, 1, 2]) - np.floor(np.transpose(y, [0, 3, 1, 2])) - 0.5)
+        if np.any(differ & (frac > BOUNDARY)):
+            fail("encoder parity: %d symbols differ away from a rounding boundary" % int(np.sum(differ & (frac > BOUNDARY))))
+        mismatched += int(differ.sum())
+        total += differ.size
+        tf_image = np.clip(model.synthesis(codebook.from_symbols(np.transpose(tf_symbols, [0, 2, 3, 1]))).numpy(), 0, 1)
+        ort_image = dec.run(None, {"symbols": tf_symbols})[0]
+        worst_pixel = max(worst_pixel, float(np.max(np.abs(tf_image - ort_image))))
+    if mismatched > SYMBOL_MISMATCH_LIMIT * total:
+        fail("encoder parity: %d of %d symbols differ" % (mismatched, total))
+    if worst_pixel > PIXEL_TOLERANCE:
+        fail("decoder parity: max |TF - ORT| = %.2e > %.0e" % (worst_pixel, PIXEL_TOLERANCE))
+    return {"images": len(images), "symbols_compared": total, "symbols_on_boundary_differing": mismatched,
+            "decoder_max_abs_error": worst_pixel}
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def measure(model_dir, folder, limit=None):
+    """RD of the exported model through the real runtime (file bytes, PSNR, MS-SSIM)."""
+    from benchmarks.evaluate import evaluate_folder
+    return evaluate_folder(model_dir, folder, limit=limit)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m export.to_onnx", description=__doc__.split("\n\n")[0])
+    p.add_argument("source", help="training run folder (runs/NAME) or a released models/NAME/keras folder")
+    p.add_argument("--out", required=True, help="model folder to write (models/NAME)")
+    p.add_argument("--name", help="model name stored in files (default: the --out folder name)")
+    p.add_argument("--parity-images", help="folder of images for the parity check (default: generated + --eval)")
+    p.add_argument("--eval", help="folder to measure the RD recorded in the manifest (e.g. the Kodak set)")
+    p.add_argument("--eval-name", help="name of the --eval set in the manifest (default: folder name)")
+    p.add_argument("--sample", default="samples/rose.png", help="image whose bpp/PSNR the manifest records")
+    p.add_argument("--provisional", action="store_true", help="mark the model as provisional (not a release)")
+    p.add_argument("--no-reorder", action="store_true", help="keep the trained channel order")
+    return p.parse_args(argv)
+
+
+def parity_images(folder):
+    """A few deterministic test inputs: photos from ``folder`` (cropped) and odd-sized noise/gradients."""
+    from export import data
+    images = []
+    if folder:
+        images += data.center_crops(data.list_images(folder)[:3], 256)
+    rng = np.random.default_rng(0)
+    gradient = np.linspace(0, 255, 96 * 136 * 3).reshape(96, 136, 3).astype(np.uint8)
+    images += [gradient, rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)]
+    return images
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from export.model import STRIDE
+    from export.quantizer import Codebook
+    model, config, weights = load_trained(args.source)
+    codebook = Codebook(config["codebook_min"], config["codebook_size"])
+    name = args.name or os.path.basename(os.path.normpath(args.out))
+    images = parity_images(args.parity_images or args.eval)
+
+    order = None if args.no_reorder else order_channels_by_importance(model, codebook, images[:3])
+    encoder, decoder = graph_functions(model, codebook)
+    staging = tempfile.mkdtemp(prefix=".export-", dir=os.path.dirname(os.path.abspath(args.out)) or ".")
+    try:
+        enc_path, dec_path = os.path.join(staging, "encoder.onnx"), os.path.join(staging, "decoder.onnx")
+        ops = sorted(set(to_onnx(encoder, enc_path)) | set(to_onnx(decoder, dec_path)))
+        parity = check_parity(model, codebook, enc_path, dec_path, images)
+        print("parity ok: %s" % json.dumps(parity), flush=True)
+        os.makedirs(os.path.join(staging, "keras"))
+        model.save_weights(os.path.join(staging, "keras", "model.weights.h5"))
+        keras_config = {k: config[k] for k in ("channels", "width", "blocks", "codebook_min", "codebook_size")}
+        with open(os.path.join(staging, "keras", "config.json"), "w") as f:
+            json.dump(keras_config, f, indent=2)
+        manifest = {
+            "name": name,
+            "provisional": bool(args.provisional),
+            "channels": config["channels"],
+            "codebook": {"minimum": config["codebook_min"], "size": config["codebook_size"]},
+            "stride": STRIDE,
+            "channel_order": "importance" if order is not None else "trained",
+            "opset": OPSET,
+            "ir_version": IR_VERSION,
+            "ops": ops,
+            "files": {f: {"sha256": sha256(os.path.join(staging, f)), "bytes": os.path.getsize(os.path.join(staging, f))}
+                      for f in ("encoder.onnx", "decoder.onnx")},
+            "io": {"encoder": {"input": "image", "input_type": "uint8 NHWC, RGB, H and W multiples of stride",
+                               "output": "symbols", "output_type": "uint8 NCHW codebook indices"},
+                   "decoder": {"input": "symbols", "output": "image", "output_type": "float32 NHWC in [0, 1]"}},
+            "parameters": model.parameter_counts(),
+            "training": {"data": config.get("data"), "steps": config.get("trained_steps"), "lambda": config.get("lambda"),
+                         "distortion": config.get("distortion"), "batch": config.get("batch"), "crop": config.get("crop"),
+                         "precision": config.get("precision_used")},
+            "parity": parity,
+            "exported": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        write_json(os.path.join(staging, "manifest.json"), manifest)
+        if args.sample and os.path.exists(args.sample):
+            manifest["sample"] = measure_one(staging, args.sample)
+        if args.eval:
+            manifest["rd"] = dict(measure(staging, args.eval), dataset=args.eval_name or os.path.basename(os.path.normpath(args.eval)))
+        write_json(os.path.join(staging, "manifest.json"), manifest)
+        install(staging, args.out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print("wrote %s: %s" % (args.out, json.dumps({k: manifest.get(k) for k in ("parameters", "sample", "rd")})))
+
+
+def measure_one(model_dir, path):
+    from benchmarks.evaluate import evaluate_image
+    result = evaluate_image(model_dir, path)
+    return {"file": path, "bpp": result["bpp"], "psnr": result["psnr"]}
+
+
+def write_json(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+
+
+def install(staging, out):
+    """Replace the files of ``out`` with the staged ones (other files there are kept)."""
+    os.makedirs(out, exist_ok=True)
+    for name in ("encoder.onnx", "decoder.onnx", "manifest.json"):
+        os.replace(os.path.join(staging, name), os.path.join(out, name))
+    shutil.rmtree(os.path.join(out, "keras"), ignore_errors=True)
+    shutil.move(os.path.join(staging, "keras"), os.path.join(out, "keras"))
+
+
+if __name__ == "__main__":
+    main()

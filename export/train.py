@@ -1,0 +1,291 @@
+"""Train an l3ic model: ``python -m export.train --data DIR --channels 32 --out runs/NAME``.
+
+Loss = distortion + lambda * rate, with the distortion the MSE on the 0..255
+scale (or 1 - MS-SSIM scaled to a comparable range) and the rate the
+per-channel soft-histogram entropy in bits per pixel (see ``quantizer``).
+
+The run folder holds ``config.json`` (the hyper-parameters, fixed at the first
+start), ``log.jsonl`` (progress and validation) and ``checkpoint/`` (weights,
+optimiser state, step and random-generator states), rewritten atomically every
+few minutes.  ``--resume`` continues exactly where the last checkpoint stopped,
+so training may be killed at any moment.
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+from export import data
+
+DEFAULTS = {
+    "channels": 32, "width": 128, "blocks": 3, "lambda": 64.0, "distortion": "mse",
+    "steps": 20000, "batch": 16, "crop": 128, "lr": 3e-4, "warmup": 500, "decay_from": 0.8,
+    "clip_norm": 1.0, "noise_fraction": 0.2, "codebook_min": -15, "codebook_size": 32,
+    "seed": 0, "precision": "auto", "holdout": 8, "val_size": 256,
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m export.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", help="folder of training images (PNG/JPEG)")
+    p.add_argument("--val", help="folder of validation images (default: --holdout images split off --data)")
+    p.add_argument("--out", required=True, help="run folder (config, log, checkpoints)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--channels", type=int, help="latent channels (seed: 16/32/64 = low/medium/high)")
+    p.add_argument("--width", type=int, help="feature width of the transforms")
+    p.add_argument("--blocks", type=int, help="residual blocks in each transform")
+    p.add_argument("--lambda", dest="lambda_", type=float, help="rate weight: MSE(0..255) per bit per pixel")
+    p.add_argument("--distortion", choices=["mse", "msssim"])
+    p.add_argument("--steps", type=int, help="total training steps (may be raised on --resume)")
+    p.add_argument("--batch", type=int)
+    p.add_argument("--crop", type=int, help="training crop size in pixels")
+    p.add_argument("--lr", type=float, help="peak Adam learning rate")
+    p.add_argument("--warmup", type=int, help="linear learning-rate warm-up steps")
+    p.add_argument("--decay-from", type=float, help="fraction of --steps after which the rate decays to 1%%")
+    p.add_argument("--clip-norm", type=float, help="global gradient-norm clip")
+    p.add_argument("--noise-fraction", type=float, help="fraction of steps using additive noise instead of rounding")
+    p.add_argument("--codebook-min", type=int)
+    p.add_argument("--codebook-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="auto = bf16 where the CPU supports it")
+    p.add_argument("--holdout", type=int, help="images of --data kept for validation when --val is not given")
+    p.add_argument("--val-size", type=int, help="validation uses the central crop of this size")
+    p.add_argument("--checkpoint-minutes", type=float, default=3.0)
+    p.add_argument("--log-every", type=int, default=50)
+    return p.parse_args(argv)
+
+
+def resolve_config(args):
+    """Hyper-parameters: from the run's config.json on --resume, else defaults + flags."""
+    path = os.path.join(args.out, "config.json")
+    flags = {k: v for k, v in vars(args).items() if v is not None}
+    flags["lambda"] = flags.pop("lambda_", None)
+    if args.resume:
+        if not os.path.exists(path):
+            raise SystemExit("error: --resume given but %s does not exist" % path)
+        with open(path) as f:
+            config = json.load(f)
+        if args.steps:
+            config["steps"] = args.steps  # the one thing a resume may change
+        ignored = [k for k in DEFAULTS if k != "steps" and flags.get(k) is not None and flags[k] != config.get(k)]
+        if ignored:
+            print("note: --resume keeps the run's config; ignoring --" + ", --".join(ignored), file=sys.stderr)
+        return config
+    if not args.data:
+        raise SystemExit("error: --data is required for a new run")
+    if os.path.exists(os.path.join(args.out, "checkpoint")):
+        raise SystemExit("error: %s already has a checkpoint; use --resume or another --out" % args.out)
+    config = dict(DEFAULTS)
+    config.update({k: v for k, v in flags.items() if k in DEFAULTS and v is not None})
+    config["data"] = os.path.abspath(args.data)
+    config["val"] = os.path.abspath(args.val) if args.val else None
+    return config
+
+
+def cpu_has_bf16():
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def learning_rate(config, step):
+    """Linear warm-up, constant, then exponential decay to 1% over the last part."""
+    peak, steps = config["lr"], config["steps"]
+    if step < config["warmup"]:
+        return peak * (step + 1) / config["warmup"]
+    start = int(config["decay_from"] * steps)
+    if step < start:
+        return peak
+    return peak * 0.01 ** ((step - start) / max(1, steps - start))
+
+
+class Trainer:
+    """Owns the model, optimiser, data and checkpoints of one run."""
+
+    def __init__(self, config, out):
+        import keras
+        import tensorflow as tf
+        from export.model import STRIDE, L3icModel
+        from export.quantizer import Codebook
+
+        self.tf, self.keras, self.config, self.out = tf, keras, config, out
+        precision = config["precision"]
+        if precision == "auto":
+            precision = "bf16" if cpu_has_bf16() else "fp32"
+        self.precision = precision
+        keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
+        keras.utils.set_random_seed(config["seed"])
+
+        self.stride = STRIDE
+        self.codebook = Codebook(config["codebook_min"], config["codebook_size"])
+        self.model = L3icModel(config["channels"], config["width"], config["blocks"]).build_for()
+        self.optimizer = keras.optimizers.Adam(learning_rate=config["lr"], global_clipnorm=config["clip_norm"])
+        self.optimizer.build(self.model.trainable_variables)
+        self.noise = tf.random.Generator.from_seed(config["seed"] + 1)
+        self.step = 0
+
+        train_paths = data.list_images(config["data"])
+        if config.get("val"):
+            val_paths = data.list_images(config["val"])
+        else:
+            train_paths, val_paths = data.split_holdout(train_paths, config["holdout"])
+        self.sampler = data.CropSampler(train_paths, config["crop"], config["seed"])
+        self.val_images = data.center_crops(val_paths, config["val_size"]) if val_paths else []
+        self.n_train = len(self.sampler.images)
+        self._train_step = {True: self._make_step(True), False: self._make_step(False)}
+
+    # ---- the training step -------------------------------------------------
+    def _distortion(self, x, x_hat):
+        tf = self.tf
+        if self.config["distortion"] == "msssim":
+            ms = tf.image.ssim_multiscale(x * 255.0, tf.clip_by_value(x_hat, 0.0, 1.0) * 255.0, 255.0)
+            return 1000.0 * (1.0 - tf.reduce_mean(ms))  # roughly the MSE scale near 30 dB
+        return tf.reduce_mean(tf.square(x - x_hat)) * (255.0 ** 2)
+
+    def _make_step(self, use_noise):
+        tf = self.tf
+
+        @tf.function
+        def step(images, lr):
+            x = tf.cast(images, tf.float32) / 255.0
+            with tf.GradientTape() as tape:
+                y = tf.cast(self.model.analysis(x), tf.float32)
+                q = self.codebook.noisy(y, self.noise) if use_noise else self.codebook.straight_through(y)
+                x_hat = tf.cast(self.model.synthesis(q), tf.float32)
+                distortion = self._distortion(x, x_hat)
+                bpp = self.codebook.bits_per_pixel(y, self.stride)
+                loss = distortion + self.config["lambda"] * bpp
+            variables = self.model.trainable_variables
+            grads = tape.gradient(loss, variables)
+            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+            if finite:
+                self.optimizer.learning_rate.assign(lr)
+                self.optimizer.apply_gradients(zip(grads, variables))
+            mse = tf.reduce_mean(tf.square(x - tf.clip_by_value(x_hat, 0.0, 1.0)))
+            return loss, bpp, 10.0 * tf.math.log(1.0 / mse) / tf.math.log(10.0), finite
+
+        return step
+
+    def validate(self):
+        """Mean bpp (empirical per-image, per-channel entropy of hard symbols) and PSNR on the validation crops."""
+        from export.quantizer import empirical_bits_per_symbol
+        tf = self.tf
+        bpps, psnrs = [], []
+        for im in self.val_images:
+            x = tf.constant(im[None], tf.float32) / 255.0
+            y = tf.cast(self.model.analysis(x), tf.float32)
+            symbols = self.codebook.to_symbols(y)
+            x_hat = tf.clip_by_value(tf.cast(self.model.synthesis(self.codebook.hard(y)), tf.float32), 0.0, 1.0)
+            bits = tf.reduce_sum(empirical_bits_per_symbol(symbols, self.codebook.size)) * float(y.shape[1] * y.shape[2])
+            bpps.append(float(bits) / (im.shape[0] * im.shape[1]))
+            mse = float(tf.reduce_mean(tf.square(tf.round(x_hat * 255.0) - x * 255.0)))
+            psnrs.append(10 * math.log10(255.0 ** 2 / max(mse, 1e-10)))
+        return {"val_bpp": float(np.mean(bpps)), "val_psnr": float(np.mean(psnrs)), "val_images": len(bpps)}
+
+    # ---- checkpoints -------------------------------------------------------
+    def save(self):
+        """Write checkpoint/ atomically: build checkpoint.tmp, then swap it in."""
+        final = os.path.join(self.out, "checkpoint")
+        tmp, old = final + ".tmp", final + ".old"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        self.model.save_weights(os.path.join(tmp, "model.weights.h5"))
+        np.savez(os.path.join(tmp, "optimizer.npz"), *[v.numpy() for v in self.optimizer.variables])
+        state = {"step": self.step, "sampler": self.sampler.get_state(),
+                 "noise_state": self.noise.state.numpy().tolist(), "precision": self.precision}
+        with open(os.path.join(tmp, "state.json"), "w") as f:
+            json.dump(state, f)
+        shutil.rmtree(old, ignore_errors=True)
+        if os.path.exists(final):
+            os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def restore(self):
+        folder = os.path.join(self.out, "checkpoint")
+        if not os.path.exists(os.path.join(folder, "state.json")):
+            folder += ".old"  # interrupted between the two renames of save()
+        if not os.path.exists(os.path.join(folder, "state.json")):
+            raise SystemExit("error: no checkpoint to resume in %s" % self.out)
+        self.model.load_weights(os.path.join(folder, "model.weights.h5"))
+        with np.load(os.path.join(folder, "optimizer.npz")) as saved:
+            for i, v in enumerate(self.optimizer.variables):
+                v.assign(saved["arr_%d" % i])
+        with open(os.path.join(folder, "state.json")) as f:
+            state = json.load(f)
+        self.step = state["step"]
+        self.sampler.set_state(state["sampler"])
+        self.noise.reset(self.tf.constant(state["noise_state"], self.tf.int64))
+
+    # ---- the loop ----------------------------------------------------------
+    def log(self, record):
+        with open(os.path.join(self.out, "log.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def run(self, checkpoint_minutes, log_every):
+        config, steps = self.config, self.config["steps"]
+        noise_steps = int(config["noise_fraction"] * steps)
+        last_save, window = time.time(), []
+        t0, step0 = time.time(), self.step
+        skipped = 0
+        while self.step < steps:
+            images = self.sampler.batch(config["batch"])
+            lr = learning_rate(config, self.step)
+            loss, bpp, psnr, finite = self._train_step[self.step < noise_steps](images, self.tf.constant(lr, self.tf.float32))
+            self.step += 1
+            if not bool(finite):
+                skipped += 1
+                if skipped > 100:
+                    raise SystemExit("error: 100 steps with non-finite gradients; resume from the last checkpoint with a lower --lr")
+                continue
+            window.append((float(loss), float(bpp), float(psnr)))
+            if self.step % log_every == 0 or self.step == steps:
+                self._report(window, lr, t0, step0, noise_steps)
+                window = []
+            if time.time() - last_save > 60 * checkpoint_minutes or self.step == steps:
+                record = {"step": self.step, "time": time.time()}
+                record.update(self.validate() if self.val_images else {})
+                self.save()
+                self.log(dict(record, event="checkpoint"))
+                print("checkpoint at step %d %s" % (self.step, json.dumps(record)), flush=True)
+                last_save = time.time()
+
+    def _report(self, window, lr, t0, step0, noise_steps):
+        loss, bpp, psnr = (float(np.mean(v)) for v in zip(*window))
+        rate = (self.step - step0) / max(1e-9, time.time() - t0)
+        eta = (self.config["steps"] - self.step) / max(rate, 1e-9)
+        phase = "noise" if self.step <= noise_steps else "round"
+        print("step %d/%d loss %.2f bpp %.3f psnr %.2f lr %.2e %s %.2f steps/s eta %dm"
+              % (self.step, self.config["steps"], loss, bpp, psnr, lr, phase, rate, eta // 60), flush=True)
+        self.log({"step": self.step, "loss": loss, "bpp": bpp, "psnr": psnr, "lr": lr, "steps_per_s": rate})
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    config = resolve_config(args)
+    os.makedirs(args.out, exist_ok=True)
+    trainer = Trainer(config, args.out)
+    config["precision_used"] = trainer.precision
+    config["parameters"] = trainer.model.parameter_counts()
+    with open(os.path.join(args.out, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    if args.resume:
+        trainer.restore()
+        print("resumed %s at step %d" % (args.out, trainer.step), flush=True)
+    print("training %s: %d images, %s, %s parameters, precision %s"
+          % (args.out, trainer.n_train, {k: config[k] for k in ("channels", "lambda", "steps", "batch", "crop")},
+             config["parameters"], trainer.precision), flush=True)
+    trainer.run(args.checkpoint_minutes, args.log_every)
+    print("done: %s at step %d" % (args.out, trainer.step), flush=True)
+
+
+if __name__ == "__main__":
+    main()

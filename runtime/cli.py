@@ -1,0 +1,66 @@
+"""What the command-line tools share: one-line errors, exit codes, paths.
+
+Every user error surfaces as ``l3ic: error: <one line>`` on stderr and a
+non-zero exit status, never a traceback (set ``L3IC_DEBUG=1`` to see one).
+"""
+import argparse
+import os
+import sys
+import traceback
+
+from runtime.errors import L3icError
+
+EXIT_ERROR = 1
+EXIT_INTERNAL = 2
+EXIT_INTERRUPTED = 130
+
+
+def run(main, argv=None):
+    """Call ``main(argv)`` and turn every failure into one line on stderr and an exit code."""
+    try:
+        return main(argv) or 0
+    except L3icError as e:
+        print("l3ic: error: %s" % e, file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("l3ic: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print("l3ic: error: out of memory", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:  # a bug: still one line, with the way to get details
+        if os.environ.get("L3IC_DEBUG"):
+            traceback.print_exc()
+        print("l3ic: internal error: %s: %s (set L3IC_DEBUG=1 for a traceback)" % (type(e).__name__, e), file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error (argparse's own exits with status 2 after the usage)."""
+
+    def error(self, message):
+        self.exit(2, "l3ic: error: %s (see --help)\n" % message)
+
+
+def add_model_options(parser):
+    parser.add_argument("-m", "--model", help="model: low, medium (default), high, or a model folder")
+    parser.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="ONNX Runtime execution provider (auto: CUDA when available)")
+
+
+def read_input(path):
+    """The bytes of an input file, with one-line errors."""
+    if os.path.isdir(path):
+        raise L3icError("%s is a directory" % path)
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise L3icError("no such file: %s" % path)
+    except OSError as e:
+        raise L3icError("cannot read %s: %s" % (path, e.strerror or e))
+
+
+def default_output(path, suffix):
+    """``photo.png`` -> ``photo.l3ic`` (next to the input)."""
+    return os.path.splitext(path)[0] + suffix

@@ -1,0 +1,129 @@
+"""Shipped models and their ONNX Runtime sessions.
+
+A model is a folder with ``encoder.onnx``, ``decoder.onnx`` and
+``manifest.json`` (written by ``export.to_onnx``).  The quality names
+``low``/``medium``/``high`` refer to the folders shipped in ``models/``; they
+are found next to the installed package (package data ``runtime/models``) or,
+in a source checkout, in the repository's ``models/`` folder.  Any other value
+is a path to a model folder.
+
+Model files are checked against the sha256 in the manifest before use, so a
+damaged download is a clear error instead of garbage images.
+"""
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from runtime.errors import ModelError
+
+QUALITIES = ("low", "medium", "high")
+DEFAULT_MODEL = "medium"
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def model_roots():
+    """Folders searched for named models: $L3IC_MODELS, the installed package data, the source checkout."""
+    roots = [os.environ.get("L3IC_MODELS"), os.path.join(_HERE, "models"), os.path.join(os.path.dirname(_HERE), "models")]
+    return [r for r in roots if r and os.path.isdir(r)]
+
+
+def find_model(model):
+    """Folder of ``model`` (a quality/model name or a path)."""
+    if os.path.isdir(model):
+        return model
+    if os.sep not in model and "/" not in model:
+        for root in model_roots():
+            folder = os.path.join(root, model)
+            if os.path.isfile(os.path.join(folder, "manifest.json")):
+                return folder
+        known = sorted({n for r in model_roots() for n in os.listdir(r) if os.path.isfile(os.path.join(r, n, "manifest.json"))})
+        raise ModelError("unknown model %r (shipped models: %s)" % (model, ", ".join(known) or "none"))
+    raise ModelError("model folder not found: %s" % model)
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve_providers(providers):
+    """ONNX Runtime execution providers for 'auto' (CUDA when available), 'cpu', 'cuda' or an explicit list."""
+    import onnxruntime as ort
+    available = ort.get_available_providers()
+    if providers is None or providers == "auto":
+        return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    if providers == "cpu":
+        return ["CPUExecutionProvider"]
+    if providers == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise ModelError("the CUDA execution provider is not available (install onnxruntime-gpu and a CUDA runtime)")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if isinstance(providers, str):
+        raise ModelError("unknown provider %r (use auto, cpu or cuda)" % providers)
+    return list(providers)
+
+
+class Model:
+    """One l3ic model: its manifest and the encoder/decoder inference sessions."""
+
+    def __init__(self, model=DEFAULT_MODEL, providers=None):
+        self.folder = find_model(model)
+        self.manifest = self._read_manifest()
+        self.name = self.manifest["name"]
+        self.channels = int(self.manifest["channels"])
+        self.stride = int(self.manifest["stride"])
+        self.codebook_min = int(self.manifest["codebook"]["minimum"])
+        self.codebook_size = int(self.manifest["codebook"]["size"])
+        self.decoder_hash = bytes.fromhex(self.manifest["files"]["decoder.onnx"]["sha256"])[:16]
+        self.providers = resolve_providers(providers)
+        self._encoder = self._decoder = None
+
+    def _read_manifest(self):
+        path = os.path.join(self.folder, "manifest.json")
+        try:
+            with open(path) as f:
+                manifest = json.load(f)
+            for name in ("encoder.onnx", "decoder.onnx"):
+                manifest["files"][name]["sha256"]
+            manifest["codebook"]["minimum"], manifest["codebook"]["size"], manifest["stride"], manifest["channels"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ModelError("cannot read model manifest %s: %s" % (path, e))
+        return manifest
+
+    def _session(self, name):
+        """Create the inference session for encoder.onnx or decoder.onnx after checking its hash."""
+        import onnxruntime as ort
+        path = os.path.join(self.folder, name)
+        if not os.path.isfile(path):
+            raise ModelError("model file missing: %s" % path)
+        if _sha256(path) != self.manifest["files"][name]["sha256"]:
+            raise ModelError("model file %s does not match the sha256 in its manifest (damaged or replaced)" % path)
+        try:
+            return ort.InferenceSession(path, providers=self.providers)
+        except Exception as e:  # ONNX Runtime raises its own exception types
+            raise ModelError("ONNX Runtime cannot load %s: %s" % (path, str(e).splitlines()[0]))
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            self._encoder = self._session("encoder.onnx")
+        return self._encoder
+
+    @property
+    def decoder(self):
+        if self._decoder is None:
+            self._decoder = self._session("decoder.onnx")
+        return self._decoder
+
+    def encode(self, rgb):
+        """uint8 RGB (H, W, 3), H and W multiples of the stride -> symbols uint8 (C, H/s, W/s)."""
+        return self.encoder.run(None, {"image": np.ascontiguousarray(rgb)[None]})[0][0]
+
+    def decode(self, symbols):
+        """symbols uint8 (C, h, w) -> float32 RGB in [0, 1] of shape (h*s, w*s, 3)."""
+        return self.decoder.run(None, {"symbols": np.ascontiguousarray(symbols)[None]})[0][0]

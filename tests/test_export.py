@@ -1,0 +1,86 @@
+"""Train a tiny model, resume it, export it to ONNX and run it through the runtime.
+
+Needs the ``export`` extra (TensorFlow, tf2onnx, onnx); skipped without it.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("tf2onnx")
+onnx = pytest.importorskip("onnx")
+from PIL import Image  # noqa: E402
+
+from export import to_onnx, train  # noqa: E402
+
+TINY = ["--channels", "4", "--width", "16", "--blocks", "1", "--crop", "32", "--batch", "4",
+        "--lr", "2e-3", "--warmup", "5", "--holdout", "1", "--val-size", "32", "--log-every", "5"]
+
+
+def synthetic_photos(folder, count=6, size=(48, 64)):
+    """Smooth colour gradients with a few discs: structured enough to learn in a few steps."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size[0], 0:size[1]]
+    for i in range(count):
+        base = [np.clip(a * yy + b * xx + c, 0, 255) for a, b, c in rng.uniform([-3, -3, 0], [3, 3, 255], (3, 3))]
+        image = np.stack(base, axis=2)
+        for _ in range(3):
+            cy, cx, r = rng.integers(0, size[0]), rng.integers(0, size[1]), rng.integers(4, 12)
+            image[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(0, 256, 3)
+        Image.fromarray(image.astype(np.uint8)).save(os.path.join(folder, "img%d.png" % i))
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    data = root / "data"
+    data.mkdir()
+    synthetic_photos(str(data))
+    run = str(root / "run")
+    train.main(["--data", str(data), "--out", run, "--steps", "30", "--checkpoint-minutes", "100"] + TINY)
+    train.main(["--out", run, "--steps", "60", "--resume", "--checkpoint-minutes", "100", "--log-every", "5"])
+    return root, run
+
+
+def read_log(run):
+    with open(os.path.join(run, "log.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_training_resumes_and_loss_goes_down(trained_run):
+    _, run = trained_run
+    log = read_log(run)
+    steps = [r["step"] for r in log if "loss" in r]
+    assert steps == list(range(5, 65, 5))  # the resumed run continued at step 30, no restart
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
+    checkpoints = [r for r in log if r.get("event") == "checkpoint"]
+    assert [c["step"] for c in checkpoints] == [30, 60]
+    assert all(c["val_images"] == 1 and c["val_bpp"] > 0 for c in checkpoints)
+
+
+def test_export_parity_ops_and_runtime_round_trip(trained_run):
+    root, run = trained_run
+    out = str(root / "model")
+    to_onnx.main([run, "--out", out, "--parity-images", str(root / "data"), "--sample", "", "--provisional"])
+    with open(os.path.join(out, "manifest.json")) as f:
+        manifest = json.load(f)
+    assert manifest["provisional"] is True and manifest["channels"] == 4 and manifest["stride"] == 8
+    assert manifest["training"]["steps"] == 60
+    assert manifest["parity"]["decoder_max_abs_error"] <= 1e-3
+    for name in ("encoder.onnx", "decoder.onnx"):
+        model = onnx.load(os.path.join(out, name))
+        assert model.ir_version <= 8
+        assert all(o.version <= 15 for o in model.opset_import if o.domain in ("", "ai.onnx"))
+        assert {n.op_type for n in model.graph.node} <= to_onnx.ALLOWED_OPS
+        assert not [n for n in model.graph.node if n.op_type in ("Dropout", "RandomUniform", "RandomNormal")]
+
+    from runtime import Codec
+    codec = Codec(out, "cpu")
+    image = np.asarray(Image.open(str(root / "data" / "img0.png")))
+    decoded = codec.decode(codec.encode(image))
+    assert decoded.shape == image.shape
+    from runtime.image import psnr
+    assert psnr(image, decoded) > 15.0  # a 60-step toy: far from a codec, but clearly not noise
