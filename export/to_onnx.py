@@ -13,14 +13,14 @@ most: decoding the first k channels of a file gives the best k-channel preview.
 """
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 
 import numpy as np
+
+from runtime.model import file_sha256
 
 OPSET = 15  # ONNX Runtime 1.11 (JetPack) reads opset <= 15
 IR_VERSION = 8  # ...and IR version <= 8
@@ -142,14 +142,6 @@ def check_parity(model, codebook, encoder_path, decoder_path, images):
             "decoder_max_abs_error": worst_pixel}
 
 
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def measure(model_dir, folder, limit=None):
     """RD of the exported model through the real runtime (file bytes, PSNR, MS-SSIM)."""
     from benchmarks.evaluate import evaluate_folder
@@ -214,7 +206,7 @@ def main(argv=None):
             "opset": OPSET,
             "ir_version": IR_VERSION,
             "ops": ops,
-            "files": {f: {"sha256": sha256(os.path.join(staging, f)), "bytes": os.path.getsize(os.path.join(staging, f))}
+            "files": {f: {"sha256": file_sha256(os.path.join(staging, f)), "bytes": os.path.getsize(os.path.join(staging, f))}
                       for f in ("encoder.onnx", "decoder.onnx")},
             "io": {"encoder": {"input": "image", "input_type": "uint8 NHWC, RGB, H and W multiples of stride",
                                "output": "symbols", "output_type": "uint8 NCHW codebook indices"},

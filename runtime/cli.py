@@ -42,10 +42,19 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, "l3ic: error: %s (see --help)\n" % message)
 
 
-def add_model_options(parser):
+def tool_parser(prog, description, input_help, output_help):
+    """The options every codec tool shares: input, -o, model, provider, -f, --max-pixels."""
+    from runtime.image import DEFAULT_MAX_PIXELS
+    parser = Parser(prog=prog, description=description)
+    parser.add_argument("input", help=input_help)
+    parser.add_argument("-o", "--output", help=output_help)
     parser.add_argument("-m", "--model", help="model: low, medium (default), high, or a model folder")
     parser.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"],
                         help="ONNX Runtime execution provider (auto: CUDA when available)")
+    parser.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help="refuse larger images (decompression-bomb guard; default %(default)d)")
+    return parser
 
 
 def read_input(path):

@@ -14,14 +14,9 @@ from runtime.errors import L3icError
 
 
 def parse_args(argv):
-    p = cli.Parser(prog="python -m runtime.decode", description="Decompress an l3ic file to an image.")
-    p.add_argument("input", help=".l3ic file")
-    p.add_argument("-o", "--output", help="output image; its extension picks the format (default: INPUT with .png)")
-    cli.add_model_options(p)
-    p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
+    p = cli.tool_parser("python -m runtime.decode", "Decompress an l3ic file to an image.", ".l3ic file",
+                        "output image; its extension picks the format (default: INPUT with .png)")
     p.add_argument("--channels", help="decode only these latent channels, e.g. 0,1,2 or 0-7 (others are zero)")
-    p.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS,
-                   help="refuse files that claim larger images (default %(default)d)")
     return p.parse_args(argv)
 
 

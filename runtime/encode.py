@@ -16,14 +16,9 @@ from runtime.model import DEFAULT_MODEL
 
 
 def parse_args(argv):
-    p = cli.Parser(prog="python -m runtime.encode", description="Compress an image to an l3ic file.")
-    p.add_argument("input", help="image file (PNG, JPEG, anything Pillow reads)")
-    p.add_argument("-o", "--output", help="output file (default: INPUT with the suffix .l3ic)")
-    cli.add_model_options(p)
-    p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
+    p = cli.tool_parser("python -m runtime.encode", "Compress an image to an l3ic file.",
+                        "image file (PNG, JPEG, anything Pillow reads)", "output file (default: INPUT with the suffix .l3ic)")
     p.add_argument("--strip", action="store_true", help="drop ICC profile and EXIF")
-    p.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS,
-                   help="refuse larger images (decompression-bomb guard; default %(default)d)")
     p.add_argument("--verify", action="store_true", help="decode the result and print its PSNR")
     return p.parse_args(argv)
 

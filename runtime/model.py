@@ -43,7 +43,7 @@ def find_model(model):
     raise ModelError("model folder not found: %s" % model)
 
 
-def _sha256(path):
+def file_sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -101,7 +101,7 @@ class Model:
         path = os.path.join(self.folder, name)
         if not os.path.isfile(path):
             raise ModelError("model file missing: %s" % path)
-        if _sha256(path) != self.manifest["files"][name]["sha256"]:
+        if file_sha256(path) != self.manifest["files"][name]["sha256"]:
             raise ModelError("model file %s does not match the sha256 in its manifest (damaged or replaced)" % path)
         try:
             return ort.InferenceSession(path, providers=self.providers)

@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -59,19 +58,18 @@ def test_refuses_to_overwrite_without_force(encoded):
     assert run("runtime.encode", str(source), "-f", cwd=folder).returncode == 0
 
 
-def bad_inputs(folder):
+def make_bad_inputs(folder):
     (folder / "empty.png").write_bytes(b"")
     (folder / "text.png").write_text("not an image at all")
     png = (folder / "good.png")
     Image.fromarray(photo_like(40, 40)).save(png)
     (folder / "truncated.png").write_bytes(png.read_bytes()[:200])
     (folder / "adir").mkdir()
-    return ["missing.png", "empty.png", "text.png", "truncated.png", "adir"]
 
 
 @pytest.mark.parametrize("name", ["missing.png", "empty.png", "text.png", "truncated.png", "adir"])
 def test_encode_bad_inputs(tmp_path, name):
-    bad_inputs(tmp_path)
+    make_bad_inputs(tmp_path)
     before = sorted(os.listdir(tmp_path))
     assert_clean_failure(run("runtime.encode", name, cwd=tmp_path))
     assert sorted(os.listdir(tmp_path)) == before  # no partial output
