@@ -55,6 +55,8 @@ def parse_args(argv=None):
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="auto = bf16 where the CPU supports it")
     p.add_argument("--holdout", type=int, help="images of --data kept for validation when --val is not given")
     p.add_argument("--val-size", type=int, help="validation uses the central crop of this size")
+    p.add_argument("--init", help="start a new run from these weights (a models/NAME/keras folder), to fine-tune")
+    p.add_argument("--threads", type=int, help="TensorFlow intra-op threads (default: all cores)")
     p.add_argument("--checkpoint-minutes", type=float, default=3.0)
     p.add_argument("--log-every", type=int, default=50)
     return p.parse_args(argv)
@@ -272,6 +274,10 @@ def main(argv=None):
     args = parse_args(argv)
     config = resolve_config(args)
     os.makedirs(args.out, exist_ok=True)
+    if args.threads:
+        import tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     trainer = Trainer(config, args.out)
     config["precision_used"] = trainer.precision
     config["parameters"] = trainer.model.parameter_counts()
@@ -280,6 +286,12 @@ def main(argv=None):
     if args.resume:
         trainer.restore()
         print("resumed %s at step %d" % (args.out, trainer.step), flush=True)
+    elif args.init:
+        try:
+            trainer.model.load_weights(os.path.join(args.init, "model.weights.h5"))
+        except (OSError, ValueError) as e:
+            raise SystemExit("error: cannot initialise from %s (same --channels/--width/--blocks?): %s" % (args.init, e))
+        print("initialised from %s" % args.init, flush=True)
     print("training %s: %d images, %s, %s parameters, precision %s"
           % (args.out, trainer.n_train, {k: config[k] for k in ("channels", "lambda", "steps", "batch", "crop")},
              config["parameters"], trainer.precision), flush=True)
