@@ -1,0 +1,257 @@
+"""Rate-distortion of l3ic against the standard codecs: ``python -m benchmarks.rd --images DIR --out results/NAME``.
+
+Every image goes through every codec at every quality point (for l3ic: each
+shipped model); for each we keep the real file size (bpp), RGB PSNR, MS-SSIM
+(as ``tf.image.ssim_multiscale``) and encode/decode time.  Results are cached
+per (codec, setting, image) under ``results/NAME/cache`` so rerunning one codec
+is cheap.  Writes ``results.json`` (per image and per quality point),
+``summary.md`` (BD-rates on the mean curves, PSNR at 0.25/0.5/1 bpp) and the
+plots ``rd_psnr.png`` / ``rd_msssim.png``.
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+import numpy as np
+from PIL import Image
+
+from benchmarks.bdrate import bd_rate, metric_at_rate
+from benchmarks.codecs import BY_NAME, available
+from benchmarks.metrics import ms_ssim, ms_ssim_db, psnr
+
+ALL_CODECS = ["l3ic", "jpeg", "webp", "jpeg2000", "avif", "jxl", "x265"]
+L3IC_MODELS = ("low", "medium", "high")
+REPORT_RATES = (0.25, 0.5, 1.0)
+ANCHOR = "x265"
+
+
+def list_images(folder):
+    names = sorted(n for n in os.listdir(folder) if n.lower().endswith((".png", ".jpg", ".jpeg", ".ppm")))
+    if not names:
+        raise SystemExit("error: no images in %s" % folder)
+    return [os.path.join(folder, n) for n in names]
+
+
+def file_digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def settings_of(codec, quality):
+    """What identifies a result in the cache: for l3ic the model's decoder hash, else the tool and setting."""
+    if codec == "l3ic":
+        from runtime.model import Model
+        return "%s-%s" % (quality, Model(quality, "cpu").decoder_hash.hex()[:12])
+    return "%s" % quality
+
+
+_CODECS = {}
+
+
+def _l3ic(model):
+    if model not in _CODECS:
+        from runtime.codec import Codec
+        _CODECS[model] = Codec(model, "cpu")
+    return _CODECS[model]
+
+
+def measure(codec, quality, path):
+    """One (codec, quality, image) point."""
+    reference = np.asarray(Image.open(path).convert("RGB"))
+    pixels = reference.shape[0] * reference.shape[1]
+    if codec == "l3ic":
+        c = _l3ic(quality)
+        start = time.perf_counter()
+        data = c.encode(reference)
+        mid = time.perf_counter()
+        decoded = c.decode(data)
+        end = time.perf_counter()
+        size = len(data)
+    else:
+        tool = BY_NAME[codec]
+        folder = tempfile.mkdtemp(prefix="l3ic-rd-")
+        try:
+            start = time.perf_counter()
+            out = tool.encode(path, quality, folder)
+            mid = time.perf_counter()
+            dec_path = tool.decode(out, folder)
+            end = time.perf_counter()
+            size = tool.stream_bytes(out)
+            decoded = np.asarray(Image.open(dec_path).convert("RGB"))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return {"image": os.path.basename(path), "codec": codec, "quality": quality, "bytes": size,
+            "bpp": 8.0 * size / pixels, "psnr": psnr(reference, decoded), "ms_ssim": ms_ssim(reference, decoded),
+            "encode_s": mid - start, "decode_s": end - mid}
+
+
+def _task(args):
+    codec, quality, path, cache_file = args
+    result = measure(codec, quality, path)
+    os.makedirs(os.path.dirname(cache_file), exist_ok=True)
+    tmp = cache_file + ".tmp%d" % os.getpid()
+    with open(tmp, "w") as f:
+        json.dump(result, f)
+    os.replace(tmp, cache_file)
+    return result
+
+
+def plan(codecs, images, cache):
+    """All (codec, quality, image) tasks, split into cached results and work to do."""
+    done, todo = [], []
+    digests = {p: file_digest(p) for p in images}
+    for codec in codecs:
+        qualities = [m for m in L3IC_MODELS if _model_exists(m)] if codec == "l3ic" else BY_NAME[codec].qualities
+        for q in qualities:
+            key = settings_of(codec, q)
+            for p in images:
+                cache_file = os.path.join(cache, codec, key, digests[p] + ".json")
+                if os.path.exists(cache_file):
+                    with open(cache_file) as f:
+                        done.append(json.load(f))
+                else:
+                    todo.append((codec, q, p, cache_file))
+    return done, todo
+
+
+def _model_exists(name):
+    from runtime.model import find_model
+    try:
+        find_model(name)
+        return True
+    except Exception:
+        return False
+
+
+def aggregate(results):
+    """Mean bpp / PSNR / MS-SSIM per (codec, quality), each image weighted equally."""
+    curves = {}
+    groups = {}
+    for r in results:
+        groups.setdefault((r["codec"], r["quality"]), []).append(r)
+    for (codec, quality), rows in groups.items():
+        ms = [r["ms_ssim"] for r in rows if r["ms_ssim"] is not None]
+        point = {"quality": quality, "images": len(rows), "bpp": float(np.mean([r["bpp"] for r in rows])),
+                 "psnr": float(np.mean([r["psnr"] for r in rows])),
+                 "ms_ssim": float(np.mean(ms)) if ms else None,
+                 "encode_s": float(np.mean([r["encode_s"] for r in rows])),
+                 "decode_s": float(np.mean([r["decode_s"] for r in rows]))}
+        point["ms_ssim_db"] = ms_ssim_db(point["ms_ssim"]) if ms else None
+        curves.setdefault(codec, []).append(point)
+    for points in curves.values():
+        points.sort(key=lambda p: p["bpp"])
+    return curves
+
+
+def _curve(points, metric):
+    pts = [p for p in points if p[metric] is not None]
+    return [p["bpp"] for p in pts], [p[metric] for p in pts]
+
+
+def bd_table(curves):
+    """BD-rate (PSNR and MS-SSIM dB) of every codec against the anchor, and of l3ic against every codec."""
+    table = {}
+    for anchor in curves:
+        for test in curves:
+            if test == anchor or (anchor != ANCHOR and test != "l3ic"):
+                continue
+            row = {}
+            for metric in ("psnr", "ms_ssim_db"):
+                ra, da = _curve(curves[anchor], metric)
+                rt, dt = _curve(curves[test], metric)
+                row[metric] = bd_rate(ra, da, rt, dt)
+            table["%s vs %s" % (test, anchor)] = row
+    return table
+
+
+def psnr_at_rates(curves):
+    return {codec: {str(r): metric_at_rate(*_curve(points, "psnr"), r) for r in REPORT_RATES} for codec, points in curves.items()}
+
+
+def summary_markdown(curves, bd, at_rates, images):
+    lines = ["RD on %d images (mean curves). BD-rate: pchip Bjontegaard; negative = fewer bits than the anchor." % images, ""]
+    lines += ["| codec | PSNR @0.25 bpp | @0.5 | @1.0 | BD-rate vs %s (PSNR) | (MS-SSIM) |" % ANCHOR, "|---|---|---|---|---|---|"]
+    for codec in curves:
+        vs = bd.get("%s vs %s" % (codec, ANCHOR), {})
+        cells = ["%.2f" % at_rates[codec][str(r)] if not np.isnan(at_rates[codec][str(r)]) else "-" for r in REPORT_RATES]
+        bdc = ["%+.1f%%" % vs[m] if vs and not np.isnan(vs[m]) else ("0 (anchor)" if codec == ANCHOR else "-") for m in ("psnr", "ms_ssim_db")]
+        lines.append("| %s | %s | %s | %s |" % (codec, " | ".join(cells), bdc[0], bdc[1]))
+    l3ic_rows = [(k, v) for k, v in bd.items() if k.startswith("l3ic vs")]
+    if l3ic_rows:
+        lines += ["", "| l3ic BD-rate against | PSNR | MS-SSIM |", "|---|---|---|"]
+        for k, v in l3ic_rows:
+            lines.append("| %s | %s | %s |" % (k[len("l3ic vs "):], *["%+.1f%%" % v[m] if not np.isnan(v[m]) else "-" for m in ("psnr", "ms_ssim_db")]))
+    if "l3ic" in curves:
+        lines += ["", "| l3ic model | bpp | PSNR | MS-SSIM | MS-SSIM dB | encode s | decode s |", "|---|---|---|---|---|---|---|"]
+        for p in curves["l3ic"]:
+            lines.append("| %s | %.3f | %.2f | %.4f | %.2f | %.3f | %.3f |" % (p["quality"], p["bpp"], p["psnr"], p["ms_ssim"] or float("nan"),
+                                                                        p["ms_ssim_db"] or float("nan"), p["encode_s"], p["decode_s"]))
+    return "\n".join(lines) + "\n"
+
+
+def plot(curves, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    for metric, label, name in (("psnr", "RGB PSNR (dB)", "rd_psnr.png"), ("ms_ssim_db", "MS-SSIM (dB)", "rd_msssim.png")):
+        fig, ax = plt.subplots(figsize=(7, 5))
+        for codec, points in curves.items():
+            x, y = _curve(points, metric)
+            ax.plot(x, y, "o-" if codec == "l3ic" else ".-", label=codec, linewidth=2.5 if codec == "l3ic" else 1)
+        ax.set_xlim(0, 2.0)
+        ax.set_xlabel("bits per pixel")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, name), dpi=110)
+        plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.rd", description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", required=True, help="folder of test images (e.g. the Kodak set)")
+    p.add_argument("--codecs", default=",".join(ALL_CODECS))
+    p.add_argument("--out", required=True, help="results folder")
+    p.add_argument("--jobs", type=int, default=os.cpu_count())
+    args = p.parse_args(argv)
+    codecs = []
+    for c in args.codecs.split(","):
+        if c != "l3ic" and c not in BY_NAME:
+            raise SystemExit("error: unknown codec %s (known: %s)" % (c, ", ".join(ALL_CODECS)))
+        if c != "l3ic" and not available(BY_NAME[c]):
+            print("note: %s skipped: %s not installed (apt-get install libjpeg-turbo-progs webp libopenjp2-tools "
+                  "libavif-bin libjxl-tools ffmpeg)" % (c, "/".join(BY_NAME[c].tools)), file=sys.stderr)
+            continue
+        codecs.append(c)
+    images = list_images(args.images)
+    os.makedirs(args.out, exist_ok=True)
+    results, todo = plan(codecs, images, os.path.join(args.out, "cache"))
+    print("%d results cached, %d to compute" % (len(results), len(todo)), file=sys.stderr)
+    if todo:
+        from tqdm import tqdm
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            futures = [pool.submit(_task, t) for t in todo]
+            for f in tqdm(as_completed(futures), total=len(futures), desc="rd", file=sys.stderr):
+                results.append(f.result())
+    curves = aggregate(results)
+    bd, at_rates = bd_table(curves), psnr_at_rates(curves)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump({"images": [os.path.basename(p) for p in images], "curves": curves, "bd_rate": bd,
+                   "psnr_at_bpp": at_rates, "per_image": sorted(results, key=lambda r: (r["codec"], str(r["quality"]), r["image"]))},
+                  f, indent=1)
+    summary = summary_markdown(curves, bd, at_rates, len(images))
+    with open(os.path.join(args.out, "summary.md"), "w") as f:
+        f.write(summary)
+    plot(curves, args.out)
+    print(summary)
+
+
+if __name__ == "__main__":
+    main()
