@@ -1,0 +1,1 @@
+"""l3ic benchmarks: speed, rate-distortion and comparisons with other codecs."""

@@ -1,0 +1,1 @@
+"""Shipped l3ic models (installed as the package data runtime.models)."""
