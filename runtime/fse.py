@@ -1,0 +1,179 @@
+"""FSE entropy coding of latent channels: the Python face of the ``runtime._fse`` extension.
+
+Why this layer exists: every latent channel of an l3ic image is coded on its own (with Yann
+Collet's FSE, compiled from zstd's sources by build_fse.py), so that a reader can decode any
+subset of channels without touching the others.  All the work happens in C (csrc/fse): the
+per-channel choice of coding mode, and every check on hostile input.  This module validates
+the Python-side arguments, passes numpy buffers to C without copying (``ffi.from_buffer``),
+and turns C error codes into exceptions: ``ValueError`` for a caller's mistake,
+``runtime.errors.FSEError`` (a ``FormatError``) for bytes that are not a valid coding.
+cffi releases the GIL during each call, so threads can code tiles in parallel.
+
+Coding modes (stored in the file, see docs/FORMAT.md): ``FSE`` (0), ``CONSTANT`` (1: one
+byte, the repeated symbol), ``RAW`` (2: symbols bit-packed at ceil(log2 L) bits), ``EMPTY``
+(3: no symbols).  The encoder picks, per channel, the mode with the shortest chunk.
+
+Works with Python >= 3.8 and numpy >= 1.19.
+"""
+import operator
+from typing import NamedTuple
+
+import numpy as np
+
+from runtime._fse import ffi, lib
+from runtime.errors import FSEError
+
+__all__ = ["FSE", "CONSTANT", "RAW", "EMPTY", "MODE_NAMES", "MAX_SYMBOLS", "EncodedChannels",
+           "encode_channels", "decode_channels", "raw_size"]
+
+FSE = int(lib.L3IC_FSE_MODE_FSE)
+CONSTANT = int(lib.L3IC_FSE_MODE_CONSTANT)
+RAW = int(lib.L3IC_FSE_MODE_RAW)
+EMPTY = int(lib.L3IC_FSE_MODE_EMPTY)
+MODE_NAMES = {FSE: "FSE", CONSTANT: "CONSTANT", RAW: "RAW", EMPTY: "EMPTY"}
+MAX_SYMBOLS = int(lib.L3IC_FSE_MAX_SYMBOLS)   # per channel
+MAX_ALPHABET = int(lib.L3IC_FSE_MAX_ALPHABET)
+_U32_MAX = 0xFFFFFFFF
+
+
+class EncodedChannels(NamedTuple):
+    """Coded channels: chunk ``c`` has mode ``modes[c]`` and is ``sizes[c]`` bytes of
+    ``payload``, the chunks following each other in channel order."""
+    modes: np.ndarray     # uint8 (C,)
+    sizes: np.ndarray     # uint32 (C,)
+    payload: bytes
+
+
+def _message(code):
+    return ffi.string(lib.l3ic_fse_error_message(code)).decode("ascii")
+
+
+def _check_alphabet(alphabet_size):
+    alphabet_size = operator.index(alphabet_size)
+    if not 2 <= alphabet_size <= MAX_ALPHABET:
+        raise ValueError("alphabet_size must be 2..%d, got %d" % (MAX_ALPHABET, alphabet_size))
+    return alphabet_size
+
+
+def _check_n_symbols(n_symbols):
+    n_symbols = operator.index(n_symbols)
+    if not 0 <= n_symbols <= MAX_SYMBOLS:
+        raise ValueError("n_symbols must be 0..%d per channel, got %d" % (MAX_SYMBOLS, n_symbols))
+    return n_symbols
+
+
+def raw_size(n_symbols, alphabet_size):
+    """Byte length of a RAW chunk: ceil(n_symbols * ceil(log2(alphabet_size)) / 8)."""
+    return int(lib.l3ic_fse_raw_size(_check_n_symbols(n_symbols), _check_alphabet(alphabet_size)))
+
+
+def encode_channels(symbols, alphabet_size):
+    """Code each row of ``symbols`` (uint8 ndarray, C-contiguous, shape (C, N), every value
+    < ``alphabet_size``, 2 <= ``alphabet_size`` <= 256) on its own.
+
+    Returns ``EncodedChannels(modes, sizes, payload)``.  Raises ``ValueError`` for bad
+    arguments, including a symbol >= ``alphabet_size``.
+    """
+    alphabet_size = _check_alphabet(alphabet_size)
+    if not isinstance(symbols, np.ndarray) or symbols.dtype != np.uint8 or symbols.ndim != 2:
+        raise ValueError("symbols must be a 2-D uint8 numpy array (channels, symbols), got %s"
+                         % (_describe(symbols),))
+    if not symbols.flags.c_contiguous:
+        raise ValueError("symbols must be C-contiguous (use np.ascontiguousarray)")
+    n_channels, n_symbols = symbols.shape
+    _check_n_symbols(n_symbols)
+    bound = int(lib.l3ic_fse_encode_bound(n_channels, n_symbols, alphabet_size))
+    dst = np.empty(max(bound, 1), np.uint8)
+    modes = np.empty(n_channels, np.uint8)
+    sizes = np.empty(n_channels, np.uint32)
+    written = ffi.new("size_t*")
+    code = lib.l3ic_fse_encode_channels(
+        ffi.from_buffer("uint8_t[]", symbols), n_channels, n_symbols, alphabet_size,
+        ffi.from_buffer("uint8_t[]", dst, require_writable=True), bound,
+        ffi.from_buffer("uint8_t[]", modes, require_writable=True),
+        ffi.from_buffer("uint32_t[]", sizes, require_writable=True), written)
+    if code == lib.L3IC_FSE_ERR_SYMBOL_RANGE:
+        raise ValueError("symbols must be < alphabet_size %d; the largest is %d"
+                         % (alphabet_size, int(symbols.max())))
+    if code == lib.L3IC_FSE_ERR_ALLOC:
+        raise MemoryError("FSE encoder: " + _message(code))
+    if code != lib.L3IC_FSE_OK:   # arguments were checked above: this is a bug
+        raise RuntimeError("FSE encoder failed: %s (code %d)" % (_message(code), code))
+    return EncodedChannels(modes, sizes, dst[:written[0]].tobytes())
+
+
+def decode_channels(payload, modes, sizes, n_symbols, alphabet_size):
+    """Decode chunks laid back to back in ``payload`` (any bytes-like object): chunk ``c``
+    has mode ``modes[c]`` and length ``sizes[c]``, and holds ``n_symbols`` symbols of an
+    alphabet of ``alphabet_size``.  The chunks may be any subset of a file's channels.
+
+    Returns a uint8 array of shape (len(modes), n_symbols).  Raises ``FSEError`` if the
+    chunks are not a valid coding (every byte is treated as hostile: nothing is allocated
+    before the layout is checked, and decoding cannot overrun or hang), ``ValueError``
+    for malformed arguments (wrong types or shapes, n_symbols or alphabet_size out of range).
+    """
+    alphabet_size = _check_alphabet(alphabet_size)
+    n_symbols = _check_n_symbols(n_symbols)
+    modes = _index_array(modes, "modes")
+    sizes = _index_array(sizes, "sizes")
+    if modes.shape != sizes.shape:
+        raise ValueError("modes and sizes must have the same length, got %d and %d"
+                         % (modes.size, sizes.size))
+    n_channels = modes.size
+    bad = np.flatnonzero(modes > 255)
+    if bad.size:
+        raise FSEError("corrupt FSE data: %s (chunk %d: mode %d)"
+                       % (_message(lib.L3IC_FSE_ERR_BAD_MODE), bad[0], modes[bad[0]]),
+                       int(lib.L3IC_FSE_ERR_BAD_MODE))
+    bad = np.flatnonzero(sizes > _U32_MAX)
+    if bad.size:
+        raise FSEError("corrupt FSE data: %s (chunk %d: %d bytes)"
+                       % (_message(lib.L3IC_FSE_ERR_SIZE_MISMATCH), bad[0], sizes[bad[0]]),
+                       int(lib.L3IC_FSE_ERR_SIZE_MISMATCH))
+    modes = np.ascontiguousarray(modes, np.uint8)
+    sizes = np.ascontiguousarray(sizes, np.uint32)
+    try:
+        src = ffi.from_buffer("uint8_t[]", payload)
+    except TypeError:
+        raise ValueError("payload must be a bytes-like object, got %s" % type(payload).__name__) from None
+    c_modes = ffi.from_buffer("uint8_t[]", modes)
+    c_sizes = ffi.from_buffer("uint32_t[]", sizes)
+    where = ffi.new("size_t*", n_channels)
+    _raise_for(lib.l3ic_fse_check_layout(len(src), c_modes, c_sizes, n_channels, n_symbols,
+                                         alphabet_size, where), where[0], n_channels)
+    out = np.empty((n_channels, n_symbols), np.uint8)
+    _raise_for(lib.l3ic_fse_decode_channels(src, len(src), c_modes, c_sizes, n_channels, n_symbols,
+                                            alphabet_size, ffi.from_buffer("uint8_t[]", out,
+                                                                           require_writable=True),
+                                            where), where[0], n_channels)
+    return out
+
+
+def _raise_for(code, channel, n_channels):
+    if code == lib.L3IC_FSE_OK:
+        return
+    if code == lib.L3IC_FSE_ERR_ALLOC:
+        raise MemoryError("FSE decoder: " + _message(code))
+    if code == lib.L3IC_FSE_ERR_ARG:   # arguments were checked above: this is a bug
+        raise RuntimeError("FSE decoder: " + _message(code))
+    where = " (chunk %d of %d)" % (channel, n_channels) if channel < n_channels else ""
+    raise FSEError("corrupt FSE data: %s%s" % (_message(code), where), int(code))
+
+
+def _index_array(values, name):
+    """``values`` as a 1-D integer array (int64, or unsigned as given); ValueError otherwise."""
+    array = np.asarray(values)
+    if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
+        raise ValueError("%s must be a 1-D sequence of integers, got %s" % (name, _describe(values)))
+    if array.dtype.kind == "u":
+        return array
+    array = array.astype(np.int64)
+    if array.size and array.min() < 0:
+        raise ValueError("%s must not be negative" % name)
+    return array
+
+
+def _describe(value):
+    if isinstance(value, np.ndarray):
+        return "%s array of shape %s" % (value.dtype, value.shape)
+    return type(value).__name__

@@ -1,0 +1,450 @@
+"""Tests of the FSE channel coder (runtime.fse and its C extension runtime._fse)."""
+import hashlib
+import math
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from runtime import fse
+from runtime.errors import FormatError, FSEError
+
+HOSTILE_TRIALS = 3000
+
+
+def bits_per_symbol(alphabet_size):
+    return max(1, math.ceil(math.log2(alphabet_size)))
+
+
+def pack_raw(symbols, alphabet_size):
+    """RAW chunk as docs/FORMAT.md defines it: b-bit symbols, LSB first, zero padding."""
+    b = bits_per_symbol(alphabet_size)
+    value = 0
+    for i, s in enumerate(int(v) for v in symbols):
+        value |= s << (i * b)
+    return value.to_bytes((len(symbols) * b + 7) // 8, "little")
+
+
+def entropy_bytes(row):
+    counts = np.bincount(row, minlength=256)
+    p = counts[counts > 0] / row.size
+    return float(-(p * np.log2(p)).sum()) * row.size / 8
+
+
+def roundtrip(symbols, alphabet_size):
+    """Encodes, checks the invariants of the result, decodes, compares; returns the encoding."""
+    symbols = np.ascontiguousarray(symbols, np.uint8)
+    n_channels, n = symbols.shape
+    enc = fse.encode_channels(symbols, alphabet_size)
+    assert enc.modes.dtype == np.uint8 and enc.modes.shape == (n_channels,)
+    assert enc.sizes.dtype == np.uint32 and enc.sizes.shape == (n_channels,)
+    assert isinstance(enc.payload, bytes) and len(enc.payload) == int(enc.sizes.sum())
+    raw = fse.raw_size(n, alphabet_size)
+    for c in range(n_channels):
+        mode, size = int(enc.modes[c]), int(enc.sizes[c])
+        if n == 0:
+            assert (mode, size) == (fse.EMPTY, 0)
+        elif np.all(symbols[c] == symbols[c, 0]):
+            assert (mode, size) == (fse.CONSTANT, 1)
+        elif mode == fse.RAW:
+            assert size == raw
+        else:
+            assert mode == fse.FSE and size < raw   # FSE only when strictly smaller
+    out = fse.decode_channels(enc.payload, enc.modes, enc.sizes, n, alphabet_size)
+    assert out.dtype == np.uint8 and out.shape == symbols.shape
+    np.testing.assert_array_equal(out, symbols)
+    return enc
+
+
+def laplacian(rng, shape, scale=2.0, alphabet_size=32):
+    centre = alphabet_size // 2
+    return np.clip(np.rint(rng.laplace(0, scale, shape)) + centre, 0, alphabet_size - 1).astype(np.uint8)
+
+
+def chunks_of(enc):
+    ends = np.cumsum(enc.sizes.astype(np.int64))
+    return [enc.payload[e - s:e] for s, e in zip(enc.sizes.astype(np.int64), ends)]
+
+
+# ---- lossless round trips -------------------------------------------------------------
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(alphabet_size=st.integers(2, 256), n_channels=st.integers(0, 5), n=st.integers(0, 3000),
+       kind=st.sampled_from(["uniform", "geometric", "few", "dominant", "constant"]),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_roundtrip_property(alphabet_size, n_channels, n, kind, seed):
+    rng = np.random.default_rng(seed)
+    shape = (n_channels, n)
+    if kind == "uniform":
+        x = rng.integers(0, alphabet_size, shape)
+    elif kind == "geometric":
+        x = np.minimum(rng.geometric(rng.uniform(0.05, 0.95), shape) - 1, alphabet_size - 1)
+    elif kind == "few":
+        x = rng.choice(rng.integers(0, alphabet_size, 3), shape)
+    elif kind == "dominant":
+        x = np.where(rng.random(shape) < 0.99, alphabet_size - 1, rng.integers(0, alphabet_size, shape))
+    else:
+        x = np.full(shape, rng.integers(0, alphabet_size))
+    roundtrip(x, alphabet_size)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), alphabet_size=st.integers(2, 256))
+def test_roundtrip_small_arbitrary(data, alphabet_size):
+    rows = data.draw(st.integers(1, 3))
+    n = data.draw(st.integers(0, 40))
+    values = data.draw(st.lists(st.integers(0, alphabet_size - 1), min_size=rows * n, max_size=rows * n))
+    roundtrip(np.array(values, np.uint8).reshape(rows, n), alphabet_size)
+
+
+@pytest.mark.parametrize("alphabet_size", [2, 3, 5, 17, 32, 100, 129, 200, 255, 256])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 8, 15, 16, 17, 100, 2047, 2048, 6144])
+def test_roundtrip_sizes_and_alphabets(alphabet_size, n):
+    rng = np.random.default_rng(n * 1000 + alphabet_size)
+    rows = [rng.integers(0, alphabet_size, n), laplacian(rng, n, 1.0, alphabet_size),
+            np.full(n, alphabet_size - 1), np.where(rng.random(n) < 0.99, 0, alphabet_size - 1)]
+    roundtrip(np.stack(rows).astype(np.uint8), alphabet_size)
+
+
+def test_empty_channels():
+    enc = roundtrip(np.zeros((3, 0), np.uint8), 32)
+    assert enc.payload == b"" and list(enc.modes) == [fse.EMPTY] * 3
+    enc = roundtrip(np.zeros((0, 100), np.uint8), 32)
+    assert enc.payload == b"" and enc.modes.size == 0
+    out = fse.decode_channels(b"", [], [], 100, 32)
+    assert out.shape == (0, 100)
+
+
+def test_one_and_two_symbols():
+    enc = roundtrip(np.array([[5]], np.uint8), 32)
+    assert (enc.modes[0], enc.payload) == (fse.CONSTANT, b"\x05")
+    enc = roundtrip(np.array([[3, 4], [9, 9]], np.uint8), 32)
+    assert list(enc.modes) == [fse.RAW, fse.CONSTANT]
+    assert enc.payload == pack_raw([3, 4], 32) + b"\x09"
+
+
+def test_long_channels():
+    rng = np.random.default_rng(1)
+    x = laplacian(rng, (2, 1 << 20), 1.5)
+    enc = roundtrip(x, 32)
+    assert list(enc.modes) == [fse.FSE, fse.FSE]
+
+
+def test_many_channels():
+    rng = np.random.default_rng(2)
+    x = laplacian(rng, (3000, 64), 0.7)
+    x[::7] = 3
+    roundtrip(x, 32)
+
+
+def test_maximum_alphabet():
+    rng = np.random.default_rng(3)
+    x = np.stack([rng.integers(0, 256, 50000), np.arange(50000) % 256,
+                  np.minimum(rng.geometric(0.02, 50000), 255)]).astype(np.uint8)
+    enc = roundtrip(x, 256)
+    assert enc.modes[0] == fse.RAW and enc.modes[2] == fse.FSE
+
+
+def test_binary_alphabet():
+    rng = np.random.default_rng(4)
+    x = np.stack([rng.integers(0, 2, 9999), (rng.random(9999) < 0.05)]).astype(np.uint8)
+    enc = roundtrip(x, 2)
+    assert enc.modes[0] == fse.RAW and enc.sizes[0] == (9999 + 7) // 8
+    assert enc.modes[1] == fse.FSE
+
+
+def test_input_not_modified_and_deterministic():
+    rng = np.random.default_rng(5)
+    x = laplacian(rng, (4, 5000))
+    copy = x.copy()
+    a, b = fse.encode_channels(x, 32), fse.encode_channels(x, 32)
+    np.testing.assert_array_equal(x, copy)
+    assert a.payload == b.payload and (a.modes == b.modes).all() and (a.sizes == b.sizes).all()
+
+
+def test_bitstream_is_stable():
+    """The coded bytes are part of the file format: a change here breaks old files."""
+    rng = np.random.default_rng(12345)
+    x = np.stack([laplacian(rng, 4096, 1.2), rng.integers(0, 32, 4096), np.full(4096, 9),
+                  np.where(rng.random(4096) < 0.9, 16, 17)]).astype(np.uint8)
+    enc = fse.encode_channels(x, 32)
+    assert list(enc.modes) == [fse.FSE, fse.RAW, fse.CONSTANT, fse.FSE]
+    assert enc.sizes.tolist() == GOLDEN_SIZES
+    assert hashlib.sha256(enc.payload).hexdigest() == GOLDEN_SHA256
+    assert enc.payload[:len(GOLDEN_FSE_PREFIX)] == GOLDEN_FSE_PREFIX
+
+
+GOLDEN_SIZES = [1398, 2560, 1, 247]
+GOLDEN_SHA256 = "0ed716b16f85904232275a85dd308d5b29df50933287462ac28c8d703a390b22"
+GOLDEN_FSE_PREFIX = bytes.fromhex("14e0032000000104 0f549c89c5b5caac 007cda44e10d0b1b")
+
+
+def test_raw_layout_matches_the_format():
+    rng = np.random.default_rng(6)
+    for alphabet_size in (2, 3, 20, 32, 33, 200):
+        x = rng.integers(0, alphabet_size, (1, 21)).astype(np.uint8)
+        enc = fse.encode_channels(x, alphabet_size)
+        if enc.modes[0] == fse.RAW:
+            assert enc.payload == pack_raw(x[0], alphabet_size)
+        raw = pack_raw(x[0], alphabet_size)
+        out = fse.decode_channels(raw, [fse.RAW], [len(raw)], 21, alphabet_size)
+        np.testing.assert_array_equal(out, x)
+
+
+# ---- random access ----------------------------------------------------------------------
+
+def test_decode_any_subset_of_channels():
+    rng = np.random.default_rng(7)
+    x = laplacian(rng, (12, 3000), 1.0)
+    x[3] = 0
+    x[5] = rng.integers(0, 32, 3000)
+    enc = roundtrip(x, 32)
+    chunks = chunks_of(enc)
+    for wanted in ([0], [11], [3, 5], [10, 2, 7], list(range(12))[::-1], [4, 4]):
+        payload = b"".join(chunks[c] for c in wanted)
+        out = fse.decode_channels(payload, enc.modes[wanted], enc.sizes[wanted], 3000, 32)
+        np.testing.assert_array_equal(out, x[wanted])
+    out = fse.decode_channels(memoryview(enc.payload)[:int(enc.sizes[0])], enc.modes[:1], enc.sizes[:1], 3000, 32)
+    np.testing.assert_array_equal(out, x[:1])
+
+
+# ---- mode choice and compression --------------------------------------------------------
+
+def test_mode_selection():
+    rng = np.random.default_rng(8)
+    n = 200
+    uniform = rng.integers(0, 32, (50, n)).astype(np.uint8)
+    enc = roundtrip(uniform, 32)
+    assert (enc.sizes <= fse.raw_size(n, 32)).all()
+    assert set(enc.modes.tolist()) <= {fse.RAW, fse.FSE}
+    enc = roundtrip(np.full((2, 10000), 31, np.uint8), 32)
+    assert list(enc.modes) == [fse.CONSTANT] * 2 and enc.payload == b"\x1f\x1f"
+    tiny = np.array([[0, 200, 0, 0, 0]], np.uint8)   # FSE's table alone exceeds RAW's 5 bytes
+    enc = roundtrip(tiny, 256)
+    assert enc.modes[0] == fse.RAW and enc.sizes[0] == 5
+
+
+@pytest.mark.parametrize("make", [
+    lambda rng, n: laplacian(rng, n, 1.0),
+    lambda rng, n: np.minimum(rng.geometric(0.3, n) - 1, 31),
+    lambda rng, n: np.where(rng.random(n) < 0.99, 7, rng.integers(0, 32, n)),
+])
+def test_compression_close_to_entropy(make):
+    rng = np.random.default_rng(9)
+    row = make(rng, 100000).astype(np.uint8)
+    enc = roundtrip(row[None], 32)
+    assert enc.modes[0] == fse.FSE
+    assert len(enc.payload) <= entropy_bytes(row) * 1.02 + 64
+
+
+# ---- argument checking -------------------------------------------------------------------
+
+def test_encode_rejects_bad_arguments():
+    x = np.zeros((2, 10), np.uint8)
+    with pytest.raises(ValueError, match="alphabet"):
+        fse.encode_channels(x, 1)
+    with pytest.raises(ValueError, match="alphabet"):
+        fse.encode_channels(x, 257)
+    with pytest.raises(ValueError, match="uint8"):
+        fse.encode_channels(x.astype(np.int16), 32)
+    with pytest.raises(ValueError, match="uint8"):
+        fse.encode_channels(x.tolist(), 32)
+    with pytest.raises(ValueError, match="2-D"):
+        fse.encode_channels(x[0], 32)
+    with pytest.raises(ValueError, match="contiguous"):
+        fse.encode_channels(np.zeros((10, 2), np.uint8).T, 32)
+    with pytest.raises(TypeError):
+        fse.encode_channels(x, 32.0)
+
+
+@pytest.mark.parametrize("alphabet_size,bad", [(32, 32), (32, 255), (2, 2), (200, 200), (100, 255)])
+def test_encode_rejects_symbols_outside_the_alphabet(alphabet_size, bad):
+    for n in (1, 2, 3, 5000):
+        x = np.zeros((3, n), np.uint8)
+        x[1, n // 2] = bad
+        with pytest.raises(ValueError, match="alphabet"):
+            fse.encode_channels(x, alphabet_size)
+
+
+def test_decode_rejects_bad_arguments():
+    enc = fse.encode_channels(np.zeros((2, 10), np.uint8), 32)
+    with pytest.raises(ValueError):
+        fse.decode_channels(enc.payload, enc.modes, enc.sizes, 10, 300)
+    with pytest.raises(ValueError):
+        fse.decode_channels(enc.payload, enc.modes, enc.sizes, -1, 32)
+    with pytest.raises(ValueError):
+        fse.decode_channels(enc.payload, enc.modes, enc.sizes, 2 ** 40, 32)
+    with pytest.raises(ValueError):
+        fse.decode_channels(enc.payload, enc.modes, enc.sizes[:1], 10, 32)
+    with pytest.raises(ValueError):
+        fse.decode_channels(enc.payload, [[1, 1]], [[1, 1]], 10, 32)
+    with pytest.raises(ValueError):
+        fse.decode_channels("text", enc.modes, enc.sizes, 10, 32)
+    with pytest.raises(ValueError):
+        fse.decode_channels(enc.payload, enc.modes, [-1, 3], 10, 32)
+
+
+def test_fse_error_carries_the_code():
+    with pytest.raises(FSEError) as info:
+        fse.decode_channels(b"\x05\x06", [fse.CONSTANT, 9], [1, 1], 10, 32)
+    assert isinstance(info.value, FormatError)
+    assert info.value.code == fse.lib.L3IC_FSE_ERR_BAD_MODE and "chunk 1 of 2" in str(info.value)
+    with pytest.raises(FSEError) as info:
+        fse.decode_channels(b"\x05", [fse.CONSTANT], [2], 10, 32)
+    assert info.value.code == fse.lib.L3IC_FSE_ERR_SIZE_MISMATCH
+
+
+def test_decode_rejects_invalid_chunks():
+    def fails(payload, modes, sizes, n, alphabet_size, code):
+        with pytest.raises(FSEError) as info:
+            fse.decode_channels(payload, modes, sizes, n, alphabet_size)
+        assert info.value.code == code, str(info.value)
+
+    lib = fse.lib
+    fails(b"\x20", [fse.CONSTANT], [1], 5, 32, lib.L3IC_FSE_ERR_SYMBOL_RANGE)
+    fails(b"\x05", [fse.CONSTANT], [1], 0, 32, lib.L3IC_FSE_ERR_BAD_MODE)
+    fails(b"", [fse.EMPTY], [0], 5, 32, lib.L3IC_FSE_ERR_BAD_MODE)
+    fails(b"\x00", [fse.EMPTY], [1], 0, 32, lib.L3IC_FSE_ERR_SIZE_MISMATCH)
+    fails(b"\x00" * 5, [fse.RAW], [5], 9, 32, lib.L3IC_FSE_ERR_SIZE_MISMATCH)
+    fails(pack_raw([19, 20], 20), [fse.RAW], [2], 2, 20, lib.L3IC_FSE_ERR_SYMBOL_RANGE)
+    fails(bytes([0x1F | 0x80]), [fse.RAW], [1], 1, 32, lib.L3IC_FSE_ERR_CORRUPT)   # padding bit set
+    fails(bytes([200]), [fse.RAW], [1], 1, 150, lib.L3IC_FSE_ERR_SYMBOL_RANGE)
+    fails(b"\x01\x02", [fse.FSE], [2], 1, 32, lib.L3IC_FSE_ERR_BAD_MODE)
+    fails(b"\x01", [fse.FSE], [1], 10, 32, lib.L3IC_FSE_ERR_SIZE_MISMATCH)
+    fails(b"\x00\x00", [fse.CONSTANT, fse.CONSTANT], [1, 2], 3, 32, lib.L3IC_FSE_ERR_SIZE_MISMATCH)
+    fails(b"\x00\x00\x00", [fse.CONSTANT, fse.CONSTANT], [1, 1], 3, 32, lib.L3IC_FSE_ERR_SIZE_MISMATCH)
+    fails(b"\x00", [fse.CONSTANT] * 2, [1, 0xFFFFFFFF], 3, 32, lib.L3IC_FSE_ERR_SIZE_MISMATCH)
+    # an FSE table whose largest symbol is beyond the alphabet
+    rng = np.random.default_rng(10)
+    row = np.minimum(rng.geometric(0.1, (1, 5000)), 150).astype(np.uint8)
+    row[0, ::50] = 150
+    enc = fse.encode_channels(row, 256)
+    assert enc.modes[0] == fse.FSE
+    fails(enc.payload, enc.modes, enc.sizes, 5000, 100, lib.L3IC_FSE_ERR_SYMBOL_RANGE)
+    # the right chunk with the wrong number of symbols
+    fails(enc.payload, enc.modes, enc.sizes, 4999, 256, lib.L3IC_FSE_ERR_CORRUPT)
+    fails(enc.payload, enc.modes, enc.sizes, 5001, 256, lib.L3IC_FSE_ERR_CORRUPT)
+    fails(enc.payload[:-1], enc.modes, enc.sizes - 1, 5000, 256, lib.L3IC_FSE_ERR_CORRUPT)
+
+
+# ---- hostile input ------------------------------------------------------------------------
+
+def _hostile_corpus():
+    rng = np.random.default_rng(11)
+    cases = []
+    for alphabet_size, n in ((32, 6144), (32, 40), (2, 500), (256, 3000), (20, 17), (32, 3)):
+        x = np.stack([laplacian(rng, n, 1.0, alphabet_size), rng.integers(0, alphabet_size, n),
+                      np.full(n, alphabet_size - 1), np.where(rng.random(n) < 0.97, 1, 0)]).astype(np.uint8)
+        cases.append((fse.encode_channels(x, alphabet_size), n, alphabet_size))
+    return cases
+
+
+def _mutate(rng, enc, n, alphabet_size):
+    payload = bytearray(enc.payload)
+    modes, sizes = enc.modes.astype(np.int64), enc.sizes.astype(np.int64)
+    kind = int(rng.integers(0, 9))
+    if kind == 0 and payload:   # flip bits
+        for _ in range(int(rng.integers(1, 4))):
+            i = int(rng.integers(0, len(payload)))
+            payload[i] ^= 1 << int(rng.integers(0, 8))
+    elif kind == 1 and payload:   # truncate the payload, keeping or fixing the sizes
+        cut = int(rng.integers(1, len(payload) + 1))
+        del payload[-cut:]
+        if rng.random() < 0.5:
+            last = len(sizes) - 1
+            sizes[last] = max(0, sizes[last] - cut)
+    elif kind == 2:   # random bytes
+        payload = bytearray(rng.integers(0, 256, int(rng.integers(0, 300)), dtype=np.uint8).tobytes())
+        k = int(rng.integers(1, 5))
+        modes = rng.integers(0, 5, k)
+        sizes = rng.multinomial(len(payload), np.ones(k) / k) if rng.random() < 0.8 else rng.integers(0, 300, k)
+    elif kind == 3:   # random modes
+        modes = rng.integers(0, 256 if rng.random() < 0.2 else 4, modes.size)
+    elif kind == 4:   # random sizes, often adding up past the payload
+        sizes = rng.integers(0, 2 ** 32, sizes.size) if rng.random() < 0.3 else sizes + rng.integers(-3, 4, sizes.size)
+        sizes = np.abs(sizes)
+    elif kind == 5:   # a huge or wrong symbol count with a tiny payload
+        n = int(rng.choice([0, 1, 2, n - 1, n + 1, 2 * n, 10 ** 6, 2 ** 31, 2 ** 40]))
+        if n >= 2 ** 20:
+            keep = rng.integers(0, len(sizes))
+            modes, sizes = modes[keep:keep + 1], sizes[keep:keep + 1]
+            payload = payload[:int(sizes[0])] if modes[0] != fse.CONSTANT else payload[:1]
+            if modes[0] == fse.CONSTANT:   # a constant chunk of any length is valid: make it not so
+                modes[0] = fse.FSE
+    elif kind == 6:   # wrong alphabet
+        alphabet_size = int(rng.choice([0, 1, 2, 3, alphabet_size - 1, alphabet_size + 1, 255, 256, 257]))
+    elif kind == 7 and payload:   # overwrite a random span inside one chunk
+        i = int(rng.integers(0, len(payload)))
+        span = rng.integers(0, 256, min(int(rng.integers(1, 9)), len(payload) - i), dtype=np.uint8)
+        payload[i:i + span.size] = span.tobytes()
+    else:   # shuffle the chunk descriptions
+        order = rng.permutation(modes.size)
+        modes = modes[order] if rng.random() < 0.5 else modes
+        sizes = sizes[order]
+    return bytes(payload), modes, sizes, n, alphabet_size
+
+
+def test_hostile_input_never_crashes():
+    rng = np.random.default_rng(2024)
+    corpus = _hostile_corpus()
+    outcomes = {"ok": 0, "FSEError": 0, "ValueError": 0}
+    for _ in range(HOSTILE_TRIALS):
+        enc, n, alphabet_size = corpus[int(rng.integers(0, len(corpus)))]
+        payload, modes, sizes, n, alphabet_size = _mutate(rng, enc, n, alphabet_size)
+        try:
+            out = fse.decode_channels(payload, modes, sizes, n, alphabet_size)
+        except FSEError:
+            outcomes["FSEError"] += 1
+        except ValueError:
+            outcomes["ValueError"] += 1
+        else:   # some mutations are valid codings (a flipped bit in a RAW chunk)
+            outcomes["ok"] += 1
+            assert out.shape == (len(modes), n) and out.dtype == np.uint8
+            assert out.size == 0 or int(out.max()) < alphabet_size
+    assert outcomes["FSEError"] > HOSTILE_TRIALS // 2 and outcomes["ValueError"] > 0, outcomes
+
+
+def test_truncated_and_flipped_fse_chunks_fail():
+    rng = np.random.default_rng(13)
+    row = laplacian(rng, (1, 6144), 1.0)
+    enc = fse.encode_channels(row, 32)
+    chunk = enc.payload
+    assert enc.modes[0] == fse.FSE
+    failures = 0
+    for cut in range(1, len(chunk) - 1):
+        with pytest.raises(FSEError):
+            fse.decode_channels(chunk[:cut], [fse.FSE], [cut], 6144, 32)
+    for i in range(0, len(chunk), 7):
+        for bit in range(8):
+            damaged = bytearray(chunk)
+            damaged[i] ^= 1 << bit
+            try:
+                out = fse.decode_channels(bytes(damaged), [fse.FSE], [len(chunk)], 6144, 32)
+            except FSEError:
+                failures += 1
+            else:
+                assert out.shape == (1, 6144) and int(out.max()) < 32
+    assert failures > 0
+
+
+# ---- threads -----------------------------------------------------------------------------
+
+def test_threads_give_the_same_results():
+    rng = np.random.default_rng(14)
+    inputs = [laplacian(rng, (8, 20000), s) for s in (0.5, 1.0, 2.0, 4.0)]
+    expected = [fse.encode_channels(x, 32) for x in inputs]
+    results = [None] * len(inputs)
+
+    def work(i):
+        enc = fse.encode_channels(inputs[i], 32)
+        out = fse.decode_channels(enc.payload, enc.modes, enc.sizes, 20000, 32)
+        results[i] = (enc.payload, bool((out == inputs[i]).all()))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [(e.payload, True) for e in expected]
