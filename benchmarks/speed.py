@@ -61,8 +61,8 @@ def measure_stages(model, provider, rgb, runs):
     t["load"] += median_time(lambda: (codec.model.encoder, codec.model.decoder), 1)[0]
     picture = from_array(rgb)
     codec.decode(codec.encode(picture))  # warm-up
-    t["encoder"], symbols = median_time(lambda: codec._symbols_of(picture.rgb()), runs)
-    header = codec._header(picture, symbols.shape[1:])
+    header = codec._header(picture)
+    t["encoder"], symbols = median_time(lambda: codec._symbols_of(picture.rgb(), header), runs)
     t["fse_encode"], tiles = median_time(lambda: [codec._code_tile(symbols, header.tile_rect(i)) for i in range(header.n_tiles)], runs)
     t["container_write"], data = median_time(lambda: container.write(header, tiles, picture.side_data), runs)
     t["container_read"], parsed = median_time(lambda: codec._parse(data), runs)

@@ -153,7 +153,8 @@ def parse_args(argv=None):
     p.add_argument("source", help="training run folder (runs/NAME) or a released models/NAME/keras folder")
     p.add_argument("--out", required=True, help="model folder to write (models/NAME)")
     p.add_argument("--name", help="model name stored in files (default: the --out folder name)")
-    p.add_argument("--parity-images", help="folder of images for the parity check (default: generated + --eval)")
+    p.add_argument("--parity-images", help="folder of (non-evaluation) images for the parity check and channel ranking "
+                                         "(default: the run's validation images)")
     p.add_argument("--eval", help="folder to measure the RD recorded in the manifest (e.g. the Kodak set)")
     p.add_argument("--eval-name", help="name of the --eval set in the manifest (default: folder name)")
     p.add_argument("--sample", default="samples/rose.png", help="image whose bpp/PSNR the manifest records")
@@ -162,12 +163,25 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def parity_images(folder):
-    """A few deterministic test inputs: photos from ``folder`` (cropped) and odd-sized noise/gradients."""
+def parity_images(folder, config):
+    """A few deterministic inputs: photos (``folder``, else the run's validation images), odd-sized noise/gradients.
+
+    The photos also rank the channels by importance, so they must not be
+    evaluation images (never Kodak): by default they are the run's own held-out
+    validation images.
+    """
     from export import data
     images = []
     if folder:
-        images += data.center_crops(data.list_images(folder)[:3], 256)
+        paths = data.list_images(folder)
+    elif config.get("val"):
+        paths = data.list_images(config["val"])
+    elif config.get("data") and os.path.isdir(config["data"]):
+        paths = data.split_holdout(data.list_images(config["data"]), config.get("holdout", 0))[1]
+    else:
+        paths = []
+    if paths:
+        images += data.center_crops(paths[:3], 256)
     rng = np.random.default_rng(0)
     gradient = np.linspace(0, 255, 96 * 136 * 3).reshape(96, 136, 3).astype(np.uint8)
     images += [gradient, rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)]
@@ -181,7 +195,7 @@ def main(argv=None):
     model, config, weights = load_trained(args.source)
     codebook = Codebook(config["codebook_min"], config["codebook_size"])
     name = args.name or os.path.basename(os.path.normpath(args.out))
-    images = parity_images(args.parity_images or args.eval)
+    images = parity_images(args.parity_images, config)
 
     order = None if args.no_reorder else order_channels_by_importance(model, codebook, images[:3])
     encoder, decoder = graph_functions(model, codebook)
@@ -212,7 +226,7 @@ def main(argv=None):
                                "output": "symbols", "output_type": "uint8 NCHW codebook indices"},
                    "decoder": {"input": "symbols", "output": "image", "output_type": "float32 NHWC in [0, 1]"}},
             "parameters": model.parameter_counts(),
-            "training": {"data": config.get("data"), "steps": config.get("trained_steps"), "lambda": config.get("lambda"),
+            "training": {"data": _relative(config.get("data")), "images": config.get("train_images"), "steps": config.get("trained_steps"), "lambda": config.get("lambda"),
                          "distortion": config.get("distortion"), "batch": config.get("batch"), "crop": config.get("crop"),
                          "precision": config.get("precision_used")},
             "parity": parity,
@@ -234,6 +248,13 @@ def measure_one(model_dir, path):
     from benchmarks.evaluate import evaluate_image
     result = evaluate_image(model_dir, path)
     return {"file": path, "bpp": result["bpp"], "psnr": result["psnr"]}
+
+
+def _relative(path):
+    """A data path as seen from the repository root (e.g. ../shared/datasets/train), not this machine's absolute path."""
+    if not path:
+        return path
+    return os.path.relpath(path, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def write_json(path, obj):

@@ -280,6 +280,7 @@ def main(argv=None):
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     trainer = Trainer(config, args.out)
     config["precision_used"] = trainer.precision
+    config["train_images"] = trainer.n_train
     config["parameters"] = trainer.model.parameter_counts()
     with open(os.path.join(args.out, "config.json"), "w") as f:
         json.dump(config, f, indent=2)

@@ -46,7 +46,7 @@ def tool_parser(prog, description, input_help, output_help):
     """The options every codec tool shares: input, -o, model, provider, -f, --max-pixels."""
     from runtime.image import DEFAULT_MAX_PIXELS
     parser = Parser(prog=prog, description=description)
-    parser.add_argument("input", help=input_help)
+    parser.add_argument("input", nargs="+", help=input_help)
     parser.add_argument("-o", "--output", help=output_help)
     parser.add_argument("-m", "--model", help="model: low, medium (default), high, or a model folder")
     parser.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"],

@@ -14,7 +14,9 @@ from runtime import image as images
 from runtime.errors import L3icError, ModelError
 from runtime.model import DEFAULT_MODEL, Model
 
-MODES = ("RGB", "L")
+WHOLE_IMAGE_LATENT = 256  # latents up to 256 x 256 cells (2048 px at stride 8) are coded as one tile
+TILE_LATENT = 128  # larger images: tiles of 128 x 128 latent cells, coded and run through the networks one by one
+HALO = 10  # latent cells of context around a tile: more than the receptive field of either network
 
 
 class Codec:
@@ -23,10 +25,12 @@ class Codec:
     ``model``: ``"low"``, ``"medium"`` (default), ``"high"`` or a model folder.
     ``providers``: ``None``/``"auto"`` (CUDA when available, else CPU), ``"cpu"``,
     ``"cuda"`` or a list of ONNX Runtime execution providers.
+    ``threads``: ONNX Runtime intra-op threads (default: all cores).
+    ``max_pixels``: files claiming larger images are refused before decoding.
     """
 
-    def __init__(self, model=DEFAULT_MODEL, providers=None, max_pixels=images.DEFAULT_MAX_PIXELS):
-        self.model = Model(model, providers)
+    def __init__(self, model=DEFAULT_MODEL, providers=None, max_pixels=images.DEFAULT_MAX_PIXELS, threads=None):
+        self.model = Model(model, providers, threads)
         self.max_pixels = max_pixels
 
     # ---- encoding ------------------------------------------------------------
@@ -38,14 +42,15 @@ class Codec:
         kept unless ``strip``; alpha is kept losslessly.
         """
         picture = self._picture(image, strip)
-        symbols = self._symbols_of(picture.rgb())
-        header = self._header(picture, symbols.shape[1:])
+        header = self._header(picture)
+        symbols = self._symbols_of(picture.rgb(), header)
         tiles = [self._code_tile(symbols, header.tile_rect(t)) for t in range(header.n_tiles)]
         return container.write(header, tiles, picture.side_data)
 
     def encode_latents(self, image):
         """The quantised latents of an image: int16 codebook values, shape (C, ceil(H/s), ceil(W/s))."""
-        symbols = self._symbols_of(self._picture(image, strip=True).rgb())
+        picture = self._picture(image, strip=True)
+        symbols = self._symbols_of(picture.rgb(), self._header(picture))
         return symbols.astype(np.int16) + self.model.codebook_min
 
     def _picture(self, image, strip):
@@ -55,22 +60,34 @@ class Codec:
             return images.from_pil(image, strip)
         return images.from_array(image)
 
-    def _symbols_of(self, rgb):
-        """Run the encoder on the image padded (edge-replicated) to a multiple of the stride."""
-        s = self.model.stride
-        h, w = rgb.shape[:2]
-        padded = np.pad(rgb, ((0, -h % s), (0, -w % s), (0, 0)), mode="edge")
-        return self.model.encode(padded)
+    def _symbols_of(self, rgb, header):
+        """Run the encoder tile by tile, each tile with HALO latent cells of image context around it.
 
-    def _header(self, picture, latent_shape):
+        The context makes a tiled encode match a whole-image encode (up to
+        float rounding), while memory stays bounded by the tile size.
+        """
+        if header.n_tiles == 1:
+            return self.model.encode(_pad_to(rgb, self.model.stride))
+        s = self.model.stride
+        symbols = np.empty((header.channels, header.latent_h, header.latent_w), np.uint8)
+        for t in range(header.n_tiles):
+            core, window = _with_halo(header, header.tile_rect(t))
+            (ya, yb), (xa, xb) = window
+            out = self.model.encode(_pad_to(rgb[ya * s:yb * s, xa * s:xb * s], s))
+            (cy, ch), (cx, cw) = core
+            symbols[:, ya + cy:ya + cy + ch, xa + cx:xa + cx + cw] = out[:, cy:cy + ch, cx:cx + cw]
+        return symbols
+
+    def _header(self, picture):
         m = self.model
+        latent_h, latent_w = -(-picture.height // m.stride), -(-picture.width // m.stride)
+        tile_h, tile_w = tile_shape(latent_h, latent_w)
         return container.Header(
             width=picture.width, height=picture.height, mode=picture.mode,
             model_name=m.name, decoder_hash=m.decoder_hash,
             codebook_size=m.codebook_size, codebook_min=m.codebook_min,
             channels=m.channels, stride=m.stride,
-            latent_h=latent_shape[0], latent_w=latent_shape[1],
-            tile_h=latent_shape[0], tile_w=latent_shape[1])
+            latent_h=latent_h, latent_w=latent_w, tile_h=tile_h, tile_w=tile_w)
 
     def _code_tile(self, symbols, rect):
         y, x, h, w = rect
@@ -115,7 +132,20 @@ class Codec:
         return parsed
 
     def _pixels_of(self, symbols, header):
-        rgb = _to_uint8(self.model.decode(symbols))[:header.height, :header.width]
+        """Run the decoder tile by tile (with HALO cells of latent context), crop to the image size."""
+        s = self.model.stride
+        if header.n_tiles == 1:
+            rgb = _to_uint8(self.model.decode(symbols))[:header.height, :header.width]
+        else:
+            rgb = np.empty((header.height, header.width, 3), np.uint8)
+            for t in range(header.n_tiles):
+                core, window = _with_halo(header, header.tile_rect(t))
+                (ya, yb), (xa, xb) = window
+                out = _to_uint8(self.model.decode(symbols[:, ya:yb, xa:xb]))
+                (cy, ch), (cx, cw) = core
+                y0, x0 = (ya + cy) * s, (xa + cx) * s
+                h, w = min(ch * s, header.height - y0), min(cw * s, header.width - x0)
+                rgb[y0:y0 + h, x0:x0 + w] = out[cy * s:cy * s + h, cx * s:cx * s + w]
         if header.mode == "L":
             return np.rint(rgb.mean(axis=2)).astype(np.uint8)
         return rgb
@@ -173,5 +203,49 @@ def _channel_list(channels, count):
     return wanted
 
 
+def tile_shape(latent_h, latent_w):
+    """Tile size for a latent: the whole latent when small (fewer FSE tables, better rate), else fixed tiles."""
+    if latent_h <= WHOLE_IMAGE_LATENT and latent_w <= WHOLE_IMAGE_LATENT:
+        return latent_h, latent_w
+    return min(TILE_LATENT, latent_h), min(TILE_LATENT, latent_w)
+
+
+def _with_halo(header, rect):
+    """For a tile rect, the latent window to run a network on and where the tile sits inside it.
+
+    Returns ((cy, ch), (cx, cw)) = the tile's offset and size within the window,
+    and ((ya, yb), (xa, xb)) = the window, clipped to the latent.
+    """
+    y, x, h, w = rect
+    ya, xa = max(0, y - HALO), max(0, x - HALO)
+    yb, xb = min(header.latent_h, y + h + HALO), min(header.latent_w, x + w + HALO)
+    return ((y - ya, h), (x - xa, w)), ((ya, yb), (xa, xb))
+
+
+def _pad_to(rgb, stride):
+    """Edge-replicate the bottom/right borders up to a multiple of the stride."""
+    h, w = rgb.shape[:2]
+    return np.pad(rgb, ((0, -h % stride), (0, -w % stride), (0, 0)), mode="edge")
+
+
 def _to_uint8(unit_float):
     return np.clip(np.rint(unit_float * 255.0), 0, 255).astype(np.uint8)
+
+
+def encode_to_target(picture, target_bpp, codec_for, models=("high", "medium", "low")):
+    """Encode with the highest-quality model whose file is within ``target_bpp``; returns (bytes, model name).
+
+    ``codec_for(name)`` returns a Codec for a model name (callers cache them).
+    Like ``cwebp -size``, it tries the models from best to smallest and keeps
+    the first that fits; if none fits, that is an error naming the smallest
+    rate reached.
+    """
+    pixels = picture.width * picture.height
+    smallest = None
+    for name in models:
+        data = codec_for(name).encode(picture)
+        bpp = 8.0 * len(data) / pixels
+        if bpp <= target_bpp:
+            return data, name
+        smallest = (bpp, name)
+    raise L3icError("no model reaches %.3f bpp for this image (smallest: %s at %.3f bpp)" % (target_bpp, smallest[1], smallest[0]))

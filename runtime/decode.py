@@ -1,22 +1,27 @@
-"""``python -m runtime.decode INPUT.l3ic [-o OUTPUT.png]``: decompress an l3ic file.
+"""``python -m runtime.decode INPUT.l3ic... [-o OUTPUT]``: decompress l3ic files.
 
-The model named in the file is used unless ``-m`` says otherwise; a file made
-by another model is refused (the file carries a hash of its decoder).
+The model named in each file is used unless ``-m`` says otherwise; a file made
+by another model is refused (the file carries a hash of its decoder).  Several
+inputs, a folder or a glob make a batch, as for ``runtime.encode``.
 """
+import os
 import sys
 import time
 
-from runtime import cli
+from runtime import batch, cli
 from runtime import image as images
 from runtime.atomic import check_output_path
-from runtime.codec import Codec, read_info
+from runtime.codec import read_info
 from runtime.errors import L3icError
 
 
 def parse_args(argv):
-    p = cli.tool_parser("python -m runtime.decode", "Decompress an l3ic file to an image.", ".l3ic file",
-                        "output image; its extension picks the format (default: INPUT with .png)")
+    p = cli.tool_parser("python -m runtime.decode", "Decompress l3ic files to images.", ".l3ic files, folders or globs",
+                        "output image (one input; its extension picks the format, default INPUT with .png) "
+                        "or folder (several inputs)")
     p.add_argument("--channels", help="decode only these latent channels, e.g. 0,1,2 or 0-7 (others are zero)")
+    p.add_argument("--format", default="png", help="output format of a batch, as a file extension (default png)")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="worker processes for a batch")
     return p.parse_args(argv)
 
 
@@ -34,19 +39,35 @@ def parse_channels(text):
     return channels
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    output = args.output or cli.default_output(args.input, ".png")
-    check_output_path(output, inputs=[args.input], overwrite=args.force)
-    data = cli.read_input(args.input)
-    channels = parse_channels(args.channels)
-    codec = Codec(args.model or read_info(data)["model"], args.provider, max_pixels=args.max_pixels)
+def decode_one(codecs, src, dst, options):
+    """Decode one file; the unit of work of both the single-file and the batch mode."""
+    model, channels, force = options
+    check_output_path(dst, inputs=[src], overwrite=force)
+    data = cli.read_input(src)
+    codec = codecs(model or read_info(data)["model"])
     start = time.perf_counter()
     picture = codec.decode_to_pil(data, channels)
     elapsed = time.perf_counter() - start
-    images.save(picture, output, overwrite=args.force)
-    print("%s -> %s: %dx%d %s, model %s, %.2f s" % (args.input, output, picture.width, picture.height,
-                                                      picture.mode, codec.model.name, elapsed))
+    images.save(picture, dst, overwrite=force)
+    line = "%s -> %s: %dx%d %s, model %s, %.2f s" % (src, dst, picture.width, picture.height, picture.mode, codec.model.name, elapsed)
+    return {"line": line, "pixels": picture.width * picture.height, "bytes_in": len(data),
+            "bytes_out": os.path.getsize(dst), "l3ic_bytes": len(data)}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    channels = parse_channels(args.channels)
+    files, is_batch = batch.expand(args.input, (".l3ic",))
+    if is_batch and args.output and not os.path.isdir(args.output):
+        raise L3icError("with several inputs, -o must be an existing folder: %s" % args.output)
+    options = (args.model, channels, args.force)
+    suffix = "." + args.format.lstrip(".")
+    jobs = [(f, batch.output_for(f, args.output, is_batch, suffix), options) for f in files]
+    started = time.perf_counter()
+    done = batch.run(decode_one, jobs, args.jobs, args.provider, args.max_pixels, is_batch)
+    if is_batch:
+        print(batch.summary(done, started, "files"))
+    return 1 if any(error for _, _, error in done) else 0
 
 
 if __name__ == "__main__":

@@ -1,47 +1,79 @@
-"""``python -m runtime.encode INPUT [-o OUTPUT]``: compress an image to .l3ic.
+"""``python -m runtime.encode INPUT... [-o OUTPUT]``: compress images to .l3ic.
 
-Prints one line per file: size, bits per pixel, time (and with ``--verify``
-the PSNR of the decoded result, which decodes the written bytes again).
+One input file: prints one line (size, bits per pixel, time; with
+``--verify`` also the PSNR of the decoded result).  Several inputs, a folder
+or a glob: a batch with a progress bar and a summary line (see
+``runtime.batch``).  ``--target-bpp`` picks, per image, the best model whose
+file fits the target.
 """
+import os
 import sys
 import time
 
 import numpy as np
 
-from runtime import cli
+from runtime import batch, cli
 from runtime import image as images
 from runtime.atomic import check_output_path, write_bytes_atomic
-from runtime.codec import Codec
-from runtime.model import DEFAULT_MODEL
+from runtime.codec import encode_to_target
+from runtime.errors import L3icError
+from runtime.model import DEFAULT_MODEL, QUALITIES
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif")
 
 
 def parse_args(argv):
-    p = cli.tool_parser("python -m runtime.encode", "Compress an image to an l3ic file.",
-                        "image file (PNG, JPEG, anything Pillow reads)", "output file (default: INPUT with the suffix .l3ic)")
+    p = cli.tool_parser("python -m runtime.encode", "Compress images to l3ic files.",
+                        "image files, folders or globs (PNG, JPEG, anything Pillow reads)",
+                        "output file (one input) or folder (several inputs; default: next to each input)")
+    p.add_argument("-q", "--quality", choices=QUALITIES, help="same as -m low|medium|high")
+    p.add_argument("--target-bpp", type=float, help="per image, the highest-quality model whose file is within this many bits per pixel")
     p.add_argument("--strip", action="store_true", help="drop ICC profile and EXIF")
     p.add_argument("--verify", action="store_true", help="decode the result and print its PSNR")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="worker processes for a batch (default 1: one process using all cores)")
     return p.parse_args(argv)
+
+
+def encode_one(codecs, src, dst, options):
+    """Encode one file; the unit of work of both the single-file and the batch mode."""
+    model, target, strip, force, verify, max_pixels = options
+    check_output_path(dst, inputs=[src], overwrite=force)
+    picture = images.load(src, max_pixels=max_pixels, strip=strip)
+    start = time.perf_counter()
+    if target is not None:
+        data, model = encode_to_target(picture, target, codecs)
+    else:
+        data = codecs(model).encode(picture)
+    elapsed = time.perf_counter() - start
+    write_bytes_atomic(dst, data, overwrite=force)
+    pixels = picture.width * picture.height
+    line = "%s -> %s: %dx%d %s, %d bytes, %.3f bpp, model %s, %.2f s" % (
+        src, dst, picture.width, picture.height, picture.mode, len(data), 8.0 * len(data) / pixels, model, elapsed)
+    if verify:
+        decoded = np.asarray(codecs(model).decode_to_pil(data).convert(picture.mode))
+        line += ", PSNR %.2f dB" % images.psnr(picture.pixels, decoded)
+    for note in picture.notes:
+        line += "; note: " + note
+    return {"line": line, "pixels": pixels, "bytes_in": os.path.getsize(src), "bytes_out": len(data), "l3ic_bytes": len(data)}
 
 
 def main(argv=None):
     args = parse_args(argv)
-    output = args.output or cli.default_output(args.input, ".l3ic")
-    check_output_path(output, inputs=[args.input], overwrite=args.force)
-    picture = images.load(args.input, max_pixels=args.max_pixels, strip=args.strip)
-    codec = Codec(args.model or DEFAULT_MODEL, args.provider, max_pixels=args.max_pixels)
-    start = time.perf_counter()
-    data = codec.encode(picture)
-    elapsed = time.perf_counter() - start
-    write_bytes_atomic(output, data, overwrite=args.force)
-    line = "%s -> %s: %dx%d %s, %d bytes, %.3f bpp, model %s, %.2f s" % (
-        args.input, output, picture.width, picture.height, picture.mode, len(data),
-        8.0 * len(data) / (picture.width * picture.height), codec.model.name, elapsed)
-    if args.verify:
-        decoded = np.asarray(codec.decode_to_pil(data).convert(picture.mode))
-        line += ", PSNR %.2f dB" % images.psnr(picture.pixels, decoded)
-    for note in picture.notes:
-        line += "; note: " + note
-    print(line)
+    if args.target_bpp is not None and (args.model or args.quality):
+        raise L3icError("--target-bpp chooses the model itself: drop -m/--quality")
+    if args.target_bpp is not None and args.target_bpp <= 0:
+        raise L3icError("--target-bpp must be positive")
+    files, is_batch = batch.expand(args.input, IMAGE_SUFFIXES)
+    if is_batch and args.output and not os.path.isdir(args.output):
+        raise L3icError("with several inputs, -o must be an existing folder: %s" % args.output)
+    model = args.model or args.quality or DEFAULT_MODEL
+    options = (model, args.target_bpp, args.strip, args.force, args.verify, args.max_pixels)
+    jobs = [(f, batch.output_for(f, args.output, is_batch, ".l3ic"), options) for f in files]
+    started = time.perf_counter()
+    done = batch.run(encode_one, jobs, args.jobs, args.provider, args.max_pixels, is_batch)
+    if is_batch:
+        print(batch.summary(done, started, "images"))
+    return 1 if any(error for _, _, error in done) else 0
 
 
 if __name__ == "__main__":

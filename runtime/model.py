@@ -71,7 +71,8 @@ def resolve_providers(providers):
 class Model:
     """One l3ic model: its manifest and the encoder/decoder inference sessions."""
 
-    def __init__(self, model=DEFAULT_MODEL, providers=None):
+    def __init__(self, model=DEFAULT_MODEL, providers=None, threads=None):
+        self.threads = threads  # ONNX Runtime intra-op threads; None = all cores
         self.folder = find_model(model)
         self.manifest = self._read_manifest()
         self.name = self.manifest["name"]
@@ -104,7 +105,10 @@ class Model:
         if file_sha256(path) != self.manifest["files"][name]["sha256"]:
             raise ModelError("model file %s does not match the sha256 in its manifest (damaged or replaced)" % path)
         try:
-            return ort.InferenceSession(path, providers=self.providers)
+            options = ort.SessionOptions()
+            if self.threads:
+                options.intra_op_num_threads = self.threads
+            return ort.InferenceSession(path, sess_options=options, providers=self.providers)
         except Exception as e:  # ONNX Runtime raises its own exception types
             raise ModelError("ONNX Runtime cannot load %s: %s" % (path, str(e).splitlines()[0]))
 
