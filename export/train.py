@@ -55,7 +55,8 @@ def parse_args(argv=None):
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="auto = bf16 where the CPU supports it")
     p.add_argument("--holdout", type=int, help="images of --data kept for validation when --val is not given")
     p.add_argument("--val-size", type=int, help="validation uses the central crop of this size")
-    p.add_argument("--init", help="start a new run from these weights (a models/NAME/keras folder), to fine-tune")
+    p.add_argument("--init", help="start a new run from the weights of a models/NAME/keras folder (fine-tuning; "
+                                  "the latent channel count may differ: see warm_start)")
     p.add_argument("--threads", type=int, help="TensorFlow intra-op threads (default: all cores)")
     p.add_argument("--checkpoint-minutes", type=float, default=3.0)
     p.add_argument("--log-every", type=int, default=50)
@@ -270,6 +271,38 @@ class Trainer:
         self.log({"step": self.step, "loss": loss, "bpp": bpp, "psnr": psnr, "lr": lr, "steps_per_s": rate})
 
 
+def warm_start(model, folder):
+    """Initialise ``model`` from released weights, also across latent channel counts.
+
+    Every weight is copied where the shapes agree.  The two layers that touch
+    the latent (the encoder's projection and the decoder's first convolution)
+    get the overlapping channels: released models order channels by
+    importance, so a smaller model keeps the most important ones, and a larger
+    one starts as the released model plus new channels that the decoder
+    initially ignores (zero weights) - training then puts them to use.
+    """
+    from export.model import L3icModel
+    with open(os.path.join(folder, "config.json")) as f:
+        cfg = json.load(f)
+    if (cfg["width"], cfg["blocks"]) != (model.config["width"], model.config["blocks"]):
+        raise SystemExit("error: --init needs the same --width/--blocks as %s (%s, %s)" % (folder, cfg["width"], cfg["blocks"]))
+    source = L3icModel(cfg["channels"], cfg["width"], cfg["blocks"]).build_for()
+    source.load_weights(os.path.join(folder, "model.weights.h5"))
+    n = min(cfg["channels"], model.config["channels"])
+    for dst, src in zip(model.weights, source.weights):
+        value = np.asarray(src.numpy())
+        if tuple(dst.shape) == value.shape:
+            dst.assign(value)
+        elif "analysis" in dst.path.split("/"):
+            new = np.asarray(dst.numpy())
+            new[..., :n] = value[..., :n]  # projection kernel (3, 3, width, C) and bias (C,)
+            dst.assign(new)
+        else:
+            new = np.zeros(tuple(dst.shape), np.float32)
+            new[:, :, :n, :] = value[:, :, :n, :]  # decoder's first kernel (3, 3, C, width)
+            dst.assign(new)
+
+
 def main(argv=None):
     args = parse_args(argv)
     config = resolve_config(args)
@@ -288,10 +321,7 @@ def main(argv=None):
         trainer.restore()
         print("resumed %s at step %d" % (args.out, trainer.step), flush=True)
     elif args.init:
-        try:
-            trainer.model.load_weights(os.path.join(args.init, "model.weights.h5"))
-        except (OSError, ValueError) as e:
-            raise SystemExit("error: cannot initialise from %s (same --channels/--width/--blocks?): %s" % (args.init, e))
+        warm_start(trainer.model, args.init)
         print("initialised from %s" % args.init, flush=True)
     print("training %s: %d images, %s, %s parameters, precision %s"
           % (args.out, trainer.n_train, {k: config[k] for k in ("channels", "lambda", "steps", "batch", "crop")},
