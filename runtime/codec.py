@@ -96,20 +96,25 @@ class Codec:
         return container.TileChunks(coded.modes, coded.sizes, coded.payload)
 
     # ---- decoding ------------------------------------------------------------
-    def decode(self, data, channels=None):
+    def decode(self, data, channels=None, region=None):
         """Decompress l3ic bytes to a uint8 array: (H, W, 3) RGB, (H, W) gray, or with a 4th alpha channel.
 
         ``channels``: decode only these latent channels (the others are taken as
         zero); channel 0 is the most important, so ``range(k)`` is the best
-        k-channel preview.
+        k-channel preview.  ``region``: (x, y, width, height) in pixels; only
+        the tiles it needs are entropy-decoded and run through the decoder.
         """
-        return np.asarray(self.decode_to_pil(data, channels))
+        return np.asarray(self.decode_to_pil(data, channels, region))
 
-    def decode_to_pil(self, data, channels=None):
+    def decode_to_pil(self, data, channels=None, region=None):
         """Like ``decode`` but returns a Pillow image carrying alpha, ICC profile and EXIF."""
         parsed = self._parse(data)
-        pixels = self._pixels_of(read_symbols(parsed, channels), parsed.header)
-        return images.to_pil(pixels, parsed.header.mode, parsed.side_data)
+        h = parsed.header
+        region = _checked_region(region, h)
+        blocks = _blocks(h, region)
+        symbols = read_symbols(parsed, channels, _tiles_under(h, blocks))
+        pixels = self._pixels_of(symbols, h, region, blocks)
+        return images.to_pil(pixels, h.mode, _crop_side_data(parsed.side_data, h, region))
 
     def decode_latents(self, latents):
         """Run the decoder on int codebook values (C, h, w) -> uint8 RGB (h*s, w*s, 3)."""
@@ -131,36 +136,33 @@ class Codec:
                              % (h.model_name, h.decoder_hash.hex()[:12], m.name, m.decoder_hash.hex()[:12]))
         return parsed
 
-    def _pixels_of(self, symbols, header):
-        """Run the decoder tile by tile (with HALO cells of latent context), crop to the image size."""
+    def _pixels_of(self, symbols, header, region, blocks):
+        """Run the decoder block by block, each with HALO cells of latent context, and paste the region together."""
         s = self.model.stride
-        if header.n_tiles == 1:
-            rgb = _to_uint8(self.model.decode(symbols))[:header.height, :header.width]
-        else:
-            rgb = np.empty((header.height, header.width, 3), np.uint8)
-            for t in range(header.n_tiles):
-                core, window = _with_halo(header, header.tile_rect(t))
-                (ya, yb), (xa, xb) = window
-                out = _to_uint8(self.model.decode(symbols[:, ya:yb, xa:xb]))
-                (cy, ch), (cx, cw) = core
-                y0, x0 = (ya + cy) * s, (xa + cx) * s
-                h, w = min(ch * s, header.height - y0), min(cw * s, header.width - x0)
-                rgb[y0:y0 + h, x0:x0 + w] = out[cy * s:cy * s + h, cx * s:cx * s + w]
+        rx, ry, rw, rh = region
+        rgb = np.empty((rh, rw, 3), np.uint8)
+        for block in blocks:
+            ((cy, ch), (cx, cw)), ((ya, yb), (xa, xb)) = _with_halo(header, block)
+            out = _to_uint8(self.model.decode(symbols[:, ya:yb, xa:xb]))
+            # pixels of the block's core, clipped to the region
+            y0, x0 = max((ya + cy) * s, ry), max((xa + cx) * s, rx)
+            y1, x1 = min((ya + cy + ch) * s, ry + rh), min((xa + cx + cw) * s, rx + rw)
+            rgb[y0 - ry:y1 - ry, x0 - rx:x1 - rx] = out[y0 - ya * s:y1 - ya * s, x0 - xa * s:x1 - xa * s]
         if header.mode == "L":
             return np.rint(rgb.mean(axis=2)).astype(np.uint8)
         return rgb
 
 
-def read_symbols(parsed, channels=None):
-    """Entropy-decode the chosen channels of all tiles into (C, latent_h, latent_w) symbol indices.
+def read_symbols(parsed, channels=None, tiles=None):
+    """Entropy-decode the chosen channels of the chosen tiles into (C, latent_h, latent_w) symbol indices.
 
-    Channels not asked for hold the index of the value 0, the neutral latent.
+    Channels (and tiles) not asked for hold the index of the value 0, the neutral latent.
     """
     h = parsed.header
     wanted = _channel_list(channels, h.channels)
-    zero = min(max(-h.codebook_min, 0), h.codebook_size - 1)  # index of the value 0, the neutral latent
+    zero = min(max(-h.codebook_min, 0), h.codebook_size - 1)
     symbols = np.full((h.channels, h.latent_h, h.latent_w), zero, np.uint8)
-    for t in range(h.n_tiles):
+    for t in range(h.n_tiles) if tiles is None else tiles:
         y, x, th, tw = h.tile_rect(t)
         chunks = parsed.tile_chunks(t, wanted)
         decoded = fse.decode_channels(chunks.payload, chunks.modes, chunks.sizes, th * tw, h.codebook_size)
@@ -208,6 +210,55 @@ def tile_shape(latent_h, latent_w):
     if latent_h <= WHOLE_IMAGE_LATENT and latent_w <= WHOLE_IMAGE_LATENT:
         return latent_h, latent_w
     return min(TILE_LATENT, latent_h), min(TILE_LATENT, latent_w)
+
+
+def _checked_region(region, header):
+    """(x, y, w, h) of the pixels to decode; the whole image by default."""
+    if region is None:
+        return 0, 0, header.width, header.height
+    x, y, w, h = (int(v) for v in region)
+    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > header.width or y + h > header.height:
+        raise L3icError("region %d,%d,%d,%d is not inside the %dx%d image" % (x, y, w, h, header.width, header.height))
+    return x, y, w, h
+
+
+def _blocks(header, region):
+    """Latent rectangles to run the decoder on: the tiles (or the one-tile latent) cut down to the region."""
+    s = header.stride
+    x, y, w, h = region
+    ly0, lx0, ly1, lx1 = y // s, x // s, -(-(y + h) // s), -(-(x + w) // s)
+    blocks = []
+    for t in range(header.n_tiles):
+        ty, tx, th, tw = header.tile_rect(t)
+        by0, bx0, by1, bx1 = max(ty, ly0), max(tx, lx0), min(ty + th, ly1), min(tx + tw, lx1)
+        if by0 < by1 and bx0 < bx1:
+            blocks.append((by0, bx0, by1 - by0, bx1 - bx0))
+    return blocks
+
+
+def _tiles_under(header, blocks):
+    """Tiles whose symbols the blocks need, halo included."""
+    needed = set()
+    for block in blocks:
+        (ya, yb), (xa, xb) = _with_halo(header, block)[1]
+        for t in range(header.n_tiles):
+            ty, tx, th, tw = header.tile_rect(t)
+            if ty < yb and ya < ty + th and tx < xb and xa < tx + tw:
+                needed.add(t)
+    return sorted(needed)
+
+
+def _crop_side_data(side_data, header, region):
+    """Side data for a region: the alpha plane is cropped like the pixels."""
+    x, y, w, h = region
+    if images.ALPHA not in side_data or (w, h) == (header.width, header.height):
+        return side_data
+    alpha = np.frombuffer(side_data[images.ALPHA], np.uint8)
+    if alpha.size != header.width * header.height:
+        return side_data  # to_pil reports the damage
+    cropped = dict(side_data)
+    cropped[images.ALPHA] = np.ascontiguousarray(alpha.reshape(header.height, header.width)[y:y + h, x:x + w]).tobytes()
+    return cropped
 
 
 def _with_halo(header, rect):

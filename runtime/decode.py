@@ -20,6 +20,7 @@ def parse_args(argv):
                         "output image (one input; its extension picks the format, default INPUT with .png) "
                         "or folder (several inputs)")
     p.add_argument("--channels", help="decode only these latent channels, e.g. 0,1,2 or 0-7 (others are zero)")
+    p.add_argument("--crop", help="decode only this region, x,y,width,height in pixels (only the tiles it needs)")
     p.add_argument("--format", default="png", help="output format of a batch, as a file extension (default png)")
     p.add_argument("-j", "--jobs", type=int, default=1, help="worker processes for a batch")
     return p.parse_args(argv)
@@ -39,14 +40,25 @@ def parse_channels(text):
     return channels
 
 
+def parse_crop(text):
+    """'x,y,w,h' -> (x, y, w, h)."""
+    if text is None:
+        return None
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise L3icError("--crop must be x,y,width,height in pixels, got %r" % text)
+    return x, y, w, h
+
+
 def decode_one(codecs, src, dst, options):
     """Decode one file; the unit of work of both the single-file and the batch mode."""
-    model, channels, force = options
+    model, channels, region, force = options
     check_output_path(dst, inputs=[src], overwrite=force)
     data = cli.read_input(src)
     codec = codecs(model or read_info(data)["model"])
     start = time.perf_counter()
-    picture = codec.decode_to_pil(data, channels)
+    picture = codec.decode_to_pil(data, channels, region)
     elapsed = time.perf_counter() - start
     images.save(picture, dst, overwrite=force)
     line = "%s -> %s: %dx%d %s, model %s, %.2f s" % (src, dst, picture.width, picture.height, picture.mode, codec.model.name, elapsed)
@@ -60,7 +72,7 @@ def main(argv=None):
     files, is_batch = batch.expand(args.input, (".l3ic",))
     if is_batch and args.output and not os.path.isdir(args.output):
         raise L3icError("with several inputs, -o must be an existing folder: %s" % args.output)
-    options = (args.model, channels, args.force)
+    options = (args.model, channels, parse_crop(args.crop), args.force)
     suffix = "." + args.format.lstrip(".")
     jobs = [(f, batch.output_for(f, args.output, is_batch, suffix), options) for f in files]
     started = time.perf_counter()

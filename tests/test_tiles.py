@@ -41,3 +41,26 @@ def test_tiled_file_round_trips_channel_subsets(codec, small_tiles):
     assert read_info(data)["tiles"] == 2 * 3
     assert codec.decode(data).shape == image.shape
     assert codec.decode(data, channels=[0, 1]).shape == image.shape
+
+
+@pytest.mark.parametrize("tiled", [False, True])
+def test_region_decode_matches_the_full_decode(codec, sample, monkeypatch, tiled):
+    if tiled:
+        monkeypatch.setattr(codec_module, "WHOLE_IMAGE_LATENT", 16)
+        monkeypatch.setattr(codec_module, "TILE_LATENT", 16)
+    rgba = np.dstack([sample, np.tile(np.arange(384, dtype=np.uint8), (512, 1))])
+    data = codec.encode(rgba)
+    full = codec.decode(data)
+    x, y, w, h = 101, 133, 150, 77
+    part = codec.decode(data, region=(x, y, w, h))
+    assert part.shape == (h, w, 4)
+    np.testing.assert_array_equal(part[:, :, 3], rgba[y:y + h, x:x + w, 3])
+    assert psnr(full[y:y + h, x:x + w, :3], part[:, :, :3]) > 45.0
+
+
+def test_region_outside_the_image_is_an_error(codec, sample):
+    from runtime import L3icError
+    data = codec.encode(sample[:64, :64])
+    for region in [(0, 0, 65, 10), (-1, 0, 5, 5), (10, 10, 0, 5)]:
+        with pytest.raises(L3icError, match="region"):
+            codec.decode(data, region=region)
