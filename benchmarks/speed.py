@@ -187,11 +187,12 @@ def print_tables(results):
         enc = r["encoder"] + r["fse_encode"] + r["container_write"]
         dec = r["container_read"] + r["fse_decode"] + r["decoder"]
         share = (r["fse_encode"] + r["container_write"] + r["container_read"] + r["fse_decode"]) / (enc + dec)
-        cells = ["%.3f" % r[s] for s in STAGES]
+        cells = ["%.1f" % (1000 * r[s]) for s in STAGES]
         cli = ["%.2f" % r[k] if k in r else "-" for k in ("cli_encode", "cli_decode")]
-        print("| %s | %s | %s | %s | %.3f | %.3f | %.1f%% | %s | %s | %.0f MiB |" % (
-            r["model"], r["size"], r["provider"], " | ".join(cells), enc, dec, 100 * share, cli[0], cli[1], r["peak_rss_mib"]))
-    print("\n(seconds, median; FSE+container = share of encode+decode time spent outside the networks)")
+        print("| %s | %s | %s | %s | %.1f | %.1f | %.1f%% | %s | %s | %.0f MiB |" % (
+            r["model"], r["size"], r["provider"], " | ".join(cells), 1000 * enc, 1000 * dec, 100 * share, cli[0], cli[1], r["peak_rss_mib"]))
+    print("\n(stages in milliseconds, median of --runs; CLI columns in seconds, whole process; FSE+container = share of "
+          "encode+decode time spent outside the networks)")
     for size, rows in results["standard"].items():
         if rows:
             print("\nstandard codecs, %s (CLI, process start included):\n" % size)

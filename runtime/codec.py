@@ -136,8 +136,10 @@ class Codec:
                              % (h.model_name, h.decoder_hash.hex()[:12], m.name, m.decoder_hash.hex()[:12]))
         return parsed
 
-    def _pixels_of(self, symbols, header, region, blocks):
+    def _pixels_of(self, symbols, header, region=None, blocks=None):
         """Run the decoder block by block, each with HALO cells of latent context, and paste the region together."""
+        region = region or _checked_region(None, header)
+        blocks = blocks if blocks is not None else _blocks(header, region)
         s = self.model.stride
         rx, ry, rw, rh = region
         rgb = np.empty((rh, rw, 3), np.uint8)
