@@ -174,7 +174,17 @@ def psnr_at_rates(curves):
     return {codec: {str(r): metric_at_rate(*_curve(points, "psnr"), r) for r in REPORT_RATES} for codec, points in curves.items()}
 
 
-def summary_markdown(curves, bd, at_rates, images):
+def reference_bd(curves, path):
+    """PSNR BD-rate of l3ic against quoted reference curves (a JSON of PSNR at fixed rates)."""
+    if not path or "l3ic" not in curves:
+        return {}
+    with open(path) as f:
+        ref = json.load(f)
+    rates, tested = _curve(curves["l3ic"], "psnr")
+    return {name: bd_rate(ref["bpp"], values, rates, tested) for name, values in ref["psnr"].items()}
+
+
+def summary_markdown(curves, bd, at_rates, images, quoted):
     lines = ["RD on %d images (mean curves). BD-rate: pchip Bjontegaard; negative = fewer bits than the anchor." % images, ""]
     lines += ["| codec | PSNR @0.25 bpp | @0.5 | @1.0 | BD-rate vs %s (PSNR) | (MS-SSIM) |" % ANCHOR, "|---|---|---|---|---|---|"]
     for codec in curves:
@@ -187,6 +197,9 @@ def summary_markdown(curves, bd, at_rates, images):
         lines += ["", "| l3ic BD-rate against | PSNR | MS-SSIM |", "|---|---|---|"]
         for k, v in l3ic_rows:
             lines.append("| %s | %s | %s |" % (k[len("l3ic vs "):], *["%+.1f%%" % v[m] if not np.isnan(v[m]) else "-" for m in ("psnr", "ms_ssim_db")]))
+    if quoted:
+        lines += ["", "| l3ic PSNR BD-rate against quoted curves (benchmarks/reference) | PSNR |", "|---|---|"]
+        lines += ["| %s | %s |" % (k, "%+.1f%%" % v if not np.isnan(v) else "-") for k, v in quoted.items()]
     if "l3ic" in curves:
         lines += ["", "| l3ic model | bpp | PSNR | MS-SSIM | MS-SSIM dB | encode s | decode s |", "|---|---|---|---|---|---|---|"]
         for p in curves["l3ic"]:
@@ -220,6 +233,7 @@ def main(argv=None):
     p.add_argument("--codecs", default=",".join(ALL_CODECS))
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--jobs", type=int, default=os.cpu_count())
+    p.add_argument("--reference", help="JSON of quoted PSNR-at-rate curves to compare l3ic with (e.g. benchmarks/reference/kodak.json)")
     args = p.parse_args(argv)
     codecs = []
     for c in args.codecs.split(","):
@@ -242,11 +256,12 @@ def main(argv=None):
                 results.append(f.result())
     curves = aggregate(results)
     bd, at_rates = bd_table(curves), psnr_at_rates(curves)
+    quoted = reference_bd(curves, args.reference)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"images": [os.path.basename(p) for p in images], "curves": curves, "bd_rate": bd,
-                   "psnr_at_bpp": at_rates, "per_image": sorted(results, key=lambda r: (r["codec"], str(r["quality"]), r["image"]))},
+                   "psnr_at_bpp": at_rates, "bd_rate_vs_quoted": quoted, "per_image": sorted(results, key=lambda r: (r["codec"], str(r["quality"]), r["image"]))},
                   f, indent=1)
-    summary = summary_markdown(curves, bd, at_rates, len(images))
+    summary = summary_markdown(curves, bd, at_rates, len(images), quoted)
     with open(os.path.join(args.out, "summary.md"), "w") as f:
         f.write(summary)
     plot(curves, args.out)
