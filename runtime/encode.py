@@ -17,7 +17,7 @@ from runtime import image as images
 from runtime.atomic import check_output_path, write_bytes_atomic
 from runtime.codec import encode_to_target
 from runtime.errors import L3icError
-from runtime.model import DEFAULT_MODEL, QUALITIES
+from runtime.model import DEFAULT_MODEL, QUALITIES, installed_qualities
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif")
 
@@ -41,7 +41,7 @@ def encode_one(codecs, src, dst, options):
     picture = images.load(src, max_pixels=max_pixels, strip=strip)
     start = time.perf_counter()
     if target is not None:
-        data, model = encode_to_target(picture, target, codecs)
+        data, model = encode_to_target(picture, target, codecs, installed_qualities())
     else:
         data = codecs(model).encode(picture)
     elapsed = time.perf_counter() - start

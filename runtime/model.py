@@ -29,15 +29,31 @@ def model_roots():
     return [r for r in roots if r and os.path.isdir(r)]
 
 
+def _named_model(name):
+    """Folder of the shipped model ``name``, or None."""
+    for root in model_roots():
+        folder = os.path.join(root, name)
+        if os.path.isfile(os.path.join(folder, "manifest.json")):
+            return folder
+    return None
+
+
+def installed_qualities():
+    """The quality models that are installed, best first (for ``encode_to_target``); ModelError if none is."""
+    found = [q for q in reversed(QUALITIES) if _named_model(q)]
+    if not found:
+        raise ModelError("no quality model (%s) is installed" % ", ".join(QUALITIES))
+    return found
+
+
 def find_model(model):
     """Folder of ``model`` (a quality/model name or a path)."""
     if os.path.isdir(model):
         return model
     if os.sep not in model and "/" not in model:
-        for root in model_roots():
-            folder = os.path.join(root, model)
-            if os.path.isfile(os.path.join(folder, "manifest.json")):
-                return folder
+        folder = _named_model(model)
+        if folder:
+            return folder
         known = sorted({n for r in model_roots() for n in os.listdir(r) if os.path.isfile(os.path.join(r, n, "manifest.json"))})
         raise ModelError("unknown model %r (shipped models: %s)" % (model, ", ".join(known) or "none"))
     raise ModelError("model folder not found: %s" % model)

@@ -6,67 +6,136 @@
     Image.open("photo.png").save("photo.l3ic", quality="high")      # or model="path/to/model", target_bpp=0.5
 
 Follows Pillow's plugin conventions (see ``WebPImagePlugin``): an
-``ImageFile`` subclass that decodes in ``load()`` and hands Pillow raw pixels,
-and a save handler, registered with ``register_open``/``register_save``/
-``register_extension``/``register_mime``.  One ``Codec`` per model is created
-on first use and shared.
+``ImageFile`` subclass whose ``_open`` reads only the header (size, mode,
+``info``: ICC profile, EXIF and the l3ic header as ``info["l3ic"]``) and which
+decodes in ``load()``, handing Pillow raw pixels; and a save handler,
+registered with ``register_open``/``register_save``/``register_extension``/
+``register_mime``.  One ``Codec`` per model is created on first use and
+shared.  A file whose header is not valid l3ic is "not identified" (Pillow's
+``UnidentifiedImageError``); a decoding or encoding failure is an ``OSError``
+carrying the l3ic message; a bad save option is a ``ValueError``.
+
+Save options: ``quality`` (``"low"``, ``"medium"``, ``"high"``) or ``model``
+(a model name or folder), or ``target_bpp`` (the best installed quality model
+whose file fits); ``strip=True`` drops ICC and EXIF; ``icc_profile=`` and
+``exif=`` replace the image's own (an empty value drops it).  As with the
+command-line tools, EXIF orientation is applied before encoding.
+
+Works with Pillow 8 and later.
 """
 import io
 
 from PIL import Image, ImageFile
 
+from runtime import container
 from runtime import image as images
 from runtime.codec import Codec, encode_to_target, read_info
-from runtime.model import DEFAULT_MODEL
+from runtime.errors import FormatError, L3icError
+from runtime.model import DEFAULT_MODEL, QUALITIES, installed_qualities
 
 FORMAT = "L3IC"
 _codecs = {}
 
 
 def _codec(model):
+    """The shared Codec of a model; Pillow's own decompression-bomb check (in Image.open) bounds the size."""
     if model not in _codecs:
-        _codecs[model] = Codec(model)
+        _codecs[model] = Codec(model, max_pixels=container.MAX_PIXELS)
     return _codecs[model]
 
 
 def _accept(prefix):
-    return prefix[:4] == b"L3IC"
+    return prefix[:4] == container.MAGIC
+
+
+def _raw_tile(size, rawmode):
+    """One tile of raw pixels; ``ImageFile._Tile`` exists only in Pillow >= 11, older ones take a tuple."""
+    tile = getattr(ImageFile, "_Tile", None)
+    args = ("raw", (0, 0) + tuple(size), 0, rawmode)
+    return tile(*args) if tile is not None else args
 
 
 class L3icImageFile(ImageFile.ImageFile):
     format = FORMAT
     format_description = "l3ic learned lossy image"
+    _l3ic = None  # the file's bytes until load() has decoded them
 
     def _open(self):
-        self._l3ic = self.fp.read()
-        info = read_info(self._l3ic)
-        has_alpha = images.ALPHA in info["side_data"]
-        self._mode = info["mode"] + ("A" if has_alpha else "")
-        self._size = (info["width"], info["height"])
-        self._model = info["model"]
-        self.info["l3ic"] = info
+        data = self.fp.read()
+        try:
+            parsed = container.L3icFile.parse(data)
+            side = parsed.side_data  # CRC-checked here, so a damaged ICC/EXIF record is not identified either
+            header = read_info(data)
+        except FormatError as e:  # Pillow's convention: SyntaxError means "not this format"
+            raise SyntaxError(str(e))
+        self._l3ic = data
+        mode = header["mode"] + ("A" if images.ALPHA in side else "")
+        if isinstance(getattr(Image.Image, "mode", None), property):  # Pillow >= 10.1
+            self._mode = mode
+        else:
+            self.mode = mode
+        self._size = (header["width"], header["height"])
+        self.info["l3ic"] = header
+        for key, tag in (("icc_profile", images.ICC), ("exif", images.EXIF)):
+            if side.get(tag):
+                self.info[key] = side[tag]
 
     def load(self):
-        if self.tile or not hasattr(self, "_decoded"):
-            picture = _codec(self._model).decode_to_pil(self._l3ic)
-            self._decoded = True
-            for key in ("icc_profile", "exif"):
-                if key in picture.info:
-                    self.info[key] = picture.info[key]
+        if self._l3ic is not None:
+            try:
+                picture = _codec(self.info["l3ic"]["model"]).decode_to_pil(self._l3ic)
+            except L3icError as e:
+                raise OSError("cannot decode l3ic image: %s" % e) from e
+            if self.fp is not None and getattr(self, "_exclusive_fp", False):
+                self.fp.close()
             self.fp = io.BytesIO(picture.tobytes())
-            self.tile = [ImageFile._Tile("raw", (0, 0) + self.size, 0, picture.mode)]
+            self.tile = [_raw_tile(self.size, picture.mode)]
+            self._l3ic = None
         return super().load()
+
+    def load_seek(self, pos):
+        # Defining load_seek keeps ImageFile.load from memory-mapping self.filename (the .l3ic file itself) as
+        # raw pixels, which it would otherwise do for L/RGBA images whenever the file is large enough.
+        self.fp.seek(pos)
 
 
 def _save(im, fp, filename):
     params = im.encoderinfo
-    target = params.get("target_bpp")
-    picture = images.from_pil(im, strip=params.get("strip", False))
-    if target is not None:
-        data, _ = encode_to_target(picture, float(target), _codec)
-    else:
-        data = _codec(params.get("model") or params.get("quality") or DEFAULT_MODEL).encode(picture)
+    quality, model, target = params.get("quality"), params.get("model"), params.get("target_bpp")
+    if quality is not None and quality not in QUALITIES:
+        raise ValueError("l3ic quality must be one of %s (one model per quality), got %r" % (", ".join(QUALITIES), quality))
+    if quality is not None and model is not None:
+        raise ValueError("give l3ic either quality= or model=, not both")
+    if target is not None and (quality is not None or model is not None):
+        raise ValueError("l3ic target_bpp= chooses the model itself: drop quality=/model=")
+    if target is not None and not float(target) > 0:
+        raise ValueError("l3ic target_bpp must be positive, got %r" % (target,))
+    strip = params.get("strip", False)
+    try:
+        picture = images.from_pil(im, strip=strip)
+        if not strip:
+            _override_metadata(picture, params)
+        if target is not None:
+            data, _ = encode_to_target(picture, float(target), _codec, installed_qualities())
+        else:
+            data = _codec(model or quality or DEFAULT_MODEL).encode(picture)
+    except L3icError as e:
+        raise OSError("cannot write l3ic image: %s" % e) from e
     fp.write(data)
+
+
+def _override_metadata(picture, params):
+    """``icc_profile=`` / ``exif=`` save options replace the image's own, as with Pillow's other formats."""
+    for key, tag in (("icc_profile", images.ICC), ("exif", images.EXIF)):
+        if key not in params:
+            continue
+        value = params[key]
+        if isinstance(value, Image.Exif):
+            value = value.tobytes()
+        if value:
+            picture.side_data[tag] = bytes(value)
+        else:
+            picture.side_data.pop(tag, None)
 
 
 Image.register_open(FORMAT, L3icImageFile, _accept)
