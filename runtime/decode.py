@@ -22,7 +22,7 @@ def parse_args(argv):
     p.add_argument("--channels", help="decode only these latent channels, e.g. 0,1,2 or 0-7 (others are zero)")
     p.add_argument("--crop", help="decode only this region, x,y,width,height in pixels (only the tiles it needs)")
     p.add_argument("--format", default="png", help="output format of a batch, as a file extension (default png)")
-    p.add_argument("-j", "--jobs", type=int, default=1, help="worker processes for a batch")
+    batch.add_jobs_option(p)
     return p.parse_args(argv)
 
 

@@ -30,7 +30,7 @@ def parse_args(argv):
     p.add_argument("--target-bpp", type=float, help="per image, the highest-quality model whose file is within this many bits per pixel")
     p.add_argument("--strip", action="store_true", help="drop ICC profile and EXIF")
     p.add_argument("--verify", action="store_true", help="decode the result and print its PSNR")
-    p.add_argument("-j", "--jobs", type=int, default=1, help="worker processes for a batch (default 1: one process using all cores)")
+    batch.add_jobs_option(p)
     return p.parse_args(argv)
 
 
