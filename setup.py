@@ -22,6 +22,7 @@ setup(
     extras_require={
         "export": ["tensorflow-cpu>=2.15", "tf2onnx>=1.16", "onnx>=1.14"],
         "gpu": ["onnxruntime-gpu>=1.11"],
+        "ray": ["ray[data]>=2.10"],
         "test": ["pytest>=7", "hypothesis>=6", "onnx>=1.14", "scipy>=1.7", "bjontegaard>=1.2", "vermin>=1.5"],
         "bench": ["matplotlib>=3.5", "tqdm>=4", "scipy>=1.7"],
     },

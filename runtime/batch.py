@@ -31,12 +31,12 @@ MAX_DEFAULT_JOBS = 8  # each worker holds its own sessions: about 0.2 GB, 0.7 GB
 
 
 def add_jobs_option(parser):
-    parser.add_argument("-j", "--jobs", type=_positive_int, metavar="N",
+    parser.add_argument("-j", "--jobs", type=positive_int, metavar="N",
                         help="worker processes for a batch, each with one ONNX Runtime thread (default: one per "
                              "core, at most %d; 1 with CUDA); 1 = one process using all cores" % MAX_DEFAULT_JOBS)
 
 
-def _positive_int(text):
+def positive_int(text):
     try:
         value = int(text)
     except ValueError:
@@ -89,6 +89,16 @@ def expand(inputs, suffixes):
     return files, batch
 
 
+def check_distinct_outputs(jobs):
+    """Refuse a batch in which two inputs (a/x.png, b/x.png) would be written to the same output."""
+    seen = {}
+    for job in jobs:
+        src, dst = job[0], os.path.abspath(job[1])
+        if dst in seen:
+            raise L3icError("%s and %s would both be written to %s; give them separate runs or outputs" % (seen[dst], src, dst))
+        seen[dst] = src
+
+
 def output_for(path, output, batch, suffix):
     """Where one input's result goes: -o itself for a single file, else a file in the folder -o (or next to the input)."""
     if not batch and not (output and os.path.isdir(output)):
@@ -106,19 +116,29 @@ def _init(providers, threads, max_pixels, keep_going=False):
     _cache, _keep_going = CodecCache(providers, threads, max_pixels), keep_going
 
 
-def _job(work, job):
+def attempt(work, codecs, job, keep_going=True):
+    """``work(codecs, *job)`` -> (result, None), or (None, the one-line error) if it failed."""
     try:
-        return job, work(_cache, *job), None
+        return work(codecs, *job), None
     except L3icError as e:
-        return job, None, str(e)
+        return None, str(e)
     except MemoryError:
-        return job, None, "out of memory"
+        return None, "out of memory"
     except Exception as e:  # a bug hit by one file of a batch: report it with that file, go on with the others
-        if not _keep_going:
+        if not keep_going:
             raise
         if os.environ.get("L3IC_DEBUG"):
             traceback.print_exc()
-        return job, None, "internal error: %s: %s" % (type(e).__name__, e)
+        return None, "internal error: %s: %s" % (type(e).__name__, e)
+
+
+def error_line(path, error):
+    """The stderr line of a file that failed (its path is not repeated when the message names it)."""
+    return "l3ic: error: %s" % (error if path in error else "%s: %s" % (path, error))
+
+
+def _job(work, job):
+    return (job,) + attempt(work, _cache, job, _keep_going)
 
 
 def run(work, jobs, workers, providers, max_pixels, batch):
@@ -143,7 +163,7 @@ def _report(results, total, batch):
     done = []
     for job, result, error in results:
         if error is not None:
-            _write_line("l3ic: error: %s" % (error if job[0] in error else "%s: %s" % (job[0], error)), progress)
+            _write_line(error_line(job[0], error), progress)
         elif not batch:
             print(result["line"])
         done.append((job, result, error))

@@ -75,6 +75,7 @@ def main(argv=None):
     options = (args.model, channels, parse_crop(args.crop), args.force)
     suffix = "." + args.format.lstrip(".")
     jobs = [(f, batch.output_for(f, args.output, is_batch, suffix), options) for f in files]
+    batch.check_distinct_outputs(jobs)
     started = time.perf_counter()
     done = batch.run(decode_one, jobs, args.jobs, args.provider, args.max_pixels, is_batch)
     if is_batch:

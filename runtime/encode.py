@@ -54,21 +54,32 @@ def encode_one(codecs, src, dst, options):
         line += ", PSNR %.2f dB" % images.psnr(picture.pixels, decoded)
     for note in picture.notes:
         line += "; note: " + note
-    return {"line": line, "pixels": pixels, "bytes_in": os.path.getsize(src), "bytes_out": len(data), "l3ic_bytes": len(data)}
+    return {"line": line, "pixels": pixels, "bytes_in": os.path.getsize(src), "bytes_out": len(data), "l3ic_bytes": len(data),
+            "model": model, "seconds": elapsed}
+
+
+def model_choice(args):
+    """The model that -m / -q name (default medium), or None with --target-bpp; one-line errors for conflicts."""
+    if args.target_bpp is not None:
+        if args.model or args.quality:
+            raise L3icError("--target-bpp chooses the model itself: drop -m/--quality")
+        if not args.target_bpp > 0:
+            raise L3icError("--target-bpp must be positive")
+        return None
+    if args.model and args.quality:
+        raise L3icError("give -m or -q, not both")
+    return args.model or args.quality or DEFAULT_MODEL
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.target_bpp is not None and (args.model or args.quality):
-        raise L3icError("--target-bpp chooses the model itself: drop -m/--quality")
-    if args.target_bpp is not None and args.target_bpp <= 0:
-        raise L3icError("--target-bpp must be positive")
+    model = model_choice(args)
     files, is_batch = batch.expand(args.input, IMAGE_SUFFIXES)
     if is_batch and args.output and not os.path.isdir(args.output):
         raise L3icError("with several inputs, -o must be an existing folder: %s" % args.output)
-    model = args.model or args.quality or DEFAULT_MODEL
     options = (model, args.target_bpp, args.strip, args.force, args.verify, args.max_pixels)
     jobs = [(f, batch.output_for(f, args.output, is_batch, ".l3ic"), options) for f in files]
+    batch.check_distinct_outputs(jobs)
     started = time.perf_counter()
     done = batch.run(encode_one, jobs, args.jobs, args.provider, args.max_pixels, is_batch)
     if is_batch:

@@ -1,0 +1,191 @@
+"""``python -m runtime.batch_ray --input DIR --output DIR``: encode a folder of images on a Ray cluster.
+
+The files are a Ray Data dataset of (input, output) paths; ``map_batches``
+runs them through a pool of ``--workers`` actors, each holding its own Codec
+(ONNX Runtime sessions created once, ``--threads`` threads, one Ray CPU per
+thread), which read an image, encode it and write the .l3ic atomically
+(``runtime.atomic``) into the output folder.  A file that fails is reported
+on its own line and recorded; at the end a manifest is written (JSON lines,
+one per input, sorted by input: input, output, bytes_in, pixels, bytes,
+bpp, model, seconds, error — null where a failed file has no value),
+then a summary line, and the exit status is 1 if any file failed.
+
+Without ``--address`` a local Ray instance is started for the run
+(``--num-cpus``, a small object store: only paths and results travel through
+it).  With ``--address auto`` (a node of a running cluster) or
+``--address ray://HEAD:10001`` (Ray Client) the job runs on that cluster: the
+l3ic package, with the models it uses, must be installed on every worker
+node, and ``--input``/``--output`` must be paths that every node sees (a
+shared file system), since the actors read and write the files themselves.
+Ray is an optional dependency: ``pip install 'l3ic[ray]'`` (Ray Data >= 2.10).
+"""
+import json
+import logging
+import os
+import sys
+import time
+
+from runtime import batch, cli
+from runtime.atomic import write_atomic
+from runtime.encode import IMAGE_SUFFIXES, encode_one, model_choice
+from runtime.errors import L3icError
+from runtime.image import DEFAULT_MAX_PIXELS
+from runtime.model import QUALITIES
+
+FIELDS = ("input", "output", "bytes_in", "pixels", "bytes", "bpp", "model", "seconds", "error")
+MANIFEST = "manifest.jsonl"
+
+
+def parse_args(argv):
+    p = cli.Parser(prog="python -m runtime.batch_ray", description="Encode many images on a Ray cluster.")
+    p.add_argument("--input", action="append", required=True, metavar="DIR",
+                   help="folder or glob of images (repeatable); the paths must be valid on every node")
+    p.add_argument("--output", required=True, metavar="DIR", help="folder for the .l3ic files (created if missing)")
+    p.add_argument("-m", "--model", help="model: low, medium (default), high, or a model folder (on every node)")
+    p.add_argument("-q", "--quality", choices=QUALITIES, help="same as -m low|medium|high")
+    p.add_argument("--target-bpp", type=float, help="per image, the best installed quality model within this many bits per pixel")
+    p.add_argument("--strip", action="store_true", help="drop ICC profile and EXIF")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--manifest", help="results file, JSON lines (default: OUTPUT/%s)" % MANIFEST)
+    p.add_argument("--address", help="Ray cluster to use: 'auto' (from a cluster node) or ray://HOST:10001; default: start a local one")
+    p.add_argument("--workers", type=batch.positive_int, help="encoder actors (default: the cluster's CPUs / --threads)")
+    p.add_argument("--threads", type=batch.positive_int, default=1, help="ONNX Runtime threads (and Ray CPUs) per actor (default 1)")
+    p.add_argument("--num-cpus", type=batch.positive_int, help="CPUs of the local Ray instance (default: all; not with --address)")
+    p.add_argument("--object-store-mb", type=batch.positive_int, default=200, help="object store of the local Ray instance (default 200)")
+    p.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"], help="ONNX Runtime execution provider")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images (default %(default)d)")
+    p.add_argument("--quiet", action="store_true", help="no Ray progress bars")
+    return p.parse_args(argv)
+
+
+class Encoder:
+    """A Ray Data actor: one Codec per model, created once; encodes the files of each batch of rows."""
+
+    def __init__(self, options, providers, threads, max_pixels):
+        self.options = options
+        self.codecs = batch.CodecCache(providers, threads, max_pixels)
+
+    def __call__(self, rows):
+        out = {name: [] for name in FIELDS}
+        for src, dst in zip(rows["input"], rows["output"]):
+            src, dst = str(src), str(dst)
+            result, error = batch.attempt(encode_one, self.codecs, (src, dst, self.options))
+            result = result or {"bytes_in": -1, "pixels": -1, "bytes_out": -1, "model": "", "seconds": -1.0}
+            for name, value in (("input", src), ("output", dst), ("bytes_in", result["bytes_in"]),
+                                ("pixels", result["pixels"]), ("bytes", result["bytes_out"]),
+                                ("bpp", 8.0 * result["bytes_out"] / result["pixels"]), ("model", result["model"]),
+                                ("seconds", result["seconds"]), ("error", error or "")):
+                out[name].append(value)  # '' and -1 for a failed file: Ray's columns need one type
+        return out
+
+
+def plan(args):
+    """The (input, output) pairs: absolute paths, so that every node reads the same files."""
+    files, _ = batch.expand(args.input, IMAGE_SUFFIXES)
+    if not files:
+        raise L3icError("no input files found in %s" % ", ".join(args.input))
+    output = os.path.abspath(args.output)
+    jobs = [(os.path.abspath(f), batch.output_for(f, output, True, ".l3ic")) for f in files]
+    batch.check_distinct_outputs(jobs)
+    return jobs
+
+
+def connect(args):
+    """Start or join Ray; returns whether this run started it (and so shuts it down)."""
+    try:
+        import ray
+    except ImportError:
+        raise L3icError("Ray is not installed: pip install 'l3ic[ray]' (or 'ray[data]>=2.10')")
+    if ray.is_initialized():  # the caller's session (a test, a notebook)
+        return False
+    if args.address and args.num_cpus:
+        raise L3icError("--num-cpus is for the local Ray instance; the cluster at --address has its own")
+    try:
+        if args.address:
+            ray.init(address=args.address, logging_level=logging.WARNING)
+        else:
+            ray.init(num_cpus=args.num_cpus, object_store_memory=args.object_store_mb << 20,
+                     include_dashboard=False, logging_level=logging.WARNING)
+    except Exception as e:  # ConnectionError, ValueError, RuntimeError, ... depending on the Ray version
+        where = "the Ray cluster at %s" % args.address if args.address else "a local Ray instance"
+        raise L3icError("cannot start or reach %s: %s" % (where, _first_line(e)))
+    return True
+
+
+def run(args, model, jobs):
+    """Encode the jobs on the Ray cluster; yields one result row per file, as they finish."""
+    import ray
+    from runtime.batch_ray import Encoder  # by its module name, so that workers import it rather than unpickle __main__
+    if args.quiet:
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+    workers = args.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // args.threads)
+    workers = min(workers, len(jobs))
+    options = (model, args.target_bpp, args.strip, args.force, False, args.max_pixels)
+    rows = [{"input": src, "output": dst} for src, dst in jobs]
+    blocks = min(len(rows), 16 * workers)  # small blocks: an actor takes a block at a time, so they balance the load
+    dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+        Encoder, fn_constructor_args=(options, args.provider, args.threads, args.max_pixels),
+        batch_size=1, batch_format="numpy", num_cpus=args.threads, compute=ray.data.ActorPoolStrategy(size=workers))
+    for row in dataset.iter_rows():
+        yield manifest_row(row)
+
+
+def manifest_row(row):
+    """A result row from Ray (numpy scalars, '' / -1 for missing) -> plain JSON values, null for missing."""
+    error = str(row["error"]) or None
+    out = {"input": str(row["input"]), "output": str(row["output"])}
+    for name, kind, digits in (("bytes_in", int, None), ("pixels", int, None), ("bytes", int, None),
+                               ("bpp", float, 5), ("model", str, None), ("seconds", float, 4)):
+        value = None if error else kind(row[name])
+        out[name] = round(value, digits) if digits and value is not None else value
+    out["error"] = error
+    return out
+
+
+def write_manifest(path, rows):
+    text = "".join(json.dumps(row, sort_keys=False) + "\n" for row in sorted(rows, key=lambda r: r["input"]))
+    write_atomic(path, lambda f: f.write(text.encode("utf-8")), overwrite=True)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    model = model_choice(args)
+    jobs = plan(args)
+    try:
+        os.makedirs(args.output, exist_ok=True)
+    except OSError as e:
+        raise L3icError("cannot create the output folder %s: %s" % (args.output, e.strerror or e))
+    manifest = os.path.abspath(args.manifest or os.path.join(args.output, MANIFEST))
+    started = time.perf_counter()
+    own_cluster = connect(args)
+    rows, failure = [], None
+    try:
+        for row in run(args, model, jobs):
+            rows.append(row)
+            if row["error"]:
+                print(batch.error_line(row["input"], row["error"]), file=sys.stderr)
+    except Exception as e:  # the Ray job itself failed (a node or actor lost for good): keep what was done
+        failure = "the Ray job failed: %s: %s" % (type(e).__name__, _first_line(e))
+    finally:
+        if own_cluster:
+            import ray
+            ray.shutdown()
+    finished = {r["input"] for r in rows}
+    rows += [manifest_row({"input": src, "output": dst, "error": "not encoded: " + (failure or "no result")})
+             for src, dst in jobs if src not in finished]
+    write_manifest(manifest, rows)
+    done = [(None, None if r["error"] else dict(r, bytes_out=r["bytes"], l3ic_bytes=r["bytes"]), r["error"]) for r in rows]
+    print("%s; manifest %s" % (batch.summary(done, started, "images"), manifest))
+    if failure:
+        raise L3icError(failure)
+    return 1 if any(r["error"] for r in rows) else 0
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))
