@@ -405,10 +405,22 @@ class L3icFile:
         Lazy, so that a caller that wants only pixels (or only the header) never
         pays for, or fails on, metadata it does not use.
         """
-        out = {}
-        for tag, compression, offset, stored_len, raw_len, crc in self._side:
-            stored = self._data[offset:offset + stored_len]
-            if zlib.crc32(stored) != crc:
-                raise FormatError("corrupt l3ic file: checksum mismatch in side data %r" % tag)
-            out[tag] = _unzstd(stored, raw_len, tag) if compression == _ZSTD else bytes(stored)
-        return out
+        return {rec[0]: self._read_side(rec) for rec in self._side}
+
+    def side_record(self, tag: str) -> Optional[bytes]:
+        """One side-data record (CRC-checked, decompressed), or None if the file has none with this tag.
+
+        Reads only that record: showing a small record of a file with a large
+        alpha plane does not decompress the alpha plane.
+        """
+        for rec in self._side:
+            if rec[0] == tag:
+                return self._read_side(rec)
+        return None
+
+    def _read_side(self, rec) -> bytes:
+        tag, compression, offset, stored_len, raw_len, crc = rec
+        stored = self._data[offset:offset + stored_len]
+        if zlib.crc32(stored) != crc:
+            raise FormatError("corrupt l3ic file: checksum mismatch in side data %r" % tag)
+        return _unzstd(stored, raw_len, tag) if compression == _ZSTD else bytes(stored)

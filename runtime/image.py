@@ -2,12 +2,25 @@
 
 The codec itself only sees 8-bit RGB (grayscale is coded as RGB and turned back
 into one channel on decode).  Everything else a photo carries is normalised or
-kept here: EXIF orientation is applied, 16-bit samples are reduced to 8 bits,
-palette/CMYK/other modes become RGB, and alpha, the ICC profile and EXIF travel
-losslessly as side data of the l3ic file (``--strip`` drops ICC and EXIF).
+kept here:
+
+* grayscale (L, 1-bit, 16-bit gray, gray palettes) is coded as mode L and
+  decodes to a grayscale image; everything else becomes RGB;
+* alpha (RGBA, LA, palettes with transparency) travels losslessly as the
+  ``ALPH`` side-data record;
+* the ICC profile and EXIF travel as ``ICCP`` / ``EXIF`` records and are
+  written back into the decoded image (``--strip`` drops them); EXIF
+  orientation is applied to the pixels and removed from the EXIF;
+* lossy conversions of the source (16-bit or float samples reduced to 8 bits,
+  CMYK/LAB/HSV/YCbCr converted to RGB, frames dropped) are noted for the user
+  and recorded in the ``SRCF`` record, which ``python -m runtime.info`` shows.
+
+Every failure to read an image is an ``ImageError`` with a one-line message.
 """
 import io
+import json
 import os
+import re
 import warnings
 
 import numpy as np
@@ -17,14 +30,18 @@ from runtime.atomic import write_atomic
 from runtime.errors import FormatError, ImageError
 
 DEFAULT_MAX_PIXELS = 1 << 27  # 134 Mpx: larger inputs need an explicit --max-pixels
-ICC, EXIF, ALPHA = "ICCP", "EXIF", "ALPH"
+ICC, EXIF, ALPHA, SOURCE = "ICCP", "EXIF", "ALPH", "SRCF"
+EXIF_PREFIX = b"Exif\x00\x00"  # how JPEG APP1 (and Pillow's info["exif"]) wraps the TIFF structure
+_TIFF_HEADERS = (b"II*\x00", b"MM\x00*")
+_ORIENTATION = 0x0112
+_BAND_BYTES = 16 << 20  # Pillow image -> numpy array in bands of about this size (no whole-image temporaries)
 
 
 class Picture:
     """Pixels the codec can code, plus what must survive the round trip.
 
     ``pixels``: uint8 array, (H, W, 3) for mode 'RGB' or (H, W) for mode 'L'.
-    ``side_data``: tag -> bytes (ICC profile, EXIF, alpha plane).
+    ``side_data``: tag -> bytes (ICC profile, EXIF, alpha plane, source record).
     ``notes``: lossy conversions applied on input, to tell the user.
     """
 
@@ -48,92 +65,283 @@ class Picture:
         return self.pixels
 
 
+# ---- reading ---------------------------------------------------------------------------------
 def from_array(array):
-    """A numpy image: (H, W, 3) RGB, (H, W, 4) RGBA or (H, W) grayscale, uint8."""
+    """A numpy image: (H, W, 3) RGB, (H, W, 4) RGBA or (H, W) grayscale; uint8, or uint16 (reduced to 8 bits)."""
     array = np.asarray(array)
-    if array.dtype != np.uint8:
-        raise ImageError("image array must be uint8, got %s" % array.dtype)
-    if array.ndim == 2:
-        return _checked(Picture(array, "L"))
-    if array.ndim == 3 and array.shape[2] == 3:
-        return _checked(Picture(array, "RGB"))
+    source = None
+    if array.dtype == np.uint16:
+        source = {"format": None, "mode": "L" if array.ndim == 2 else "RGB", "bits": 16}
+        array = _reduce_16(array)
+    elif array.dtype != np.uint8:
+        raise ImageError("image array must be uint8 or uint16, got %s" % array.dtype)
+    alpha = None
     if array.ndim == 3 and array.shape[2] == 4:
-        return _checked(Picture(array[:, :, :3], "RGB", {ALPHA: np.ascontiguousarray(array[:, :, 3]).tobytes()}))
-    raise ImageError("image array must have shape (H, W), (H, W, 3) or (H, W, 4), got %s" % (array.shape,))
+        array, alpha = array[:, :, :3], array[:, :, 3]
+    elif not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
+        raise ImageError("image array must have shape (H, W), (H, W, 3) or (H, W, 4), got %s" % (array.shape,))
+    notes = ["16-bit samples reduced to 8 bits"] if source else []
+    return _picture(array, "L" if array.ndim == 2 else "RGB", alpha, {}, notes, source)
 
 
-def from_pil(image, strip=False):
-    """A Pillow image in any mode, normalised as described in the module docstring."""
-    side, notes = {}, []
+def from_pil(image, strip=False, source=None):
+    """A Pillow image in any mode, normalised as described in the module docstring.
+
+    ``source``: what ``describe_file`` said about the file before Pillow loaded
+    (and so unpacked) it; by default it is worked out from ``image``.
+    """
+    source = source or describe_file(image)
+    notes = []
+    frames = _frame_count(image)
+    if frames > 1:
+        notes.append("only the first of %d frames kept" % frames)
+    if _orientation(image) in range(2, 9):
+        image = ImageOps.exif_transpose(image)  # also removes the orientation tag from info["exif"]
+    icc = image.info.get("icc_profile") or None
+    exif = exif_record(image.info.get("exif"))
+    pixels, mode, alpha, icc = _planes(image, source, icc, notes)
+    side = {}
     if not strip:
-        if image.info.get("icc_profile"):
-            side[ICC] = image.info["icc_profile"]
-    image = ImageOps.exif_transpose(image)  # also removes the orientation tag
-    if not strip:
-        exif = image.getexif()
-        if len(exif):
-            side[EXIF] = exif.tobytes()
-    mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        wide = np.asarray(image).astype(np.float64)
-        scale = 255.0 / 65535.0 if mode != "F" else 255.0
-        pixels = np.clip(np.rint(wide * scale), 0, 255).astype(np.uint8)
-        notes.append("%s samples reduced to 8 bits" % ("16-bit" if mode != "F" else "float"))
-        return _checked(Picture(pixels, "L", side, notes))
-    if mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    elif mode == "PA":
-        image = image.convert("RGBA")
-    elif mode == "1":
-        image = image.convert("L")
-    elif mode == "CMYK":
-        notes.append("CMYK converted to RGB")
-    if image.mode in ("LA", "La", "RGBA", "RGBa"):
-        alpha = np.asarray(image.getchannel("A"))
-        if alpha.min() < 255:
-            side[ALPHA] = np.ascontiguousarray(alpha).tobytes()
-    if image.mode in ("L", "LA", "La"):
-        return _checked(Picture(np.asarray(image.convert("L")), "L", side, notes))
-    return _checked(Picture(np.asarray(image.convert("RGB")), "RGB", side, notes))
+        if icc:
+            side[ICC] = bytes(icc)
+        if exif:
+            side[EXIF] = exif
+    return _picture(pixels, mode, alpha, side, notes, source)
 
 
 def load(path, max_pixels=DEFAULT_MAX_PIXELS, strip=False):
-    """Read an image file with Pillow, refusing decompression bombs before decoding pixels."""
+    """Read an image file with Pillow, refusing decompression bombs before decoding pixels.
+
+    Anything Pillow cannot open or decode (missing, empty, truncated, not an
+    image, unsupported) is an ``ImageError`` with a one-line message.
+    """
     if os.path.isdir(path):
         raise ImageError("%s is a directory, not an image" % path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow warns about odd metadata on stderr: the CLI prints one line
+        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our own limit, checked below
+        try:
+            image = _pillow_step(path, lambda: Image.open(path))
+            with image:
+                if image.width * image.height > max_pixels:
+                    raise ImageError("%s is %dx%d = %d pixels, over the limit of %d (see --max-pixels)"
+                                     % (path, image.width, image.height, image.width * image.height, max_pixels))
+                source = describe_file(image)  # before load(), which forgets the file's sample layout
+                _pillow_step(path, image.load)
+                return from_pil(image, strip, source)
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+
+
+def _pillow_step(path, step):
+    """Run a Pillow call on an untrusted file; its plugins raise many exception types on bad input."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-            try:
-                with Image.open(path) as image:
-                    if image.width * image.height > max_pixels:
-                        raise ImageError("%s is %dx%d = %d pixels, over the limit of %d (see --max-pixels)"
-                                         % (path, image.width, image.height, image.width * image.height, max_pixels))
-                    image.load()
-                    return from_pil(image, strip)
-            finally:
-                Image.MAX_IMAGE_PIXELS = previous
+        return step()
     except FileNotFoundError:
         raise ImageError("no such file: %s" % path)
-    except ImageError:
-        raise
     except Image.UnidentifiedImageError:
         raise ImageError("%s is not an image Pillow can read" % path)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ImageError("cannot read image %s: %s" % (path, str(e).splitlines()[0] if str(e) else type(e).__name__))
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except OSError as e:
+        raise ImageError("cannot read image %s: %s" % (path, _first_line(e.strerror or e)))
+    except Exception as e:  # struct.error, SyntaxError, ValueError, IndexError, ... from a damaged file
+        raise ImageError("cannot read image %s: %s" % (path, _first_line(e)))
 
 
+def _first_line(message):
+    text = str(message).strip()
+    return text.splitlines()[0] if text else "unreadable or damaged file"
+
+
+def describe_file(image):
+    """What the source is: {"format", "mode", "bits"}, as stored in the file.
+
+    Called before ``load()``, it sees the raw layout Pillow is about to unpack:
+    Pillow opens 16-bit RGB(A) and LA PNGs as 8-bit RGB(A), and this is the
+    only place where the 16 bits are still visible.
+    """
+    tiles = getattr(image, "tile", None)  # only an ImageFile read from a file has tiles
+    rawmode = _rawmode(tiles[0]) if tiles else ""
+    mode = image.mode
+    bits = 8
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N") or re.search(r";16", rawmode):
+        bits = 16
+        layout = rawmode.split(";")[0]
+        mode = "L" if mode.startswith("I") else (layout if layout in ("L", "LA", "RGB", "RGBA") else mode)
+    elif mode in ("I", "F"):
+        bits = 32
+    elif mode == "1":
+        bits = 1
+    return {"format": image.format, "mode": mode, "bits": bits}
+
+
+def _rawmode(tile):
+    """The raw sample layout of a Pillow tile ('RGB;16B', 'I;16', ...): its args, or their first item."""
+    args = tile[3] if len(tile) > 3 else None
+    if isinstance(args, tuple) and args:
+        args = args[0]
+    return args if isinstance(args, str) else ""
+
+
+def _frame_count(image):
+    try:
+        return int(getattr(image, "n_frames", 1))
+    except Exception:  # counting frames reads the whole file, which may be damaged after the first frame
+        return 1
+
+
+def _orientation(image):
+    try:
+        return int(image.getexif().get(_ORIENTATION, 1))
+    except Exception:  # an unparsable EXIF block: leave the pixels as they are
+        return 1
+
+
+def _planes(image, source, icc, notes):
+    """(pixels, "L" or "RGB", alpha plane or None, ICC profile to keep) of a loaded Pillow image."""
+    mode = image.mode
+    if source["bits"] > 8:
+        notes.append("%s samples reduced to 8 bits" % ("floating-point" if mode == "F" else "%d-bit" % source["bits"]))
+    if mode == "F":
+        return np.clip(np.rint(np.asarray(image, np.float64) * 255.0), 0, 255).astype(np.uint8), "L", None, icc
+    if mode.startswith("I"):  # I;16*, or I as older Pillows open 16-bit PNGs
+        return _reduce_16(np.clip(np.asarray(image), 0, 65535)), "L", None, icc
+    if mode in ("P", "PA"):
+        return _palette(image) + (icc,)
+    if mode == "1":
+        return _array(image.convert("L")), "L", None, icc
+    if mode == "L":
+        return _array(image), "L", None, icc
+    if mode in ("LA", "La", "RGBA", "RGBa"):
+        planes = _array(image.convert(mode[:-1] + "A") if mode.endswith("a") else image)  # premultiplied: undo
+        if mode[0] == "L" or source["mode"] == "LA":  # Pillow opens 16-bit gray + alpha as RGBA
+            return planes[:, :, 0], "L", planes[:, :, -1], icc
+        return planes[:, :, :3], "RGB", planes[:, :, 3], icc
+    if mode in ("RGB", "RGBX"):
+        return _array(image if mode == "RGB" else image.convert("RGB")), "RGB", None, icc
+    if mode == "CMYK":
+        rgb, converted = _cmyk_to_rgb(image, icc)
+        notes.append("CMYK converted to RGB" + ("" if converted else " without a colour profile (approximate colours)"))
+        return _array(rgb), "RGB", None, None  # a CMYK profile does not describe the RGB pixels
+    try:
+        rgb = image.convert("RGB")
+    except (ValueError, OSError):
+        raise ImageError("unsupported image mode %s" % mode)
+    notes.append("%s converted to RGB" % mode)
+    return _array(rgb), "RGB", None, icc
+
+
+def _palette(image):
+    """(pixels, mode, alpha) of a palette image: gray palettes become L, others RGB; transparency, alpha."""
+    transparent = image.mode == "PA" or "transparency" in image.info
+    palette = image.getpalette() or []
+    indices = np.asarray(image.getchannel(0) if image.mode == "PA" else image)
+    used = np.flatnonzero(np.bincount(indices.ravel(), minlength=256))
+    colours = np.zeros((256, 3), np.uint8)
+    table = np.asarray(palette[:768], np.uint8)
+    colours.reshape(-1)[:len(table)] = table
+    gray = bool(np.all(colours[used, 0] == colours[used, 1]) and np.all(colours[used, 1] == colours[used, 2]))
+    planes = _array(image.convert("RGBA" if transparent else "RGB"))
+    alpha = planes[:, :, 3] if transparent else None
+    pixels = planes[:, :, 0] if gray else planes[:, :, :3]
+    return pixels, "L" if gray else "RGB", alpha
+
+
+def _cmyk_to_rgb(image, icc):
+    """(RGB image, whether the embedded ICC profile was used); Pillow's plain conversion when it cannot be."""
+    if icc and icc[16:20] == b"CMYK":
+        try:
+            from PIL import ImageCms
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            return ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB"), True
+        except Exception:  # Pillow without littlecms, or a damaged profile
+            pass
+    return image.convert("RGB"), False
+
+
+def _array(image):
+    """np.asarray(image), copied in bands so that a large image is never held twice more (tobytes + join)."""
+    width, height = image.size
+    channels = len(image.getbands())
+    rows = max(1, _BAND_BYTES // max(1, width * channels))
+    if rows >= height:
+        return np.asarray(image)
+    out = np.empty((height, width, channels) if channels > 1 else (height, width), np.uint8)
+    for y in range(0, height, rows):
+        out[y:y + rows] = np.asarray(image.crop((0, y, width, min(height, y + rows))))
+    return out
+
+
+def _reduce_16(values):
+    """16-bit samples to 8 bits, rounding (v * 255 / 65535)."""
+    return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _picture(pixels, mode, alpha, side, notes, source):
+    picture = Picture(pixels, mode, side, notes)
+    if picture.width < 1 or picture.height < 1:
+        raise ImageError("image has no pixels (%dx%d)" % (picture.width, picture.height))
+    if alpha is not None and int(alpha.min()) < 255:
+        picture.side_data[ALPHA] = np.ascontiguousarray(alpha, np.uint8).tobytes()
+    if notes:
+        picture.side_data[SOURCE] = source_record(source, notes)
+    return picture
+
+
+# ---- side data ---------------------------------------------------------------------------------
+def exif_record(exif):
+    """Pillow's EXIF bytes (``info["exif"]``, an ``Image.Exif``) -> the ``EXIF`` record: the TIFF structure
+    without the ``Exif\\0\\0`` prefix (docs/FORMAT.md); None when empty or not EXIF."""
+    if isinstance(exif, Image.Exif):
+        exif = exif.tobytes()
+    if not exif:
+        return None
+    exif = bytes(exif)
+    if exif.startswith(EXIF_PREFIX):
+        exif = exif[len(EXIF_PREFIX):]
+    return exif if exif[:4] in _TIFF_HEADERS else None
+
+
+def pillow_exif(record):
+    """An ``EXIF`` record -> EXIF bytes as Pillow keeps them in ``info["exif"]`` (what its JPEG writer needs)."""
+    return record if record.startswith(EXIF_PREFIX) else EXIF_PREFIX + record
+
+
+def source_record(source, conversions):
+    """The ``SRCF`` record: UTF-8 JSON {"format", "mode", "bits", "conversions"} (docs/FORMAT.md)."""
+    record = dict(source or {"format": None})
+    record["conversions"] = list(conversions)
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def read_source_record(data):
+    """A ``SRCF`` record -> dict; a record that is not a JSON object becomes {"text": ...}."""
+    text = bytes(data).decode("utf-8", "replace")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    return value if isinstance(value, dict) else {"text": text}
+
+
+def describe_source(record):
+    """One line for humans, e.g. 'PNG L 16-bit; 16-bit samples reduced to 8 bits'."""
+    if "text" in record and "conversions" not in record:
+        return record["text"]
+    what = " ".join(str(record[k]) for k in ("format", "mode") if record.get(k))
+    if record.get("bits"):
+        what += " %s-bit" % record["bits"]
+    conversions = record.get("conversions")
+    changes = "; ".join(str(c) for c in conversions) if isinstance(conversions, list) else ""
+    return "; ".join(part for part in (what.strip(), changes) if part)
+
+
+# ---- writing ---------------------------------------------------------------------------------
 def psnr(a, b):
     """PSNR in dB (peak 255) over all pixels and channels of two same-shape images."""
     mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
     return float("inf") if mse == 0 else float(10.0 * np.log10(255.0 ** 2 / mse))
-
-
-def _checked(picture):
-    if picture.width < 1 or picture.height < 1:
-        raise ImageError("image has no pixels (%dx%d)" % (picture.width, picture.height))
-    return picture
 
 
 def to_pil(pixels, mode, side_data):
@@ -147,12 +355,12 @@ def to_pil(pixels, mode, side_data):
     if side_data.get(ICC):
         image.info["icc_profile"] = side_data[ICC]
     if side_data.get(EXIF):
-        image.info["exif"] = side_data[EXIF]
+        image.info["exif"] = pillow_exif(side_data[EXIF])
     return image
 
 
 def save(image, path, overwrite=False):
-    """Save a Pillow image atomically in the format its file extension names."""
+    """Save a Pillow image atomically in the format its file extension names, with its ICC profile and EXIF."""
     ext = os.path.splitext(path)[1].lower()
     fmt = Image.registered_extensions().get(ext)
     if fmt is None or fmt not in Image.SAVE:
@@ -161,9 +369,12 @@ def save(image, path, overwrite=False):
         image = image.convert(image.mode[:-1])  # JPEG has no alpha
     params = {k: image.info[k] for k in ("icc_profile", "exif") if image.info.get(k)}
 
-    def write(f):
-        buf = io.BytesIO()
-        image.save(buf, format=fmt, **params)
-        f.write(buf.getvalue())
+    def write(f):  # straight into the temporary file: no second copy of a large encoded image in memory
+        try:
+            image.save(f, format=fmt, **params)
+        except (OSError, MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as e:  # Pillow's writers refuse some modes/sizes with ValueError, KeyError, ...
+            raise ImageError("cannot write %s as %s: %s" % (path, fmt, _first_line(e)))
 
     write_atomic(path, write, overwrite)
