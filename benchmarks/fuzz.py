@@ -1,0 +1,672 @@
+"""Fuzz the l3ic decoders: ``python -m benchmarks.fuzz --seconds N [--target container|fse|decode|all]``.
+
+Targets (each gets hostile bytes and may only fail with the runtime's own errors):
+
+* ``container``: ``L3icFile.parse``, every side-data record, every tile's chunks
+  and their FSE decoding (``runtime.codec.read_symbols``); no network.
+  Allowed: ``L3icError``.
+* ``fse``: the C glue, ``runtime.fse.decode_channels``, called with arbitrary
+  modes, sizes, symbol counts, alphabet sizes and payloads taken from the input;
+  inputs whose first byte has its high bit set are instead a round trip
+  (symbols from the input -> ``encode_channels`` -> ``decode_channels``, which
+  must give them back).  Allowed: ``FSEError`` and ``ValueError`` (misuse).
+* ``decode``: the whole ``Codec("medium").decode`` (container, FSE, decoder
+  network), pixel limit 65536.  Allowed: ``L3icError``.
+
+Anything else that escapes (``IndexError``, ``MemoryError``, a wrong round
+trip, ...) is a *finding*: its input is saved under ``--crashes`` with the
+traceback, and fuzzing goes on.  The target runs in a child process, which
+writes every input to a shared file before running it, so a hard crash
+(segfault, abort, a sanitizer report) is caught too: the parent saves the
+input that killed the child, counts a crash and starts a new child for the
+rest of the time.
+
+Engines: ``atheris`` (libFuzzer, coverage-guided on the Python code) when it
+is installed (``pip install atheris``), else a built-in mutation fuzzer
+(bit flips, interesting integers in header fields, splices, truncations),
+which keeps an input whenever it produces an outcome (error message) not seen
+before.  Both apply the same trick for l3ic inputs: about half the inputs have
+their CRC32s recomputed (``fix_crcs``) so that mutations get past the
+checksums into header validation, chunk decoding and the network (with
+atheris, an input's last byte is a control byte: odd means "fix the CRCs").
+
+Sanitizers (``--sanitize``): builds the FSE extension with AddressSanitizer
+and UBSan into a cache folder (``$XDG_CACHE_HOME/l3ic/fuzz-asan-<hash>``;
+``build_fse.py`` honours ``L3IC_FSE_CFLAGS``) and runs the children with it.
+The recipe, by hand, from the repository root (gcc; with clang, preload
+``clang -print-file-name=libclang_rt.asan-x86_64.so`` instead)::
+
+    export L3IC_FSE_CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+    python -c "import build_fse; print(build_fse.make_ffibuilder(absolute_paths=True).compile(tmpdir='/tmp/fse-asan'))"
+    # -> /tmp/fse-asan/runtime/_fse.cpython-*.so; it must be imported instead of runtime/_fse*.so:
+    #    this script puts /tmp/fse-asan/runtime first on runtime.__path__ (L3IC_FUZZ_FSE_DIR=/tmp/fse-asan)
+    LD_PRELOAD=$(gcc -print-file-name=libasan.so) PYTHONMALLOC=malloc \\
+    ASAN_OPTIONS=detect_leaks=0:alloc_dealloc_mismatch=0:abort_on_error=1 \\
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 L3IC_FUZZ_FSE_DIR=/tmp/fse-asan \\
+    python -m benchmarks.fuzz --seconds 60 --target fse --engine builtin
+
+``LD_PRELOAD`` is needed because Python itself is not built with ASan and the
+ASan runtime must be loaded first; ``PYTHONMALLOC=malloc`` makes Python's own
+buffers (the payload ``bytes``) plain ``malloc`` blocks with ASan red zones, so
+an overread of the payload is reported; leak detection is off because Python
+never frees everything at exit.  With ``--sanitize``, ``--engine auto`` picks
+the built-in engine: a preloaded gcc ``libasan`` provides the
+sanitizer-coverage symbols that atheris registers its coverage with, so
+libFuzzer gets no coverage feedback (atheris says so at start-up); atheris with
+ASan needs Python linked against a clang-built libFuzzer + ASan runtime
+(atheris' ``using_sanitizers.md``).  ``--sanitize`` also runs a self-test first: a
+deliberate out-of-bounds read through the extension must be reported by ASan,
+or the run stops (so a sanitizer that is silently not active is never
+mistaken for a clean run).
+
+    python -m benchmarks.fuzz --seconds 60 --target all --sanitize
+"""
+import argparse
+import hashlib
+import json
+import mmap
+import os
+import random
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import zlib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGETS = ("container", "fse", "decode")
+MAX_LEN = 4096
+SANITIZE_CFLAGS = "-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+SANITIZE_ENV = {
+    "PYTHONMALLOC": "malloc",
+    "ASAN_OPTIONS": "detect_leaks=0:alloc_dealloc_mismatch=0:abort_on_error=1:symbolize=1",
+    "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
+}
+_STATE = struct.Struct("<QQI")  # inputs run, inputs accepted, length of the current input (followed by its bytes)
+_FIXED = struct.Struct("<4sBHIIBBHhHIIII16sBB")  # the container's fixed header (docs/FORMAT.md)
+_SIDE_ENTRY = 17
+
+
+# ---- targets ---------------------------------------------------------------------------------
+class Target:
+    """A fuzz target: ``run(data)`` raises only ``allowed`` exceptions on bad input."""
+
+    l3ic = True  # inputs are l3ic files (seeds, CRC fixing)
+
+    def __init__(self):
+        from runtime.errors import L3icError
+        self.allowed = (L3icError,)
+
+    def run(self, data):
+        raise NotImplementedError
+
+    def seeds(self):
+        return _l3ic_seeds()
+
+
+class ContainerTarget(Target):
+    def __init__(self):
+        super().__init__()
+        from runtime import container
+        from runtime.codec import read_symbols
+        self.parse, self.read_symbols = container.L3icFile.parse, read_symbols
+
+    def run(self, data):
+        parsed = self.parse(data, max_pixels=1 << 16)  # bounds read_symbols' (C, h, w) array
+        parsed.side_data
+        self.read_symbols(parsed)
+
+
+class FSETarget(Target):
+    l3ic = False
+
+    def __init__(self):
+        from runtime import fse
+        from runtime.errors import FSEError
+        self.fse = fse
+        self.allowed = (FSEError, ValueError)
+
+    def run(self, data):
+        import numpy as np
+        if len(data) < 5:
+            return
+        flags, alphabet = data[0], 2 + data[1] % 255
+        n_symbols = int.from_bytes(data[2:4], "little") * (16 if flags & 0x40 else 1)
+        n_channels = data[4] % 8
+        rest = data[5:]
+        if flags & 0x80:  # round trip: symbols from the input must come back exactly
+            n_symbols = min(n_symbols, 4096)
+            raw = np.frombuffer(rest or b"\x00", np.uint8).astype(np.int64)
+            symbols = np.resize(raw % alphabet if flags & 0x20 else raw & (1 << (data[1] % 8)) - 1, (n_channels, n_symbols))
+            symbols = np.ascontiguousarray(np.minimum(symbols, alphabet - 1), np.uint8)
+            coded = self.fse.encode_channels(symbols, alphabet)
+            back = self.fse.decode_channels(coded.payload, coded.modes, coded.sizes, n_symbols, alphabet)
+            if not np.array_equal(back, symbols):
+                raise AssertionError("FSE round trip changed the symbols")
+            return
+        modes, rest = list(rest[:n_channels]), rest[n_channels:]
+        width = 4 if flags & 0x20 else 2
+        sizes = [int.from_bytes(rest[i * width:(i + 1) * width], "little") for i in range(n_channels)]
+        payload = rest[n_channels * width:]
+        if flags & 0x10:  # Python-level misuse: negative / huge values, wrong types
+            sizes = [s - 3 if s % 2 else s << 20 for s in sizes]
+            modes = [m - 128 for m in modes]
+        if flags & 0x08:  # exact layouts: sizes that add up, so the C decoder runs on the chunks
+            modes = [m % 4 for m in modes]
+            sizes = _exact_sizes(modes, sizes, len(payload), n_symbols, alphabet, self.fse)
+        self.fse.decode_channels(payload, modes, sizes, n_symbols, alphabet)
+
+    def seeds(self):
+        import numpy as np
+        rng = np.random.default_rng(0)
+        seeds = []
+        for alphabet, n, channels in ((32, 64, 3), (2, 9, 2), (256, 300, 4), (32, 1, 1), (5, 1000, 5)):
+            symbols = np.minimum(rng.geometric(0.3, (channels, n)) - 1, alphabet - 1).astype(np.uint8)
+            symbols[0] = symbols[0, 0]  # a CONSTANT channel
+            coded = self.fse.encode_channels(symbols, alphabet)
+            for flags in (0x00, 0x08, 0x20):
+                width = 4 if flags & 0x20 else 2
+                seeds.append(bytes([flags, alphabet - 2]) + n.to_bytes(2, "little") + bytes([channels])
+                             + coded.modes.tobytes() + b"".join(int(s).to_bytes(width, "little") for s in coded.sizes)
+                             + coded.payload)
+            seeds.append(bytes([0xA0, alphabet - 2]) + n.to_bytes(2, "little") + bytes([channels]) + symbols.tobytes())
+        return seeds
+
+
+def _exact_sizes(modes, sizes, total, n_symbols, alphabet, fse):
+    """Chunk sizes that fit each mode and add up to the payload size (the FSE chunks share what is left)."""
+    fixed = {fse.CONSTANT: 1, fse.EMPTY: 0}
+    out = [fixed.get(m, fse.raw_size(n_symbols, alphabet) if m == fse.RAW else 0) for m in modes]
+    free = [i for i, m in enumerate(modes) if m == fse.FSE]
+    left = total - sum(out)
+    for k, i in enumerate(free):
+        share = left if k == len(free) - 1 else min(left, sizes[i] % (left + 1)) if left > 0 else 0
+        out[i] = max(share, 0)
+        left -= out[i]
+    return out
+
+
+class DecodeTarget(Target):
+    def __init__(self):
+        super().__init__()
+        from runtime import Codec
+        self.codec = Codec("medium", "cpu", max_pixels=1 << 16, threads=1)
+
+    def run(self, data):
+        self.codec.decode(data)
+
+
+class AbortTarget(Target):
+    """For testing the harness: dies hard on inputs starting with ``KILL``."""
+
+    l3ic = False
+
+    def run(self, data):
+        if data[:4] == b"KILL":
+            os.abort()
+
+    def seeds(self):
+        return [b"KILL me", b"spare me"]
+
+
+def make_target(name):
+    return {"container": ContainerTarget, "fse": FSETarget, "decode": DecodeTarget, "_abort": AbortTarget}[name]()
+
+
+def _l3ic_seeds():
+    """Small real files: RGB, gray, alpha + EXIF + ICC side data, a tiled one, a 1x1."""
+    import numpy as np
+    from runtime import Codec
+    from runtime import codec as codec_module
+    rng = np.random.default_rng(1)
+    codec = Codec("medium", "cpu", threads=1)
+    smooth = np.clip(np.cumsum(rng.normal(0, 6, (40, 48, 3)), axis=1) + 128, 0, 255).astype(np.uint8)
+    alpha = np.dstack([smooth[:16, :24], (np.arange(16 * 24) % 256).astype(np.uint8).reshape(16, 24)])
+    seeds = [codec.encode(smooth[:24, :40]), codec.encode(smooth[:20, :17, 0]), codec.encode(alpha),
+             codec.encode(smooth[:1, :1])]
+    from PIL import Image
+    exif = Image.Exif()
+    exif[0x010F] = "fuzz"
+    image = Image.fromarray(smooth[:8, :8])
+    image.info["icc_profile"] = b"icc profile bytes" * 3
+    image.info["exif"] = exif.tobytes()
+    seeds.append(codec.encode(image))
+    saved = codec_module.WHOLE_IMAGE_LATENT, codec_module.TILE_LATENT
+    codec_module.WHOLE_IMAGE_LATENT, codec_module.TILE_LATENT = 2, 2
+    try:
+        seeds.append(codec.encode(smooth[:40, :36]))  # 5 x 5 latent in 2 x 2 tiles: ragged edge tiles
+    finally:
+        codec_module.WHOLE_IMAGE_LATENT, codec_module.TILE_LATENT = saved
+    return seeds
+
+
+# ---- mutation --------------------------------------------------------------------------------
+def fix_crcs(data):
+    """``data`` with every CRC32 of the l3ic layout recomputed (header, chunks, side data), so that a mutated
+    file gets past the checksums; returned unchanged where its layout cannot be followed."""
+    buf = bytearray(data)
+    if len(buf) < _FIXED.size:
+        return bytes(data)
+    fields = _FIXED.unpack_from(buf)
+    channels, latent_h, latent_w, tile_h, tile_w, side_count, name_len = fields[9:14] + fields[15:17]
+    if 0 in (channels, latent_h, latent_w, tile_h, tile_w):
+        return bytes(data)
+    table = _FIXED.size + name_len
+    index = table + _SIDE_ENTRY * side_count
+    count = -(-latent_h // tile_h) * -(-latent_w // tile_w) * channels
+    if index + 6 * count + 4 > len(buf):
+        return bytes(data)
+    pos, lengths = index + count, []
+    for _ in range(count):
+        value, shift = 0, 0
+        while pos < len(buf) and shift < 35:
+            value |= (buf[pos] & 0x7F) << shift
+            shift += 7
+            pos += 1
+            if buf[pos - 1] < 0x80:
+                break
+        lengths.append(value)
+    head_end = pos + 4 * count
+    if head_end + 4 > len(buf):
+        return bytes(data)
+    at = head_end + 4
+    for i, length in enumerate(lengths):
+        struct.pack_into("<I", buf, pos + 4 * i, zlib.crc32(buf[at:at + length]))
+        at += length
+    for j in range(side_count):
+        entry = table + _SIDE_ENTRY * j
+        stored = struct.unpack_from("<I", buf, entry + 5)[0]
+        struct.pack_into("<I", buf, entry + 13, zlib.crc32(buf[at:at + stored]))
+        at += stored
+    struct.pack_into("<I", buf, head_end, zlib.crc32(buf[:head_end]))
+    return bytes(buf)
+
+
+_INTERESTING = (0, 1, 2, 3, 7, 8, 15, 16, 31, 32, 63, 64, 127, 128, 255, 256, 4096, 32767, 32768, 65535, 65536,
+                1 << 24, (1 << 31) - 1, 1 << 31, (1 << 32) - 1)
+_HEADER_FIELDS = ((5, 2), (7, 4), (11, 4), (15, 1), (16, 1), (17, 2), (19, 2), (21, 2), (23, 4), (27, 4), (31, 4),
+                  (35, 4), (55, 1), (56, 1))  # (offset, size) of the fixed header's fields after the magic
+
+
+class Mutator:
+    """Random edits of byte strings; for l3ic inputs also header-field edits and CRC fixing."""
+
+    def __init__(self, rng, l3ic, max_len=MAX_LEN):
+        self.rng, self.l3ic, self.max_len = rng, l3ic, max_len
+
+    def mutate(self, data, corpus):
+        rng = self.rng
+        buf = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            op = rng.randrange(9 if self.l3ic else 8)
+            if not buf:
+                buf += bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+            at = rng.randrange(len(buf))
+            if op == 0:
+                buf[at] ^= 1 << rng.randrange(8)
+            elif op == 1:
+                buf[at] = rng.choice((0, 1, 0x7F, 0x80, 0xFF, rng.randrange(256)))
+            elif op == 2:
+                size = rng.choice((1, 2, 4))
+                value = rng.choice(_INTERESTING) & ((1 << 8 * size) - 1)
+                buf[at:at + size] = value.to_bytes(size, "little")
+            elif op == 3:
+                buf[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+            elif op == 4:
+                del buf[at:at + rng.randint(1, 32)]
+            elif op == 5:
+                end = min(len(buf), at + rng.randint(1, 64))
+                buf[rng.randrange(len(buf)):0] = buf[at:end]
+            elif op == 6:
+                del buf[rng.randrange(len(buf) + 1):]
+            elif op == 7:
+                other = rng.choice(corpus)
+                cut = rng.randrange(len(other) + 1)
+                buf = buf[:at] + bytearray(other[cut:cut + rng.randint(1, 256)]) + buf[at:]
+            else:
+                offset, size = rng.choice(_HEADER_FIELDS)
+                if offset + size <= len(buf):
+                    value = rng.choice(_INTERESTING) + rng.choice((0, 0, -1, 1))
+                    buf[offset:offset + size] = (value % (1 << 8 * size)).to_bytes(size, "little")
+        data = bytes(buf[:self.max_len])
+        if self.l3ic and rng.random() < 0.5:
+            data = fix_crcs(data)
+        return data
+
+
+def outcome(error):
+    """An input's outcome with the numbers taken out: a new one is a sign that the input reached new code."""
+    if error is None:
+        return "ok"
+    return type(error).__name__ + ":" + re.sub(r"\d+", "#", re.sub(r"'[^']*'", "'x'", str(error)))[:120]
+
+
+# ---- running ---------------------------------------------------------------------------------
+class Stats:
+    def __init__(self):
+        self.inputs = self.accepted = self.findings = self.crashes = 0
+        self.unique = set()
+        self.corpus = 0
+
+
+def _save_finding(folder, target, data, report, kind):
+    os.makedirs(folder, exist_ok=True)
+    name = "%s-%s-%s" % (target, kind, hashlib.sha1(data).hexdigest()[:16])
+    with open(os.path.join(folder, name + ".bin"), "wb") as f:
+        f.write(data)
+    with open(os.path.join(folder, name + ".txt"), "w") as f:
+        f.write(report)
+    return name
+
+
+def _finding_key(error):
+    frames = traceback.extract_tb(error.__traceback__)
+    where = "%s:%d" % (os.path.basename(frames[-1].filename), frames[-1].lineno) if frames else "?"
+    return type(error).__name__ + "@" + where
+
+
+def fuzz_inprocess(target_name, iterations=None, seconds=None, seed=0, crashes=None, state=None, corpus_out=None,
+                   skip=frozenset()):
+    """The built-in fuzzer in this process: returns Stats.  ``state``: shared mmap for the parent (child mode);
+    ``skip``: SHA-1 digests of inputs known to kill the process (they are not run again)."""
+    target = make_target(target_name)
+    rng = random.Random(seed)
+    corpus = [s[:MAX_LEN] for s in target.seeds()]
+    mutator = Mutator(rng, target.l3ic)
+    seen, stats = set(), Stats()
+    deadline = None if seconds is None else time.monotonic() + seconds
+    seeds = list(corpus)
+    queue = list(corpus)  # run the seeds as they are first
+    while (iterations is None or stats.inputs < iterations) and (deadline is None or time.monotonic() < deadline):
+        # half the time a seed, so that most inputs stay close enough to a valid file to get deep into it
+        base = rng.choice(seeds) if rng.random() < 0.5 else rng.choice(corpus)
+        data = queue.pop() if queue else mutator.mutate(base, corpus)
+        if skip and hashlib.sha1(data).digest() in skip:
+            continue
+        if state is not None:
+            _STATE.pack_into(state, 0, stats.inputs, stats.accepted, len(data))
+            state[_STATE.size:_STATE.size + len(data)] = data
+        error = None
+        try:
+            target.run(data)
+        except target.allowed as e:
+            error = e
+        except Exception as e:  # a finding: anything but the runtime's own errors
+            stats.findings += 1
+            key = _finding_key(e)
+            if key not in stats.unique and crashes:
+                _save_finding(crashes, target_name, data, "".join(traceback.format_exception(type(e), e, e.__traceback__)), "exception")
+            stats.unique.add(key)
+            error = e
+        stats.inputs += 1
+        stats.accepted += error is None
+        signature = outcome(error)
+        if signature not in seen:
+            seen.add(signature)
+            if len(corpus) < 4000:
+                corpus.append(data)
+    if state is not None:
+        _STATE.pack_into(state, 0, stats.inputs, stats.accepted, 0)
+    stats.corpus = len(corpus)
+    if corpus_out:
+        os.makedirs(corpus_out, exist_ok=True)
+        for data in corpus:
+            with open(os.path.join(corpus_out, hashlib.sha1(data).hexdigest()[:16]), "wb") as f:
+                f.write(data)
+    return stats
+
+
+def _fuzz_atheris(target_name, seconds, seed, crashes, state, corpus_dir, skip):
+    """libFuzzer through atheris, in this (child) process; exits when done or at the first finding."""
+    import atheris
+    with atheris.instrument_imports(include=["runtime"]):
+        target = make_target(target_name)
+    os.makedirs(corpus_dir, exist_ok=True)
+    if not os.listdir(corpus_dir):
+        for data in target.seeds():
+            if target.l3ic:
+                data += b"\x01"  # the control byte (see one_input)
+            with open(os.path.join(corpus_dir, hashlib.sha1(data).hexdigest()[:16]), "wb") as f:
+                f.write(data[:MAX_LEN])
+    counter = [0, 0]  # inputs, accepted
+
+    def one_input(data):
+        if target.l3ic and data:  # the last byte is a control byte: if odd, the CRCs are made valid (see fix_crcs)
+            data = fix_crcs(data[:-1]) if data[-1] & 1 else data[:-1]
+        if skip and hashlib.sha1(data).digest() in skip:
+            return
+        _STATE.pack_into(state, 0, counter[0], counter[1], len(data))
+        state[_STATE.size:_STATE.size + len(data)] = data
+        counter[0] += 1
+        try:
+            target.run(data)
+            counter[1] += 1
+        except target.allowed:
+            pass
+        _STATE.pack_into(state, 0, counter[0], counter[1], 0)
+
+    atheris.Setup([sys.argv[0], corpus_dir, "-max_total_time=%d" % max(1, int(seconds)), "-seed=%d" % (seed + 1),
+                   "-max_len=%d" % MAX_LEN, "-artifact_prefix=%s/%s-" % (crashes, target_name), "-rss_limit_mb=4096",
+                   "-print_final_stats=1"], one_input)
+    atheris.Fuzz()
+
+
+def _child_main(args):
+    fse_dir = os.environ.get("L3IC_FUZZ_FSE_DIR")
+    if fse_dir:  # the sanitizer build of runtime._fse comes first
+        import runtime
+        runtime.__path__.insert(0, os.path.join(fse_dir, "runtime"))
+    if args.target != "_abort":
+        import runtime._fse
+        if fse_dir and not runtime._fse.__file__.startswith(fse_dir):
+            raise SystemExit("the sanitizer build was not imported: %s" % runtime._fse.__file__)
+    with open(args.state, "r+b") as f:
+        state = mmap.mmap(f.fileno(), 0)
+    with open(args.skip) as f:
+        skip = frozenset(bytes.fromhex(line) for line in f.read().split())
+    if args.engine == "atheris":
+        _fuzz_atheris(args.target, args.seconds, args.seed, args.crashes, state, args.corpus, skip)
+        return 0
+    stats = fuzz_inprocess(args.target, seconds=args.seconds, seed=args.seed, crashes=args.crashes, state=state,
+                           corpus_out=args.corpus, skip=skip)
+    print(json.dumps({"inputs": stats.inputs, "findings": stats.findings, "unique": sorted(stats.unique),
+                      "corpus": stats.corpus}))
+    return 0
+
+
+def fuzz_target(target, seconds, engine, seed, crashes, env, work):
+    """Fuzz one target for ``seconds`` in child processes, restarting after hard crashes; returns a summary dict."""
+    os.makedirs(crashes, exist_ok=True)
+    state_path = os.path.join(work, target + ".state")
+    corpus = os.path.join(work, target + ".corpus")
+    skip_path, killers = os.path.join(work, target + ".skip"), set()  # inputs that killed a child
+    with open(state_path, "wb") as f:
+        f.write(bytes(_STATE.size + MAX_LEN + 64))
+    summary = {"target": target, "engine": engine, "inputs": 0, "accepted": 0, "findings": 0, "crashes": 0, "unique": set(),
+               "children": 0, "corpus": 0}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline - 1:
+        left = deadline - time.monotonic()
+        with open(skip_path, "w") as f:
+            f.write("\n".join(sorted(killers)))
+        command = [sys.executable, "-m", "benchmarks.fuzz", "--child", "--target", target, "--engine", engine,
+                   "--seconds", "%.1f" % left, "--seed", str(seed + summary["children"]), "--state", state_path,
+                   "--crashes", crashes, "--corpus", corpus, "--skip", skip_path]
+        log_path = os.path.join(work, "%s.child%d.log" % (target, summary["children"]))
+        with open(log_path, "wb") as log:
+            child = subprocess.run(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log,
+                                   timeout=left + 300)
+        summary["children"] += 1
+        with open(state_path, "rb") as f:
+            raw = f.read()
+        inputs, accepted, length = _STATE.unpack_from(raw)
+        summary["inputs"] += inputs
+        summary["accepted"] += accepted
+        with open(log_path, "rb") as f:
+            log_text = f.read().decode("utf-8", "replace")
+        if child.returncode == 0 and engine == "builtin":
+            report = json.loads(child.stdout.decode().strip().splitlines()[-1])
+            summary["findings"] += report["findings"]
+            summary["unique"].update(report["unique"])
+            summary["corpus"] = report["corpus"]
+            continue
+        if child.returncode == 0:  # libFuzzer ran out of time without a finding
+            continue
+        if "Traceback" in log_text and ("Uncaught Python exception" in log_text or engine == "builtin") \
+                and "ERROR: AddressSanitizer" not in log_text and "runtime error:" not in log_text:
+            summary["findings"] += 1
+            kind = "exception"
+        else:
+            summary["crashes"] += 1
+            kind = "crash"
+        if not inputs and not length:  # died before running anything: a broken setup, not a finding
+            raise SystemExit("the %s fuzzing child failed to start (exit %d):\n%s" % (target, child.returncode, log_text[-3000:]))
+        data = raw[_STATE.size:_STATE.size + length]
+        killers.add(hashlib.sha1(data).hexdigest())
+        name = _save_finding(crashes, target, data, log_text[-20000:], kind)
+        summary["unique"].add(kind + ":" + _crash_signature(log_text))
+        print("  %s: %s (exit %d) on a %d-byte input, saved as %s" % (target, kind, child.returncode, len(data), name),
+              flush=True)
+    summary["unique"] = sorted(summary["unique"])
+    return summary
+
+
+def _crash_signature(log_text):
+    for pattern in (r"ERROR: AddressSanitizer: ([\w-]+)", r"(runtime error: [^\n]{0,80})", r"^(\w+Error: [^\n]{0,80})",
+                    r"(deadly signal)"):
+        match = re.search(pattern, log_text, re.M)
+        if match:
+            return re.sub(r"0x[0-9a-f]+|\d+", "#", match.group(1))
+    return "exit"
+
+
+# ---- sanitizer build -------------------------------------------------------------------------
+def sanitizer_build():
+    """Build runtime._fse with ASan + UBSan into a cache folder (once per source/flags); returns (folder, env)."""
+    sources = [os.path.join(REPO, "csrc", "fse", n) for n in ("l3ic_fse.c", "l3ic_fse.h")] + [os.path.join(REPO, "build_fse.py")]
+    digest = hashlib.sha256(SANITIZE_CFLAGS.encode() + sys.version.encode())
+    for path in sources:
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "l3ic")
+    folder = os.path.join(cache, "fuzz-asan-" + digest.hexdigest()[:16])
+    built = [n for n in os.listdir(os.path.join(folder, "runtime")) if n.startswith("_fse") and n.endswith(".so")] \
+        if os.path.isdir(os.path.join(folder, "runtime")) else []
+    if not built:
+        print("building the FSE extension with %s into %s ..." % (SANITIZE_CFLAGS, folder), flush=True)
+        env = dict(os.environ, L3IC_FSE_CFLAGS=SANITIZE_CFLAGS)
+        script = ("import sys; sys.path.insert(0, %r); import build_fse; "
+                  "print(build_fse.make_ffibuilder(absolute_paths=True).compile(tmpdir=%r))" % (REPO, folder))
+        done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit("sanitizer build failed:\n" + (done.stderr or done.stdout)[-3000:])
+        built = [n for n in os.listdir(os.path.join(folder, "runtime")) if n.startswith("_fse") and n.endswith(".so")]
+    library = os.path.join(folder, "runtime", built[0])
+    env = dict(os.environ, L3IC_FUZZ_FSE_DIR=folder, LD_PRELOAD=_asan_runtime(library), **SANITIZE_ENV)
+    return folder, env
+
+
+def _asan_runtime(library):
+    """Path of the shared ASan runtime the built extension links against (what LD_PRELOAD must name)."""
+    ldd = subprocess.run(["ldd", library], capture_output=True, text=True).stdout
+    match = re.search(r"(\S*libasan\.so[.\d]*)\s+=>\s+(\S+)", ldd)
+    if match:
+        return match.group(2)
+    for compiler in ("gcc", "cc", "clang"):
+        if shutil.which(compiler):
+            path = subprocess.run([compiler, "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+            if os.path.isabs(path):
+                return path
+    raise SystemExit("cannot find the ASan runtime (libasan.so) that %s needs" % library)
+
+
+_SELF_TEST = """
+import numpy as np
+from runtime import fse
+from runtime._fse import ffi, lib
+payload = bytes(8)                      # a RAW chunk needs 10 bytes for 16 symbols of 5 bits: lie about the size
+src = ffi.from_buffer("uint8_t[]", payload)
+modes, sizes = np.array([2], np.uint8), np.array([10], np.uint32)
+out = np.empty(16, np.uint8)
+lib.l3ic_fse_decode_channels(src, 10, ffi.from_buffer("uint8_t[]", modes), ffi.from_buffer("uint32_t[]", sizes),
+                             1, 16, 32, ffi.from_buffer("uint8_t[]", out, require_writable=True), ffi.NULL)
+print("NOT DETECTED")
+"""
+
+
+def sanitizer_self_test(env):
+    """A deliberate 2-byte overread through the extension must be reported by ASan: proof that it is active."""
+    script = ("import os, runtime; runtime.__path__.insert(0, os.path.join(os.environ['L3IC_FUZZ_FSE_DIR'], 'runtime'))\n"
+              + _SELF_TEST)
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    if "AddressSanitizer: heap-buffer-overflow" not in done.stderr:
+        raise SystemExit("sanitizer self-test failed: ASan did not report a deliberate overread\n"
+                         + (done.stdout + done.stderr)[-3000:])
+    print("sanitizer self-test: ASan reports a deliberate heap-buffer-overflow in l3ic_fse_decode_channels", flush=True)
+
+
+# ---- command line ----------------------------------------------------------------------------
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.fuzz", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=60, help="time per target (default 60)")
+    p.add_argument("--target", default="all", choices=TARGETS + ("all", "_abort"))
+    p.add_argument("--engine", default="auto", choices=["auto", "atheris", "builtin"])
+    p.add_argument("--sanitize", action="store_true", help="use an ASan + UBSan build of the FSE extension")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--crashes", default="fuzz-findings", help="folder for the inputs of findings (default ./fuzz-findings)")
+    p.add_argument("--json", help="also write the summary as JSON to this file")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--state", help=argparse.SUPPRESS)
+    p.add_argument("--corpus", help=argparse.SUPPRESS)
+    p.add_argument("--skip", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        return _child_main(args)
+    if args.engine == "auto":
+        try:
+            import atheris  # noqa: F401
+            args.engine = "builtin" if args.sanitize else "atheris"  # see the module docstring
+        except ImportError:
+            args.engine = "builtin"
+    elif args.engine == "atheris" and args.sanitize:
+        print("warning: with a preloaded libasan, atheris gets no coverage feedback (see the module docstring)",
+              file=sys.stderr)
+    args.crashes = os.path.abspath(args.crashes)
+    env = dict(os.environ)
+    sanitizer = "as set up by hand (L3IC_FUZZ_FSE_DIR)" if env.get("L3IC_FUZZ_FSE_DIR") else "none"
+    if args.sanitize:
+        _, env = sanitizer_build()
+        sanitizer_self_test(env)
+        sanitizer = "asan+ubsan"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
+    targets = TARGETS if args.target == "all" else (args.target,)
+    work = tempfile.mkdtemp(prefix="l3ic-fuzz-")
+    results = []
+    try:
+        for target in targets:
+            start = time.monotonic()
+            summary = fuzz_target(target, args.seconds, args.engine, args.seed, args.crashes, env, work)
+            summary["seconds"] = time.monotonic() - start
+            summary["sanitizer"] = sanitizer
+            results.append(summary)
+            print("%s: %d inputs in %.0f s (%.0f/s; %d accepted as valid), %d findings (Python exceptions), %d crashes, "
+                  "engine %s, sanitizer %s%s" % (target, summary["inputs"], summary["seconds"],
+                                                 summary["inputs"] / max(summary["seconds"], 1e-9), summary["accepted"],
+                                                 summary["findings"],
+                                      summary["crashes"], args.engine, sanitizer,
+                                      "; " + ", ".join(summary["unique"]) if summary["unique"] else ""), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 1 if any(r["findings"] or r["crashes"] for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
