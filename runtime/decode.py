@@ -8,10 +8,9 @@ import os
 import sys
 import time
 
-from runtime import batch, cli
+from runtime import batch, cli, container
 from runtime import image as images
 from runtime.atomic import check_output_path
-from runtime.codec import read_info
 from runtime.errors import L3icError
 
 
@@ -56,7 +55,8 @@ def decode_one(codecs, src, dst, options):
     model, channels, region, force = options
     check_output_path(dst, inputs=[src], overwrite=force)
     data = cli.read_input(src)
-    codec = codecs(model or read_info(data)["model"])
+    # the model named in the header; parsing it already applies --max-pixels (the codec's limit)
+    codec = codecs(model or container.L3icFile.parse(data, max_pixels=codecs.max_pixels).header.model_name)
     start = time.perf_counter()
     picture = codec.decode_to_pil(data, channels, region)
     elapsed = time.perf_counter() - start

@@ -1,6 +1,7 @@
 """The command-line tools as a user runs them: happy paths and the bad-input matrix."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -8,6 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import SAMPLE, photo_like
+from runtime.image import DEFAULT_MAX_PIXELS
 
 
 def run(*args, cwd):
@@ -98,13 +100,167 @@ def test_bad_output_paths(encoded, tmp_path):
     assert not (tmp_path / "x.unknownext").exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_read_only_output_folder(encoded, tmp_path):
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder in which creating a file fails, also for root (CI runs as root, and chmod does not stop root).
+
+    Not root: chmod 555.  Root: the immutable attribute (chattr +i), else a read-only tmpfs mounted on it;
+    skipped only where neither is permitted.
+    """
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    undo = None
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        undo = ["chmod", "755", str(folder)]
+    elif shutil.which("chattr") and subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0:
+        undo = ["chattr", "-i", str(folder)]
+    elif shutil.which("mount") and subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+                                                  capture_output=True).returncode == 0:
+        undo = ["umount", str(folder)]
+    else:
+        pytest.skip("cannot make a folder read-only for root here (no chattr +i, no mount)")
+    try:
+        with pytest.raises(OSError):
+            (folder / "probe").write_bytes(b"")
+        yield folder
+    finally:
+        subprocess.run(undo, capture_output=True)
+
+
+def snapshot(*folders):
+    """Names and contents of every file under the folders: to check that a failed run wrote and changed nothing."""
+    files = {}
+    for folder in folders:
+        for root, _, names in os.walk(str(folder)):
+            for name in names:
+                with open(os.path.join(root, name), "rb") as f:
+                    files[os.path.join(root, name)] = f.read()
+    return files
+
+
+def test_read_only_output_folder(encoded, read_only_folder, tmp_path):
+    folder, source, l3ic, _ = encoded
+    before = snapshot(folder, read_only_folder)
+    assert_clean_failure(run("runtime.encode", str(source), "-o", str(read_only_folder / "x.l3ic"), cwd=tmp_path))
+    assert_clean_failure(run("runtime.decode", str(l3ic), "-o", str(read_only_folder / "x.png"), cwd=tmp_path))
+    assert snapshot(folder, read_only_folder) == before
+
+
+@pytest.mark.parametrize("where", ["under a regular file", "in a missing folder"])
+def test_output_folder_that_cannot_exist(encoded, tmp_path, where):
+    folder, source, l3ic, _ = encoded
+    before = snapshot(folder)
+    for tool, src, out in (("runtime.encode", source, "x.l3ic"), ("runtime.decode", l3ic, "x.png")):
+        parent = src if where == "under a regular file" else tmp_path / "missing"
+        assert_clean_failure(run(tool, str(src), "-o", str(parent / out), cwd=tmp_path))
+    assert snapshot(folder) == before and not os.listdir(str(tmp_path))
+
+
+def test_output_is_the_input(encoded, tmp_path):
+    folder, source, l3ic, _ = encoded
+    before = snapshot(folder)
+    for force in ([], ["-f"]):
+        assert_clean_failure(run("runtime.encode", str(source), "-o", str(source), *force, cwd=tmp_path))
+        assert_clean_failure(run("runtime.decode", str(l3ic), "-o", str(l3ic), *force, cwd=tmp_path))
+    assert snapshot(folder) == before
+
+
+@pytest.mark.parametrize("name", ["missing.l3ic", "adir", "empty.png", "text.png", "good.png", "truncated.png"])
+def test_decode_bad_inputs(tmp_path, name):
+    make_bad_inputs(tmp_path)
+    before = snapshot(tmp_path)
+    assert_clean_failure(run("runtime.decode", name, "-o", "out.png", cwd=tmp_path))
+    assert snapshot(tmp_path) == before
+
+
+def test_decode_with_the_wrong_model(encoded, tmp_path):
+    """A model folder whose decoder differs (here only in its manifest's hash) is refused before any decoding."""
+    from runtime.model import find_model
+    folder, _, l3ic, _ = encoded
+    other = tmp_path / "other-model"
+    other.mkdir()
+    with open(os.path.join(find_model("medium"), "manifest.json")) as f:
+        manifest = json.load(f)
+    manifest["files"]["decoder.onnx"]["sha256"] = "1" * 64
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    before = snapshot(folder, tmp_path)
+    result = run("runtime.decode", str(l3ic), "-o", str(tmp_path / "x.png"), "-m", str(other), cwd=tmp_path)
+    assert_clean_failure(result)
+    assert "made with model 'medium'" in result.stderr
+    assert snapshot(folder, tmp_path) == before
+
+
+def claimed_size_file(width, height, folder):
+    """A small, valid l3ic file for the medium model claiming width x height pixels: one tile, every channel CONSTANT."""
+    import numpy as np
+    from runtime import container, fse
+    from runtime.model import Model
+    m = Model("medium", "cpu")
+    lh, lw = -(-height // m.stride), -(-width // m.stride)
+    header = container.Header(width=width, height=height, mode="RGB", model_name=m.name, decoder_hash=m.decoder_hash,
+                              codebook_size=m.codebook_size, codebook_min=m.codebook_min, channels=m.channels,
+                              stride=m.stride, latent_h=lh, latent_w=lw, tile_h=lh, tile_w=lw)
+    tile = container.TileChunks(np.full(m.channels, fse.CONSTANT, np.uint8), np.ones(m.channels, np.uint32),
+                                bytes([-m.codebook_min]) * m.channels)
+    path = folder / ("%dx%d.l3ic" % (width, height))
+    path.write_bytes(container.write(header, [tile]))
+    return path
+
+
+def test_bitstream_bomb_is_refused_quickly_in_small_memory(tmp_path):
+    """A 300-byte file claiming 60000 x 60000 pixels (10.8 GB of RGB) is refused before anything is allocated."""
+    from benchmarks.memory import run_measured
+    bomb = claimed_size_file(60000, 60000, tmp_path)
+    assert bomb.stat().st_size < 1000
+    result, seconds, peak_mib = run_measured("runtime.decode", [str(bomb), "-o", "out.png"], str(tmp_path))
+    assert seconds < 30
+    assert_clean_failure(result)
+    assert "60000x60000, over the limit of %d pixels" % DEFAULT_MAX_PIXELS in result.stderr
+    assert peak_mib < 300  # Python, numpy, Pillow: no pixels, no symbols
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_max_pixels_reaches_the_bitstream_reader(encoded, tmp_path):
+    folder, _, l3ic, _ = encoded
+    # 40000 x 40000 is within the container's own default limit (2^31): the CLI's default must refuse it
+    big = claimed_size_file(40000, 40000, tmp_path)
+    info = json.loads(run("runtime.info", str(big), "--json", cwd=tmp_path).stdout)  # the header alone is fine
+    assert (info["width"], info["height"]) == (40000, 40000)
+    result = run("runtime.decode", str(big), "-o", str(tmp_path / "big.png"), cwd=tmp_path)
+    assert_clean_failure(result)
+    assert "over the limit of %d pixels" % DEFAULT_MAX_PIXELS in result.stderr
+    result = run("runtime.decode", str(l3ic), "-o", str(tmp_path / "x.png"), "--max-pixels", "3499", cwd=tmp_path)
+    assert_clean_failure(result)
+    assert "70x50, over the limit of 3499 pixels" in result.stderr
+    assert run("runtime.decode", str(l3ic), "-o", str(tmp_path / "x.png"), "--max-pixels", "3500", cwd=tmp_path).returncode == 0
+
+
+def test_max_pixels_guards_input_images(encoded, tmp_path):
     _, source, _, _ = encoded
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o555)
-    assert_clean_failure(run("runtime.encode", str(source), "-o", str(ro / "x.l3ic"), cwd=tmp_path))
+    result = run("runtime.encode", str(source), "-o", str(tmp_path / "x.l3ic"), "--max-pixels", "3499", cwd=tmp_path)
+    assert_clean_failure(result)
+    assert "--max-pixels" in result.stderr and not os.listdir(str(tmp_path))
+
+
+def test_side_data_through_the_tools(tmp_path):
+    """16-bit gray with ICC and EXIF: stays gray, info states the reduction, the decoded PNG carries ICC and EXIF
+    (--strip drops them)."""
+    import numpy as np
+    wide = (photo_like(20, 30)[:, :, 0].astype(np.uint16) * 257 + 100)
+    exif = Image.Exif()
+    exif[0x010F] = "l3ic"
+    Image.fromarray(wide).save(tmp_path / "wide.png", icc_profile=b"profile bytes", exif=exif)
+    assert run("runtime.encode", "wide.png", cwd=tmp_path).returncode == 0
+    info = run("runtime.info", "wide.l3ic", cwd=tmp_path).stdout
+    assert "source                   PNG L 16-bit; 16-bit samples reduced to 8 bits" in info.splitlines()
+    assert run("runtime.decode", "wide.l3ic", "-o", "back.png", cwd=tmp_path).returncode == 0
+    with Image.open(tmp_path / "back.png") as back:
+        assert back.mode == "L" and back.info["icc_profile"] == b"profile bytes" and back.getexif()[0x010F] == "l3ic"
+    assert run("runtime.encode", "wide.png", "-o", "stripped.l3ic", "--strip", cwd=tmp_path).returncode == 0
+    assert run("runtime.decode", "stripped.l3ic", "-o", "stripped.png", cwd=tmp_path).returncode == 0
+    with Image.open(tmp_path / "stripped.png") as back:
+        assert "icc_profile" not in back.info and "exif" not in back.info
 
 
 def test_wrong_model_and_usage_errors(encoded, tmp_path):
