@@ -12,7 +12,7 @@ from PIL import Image
 from runtime import container, fse
 from runtime import image as images
 from runtime.errors import L3icError, ModelError
-from runtime.model import DEFAULT_MODEL, Model
+from runtime.model import DEFAULT_MODEL, Model, installed_qualities
 
 WHOLE_IMAGE_LATENT = 256  # latents up to 256 x 256 cells (2048 px at stride 8) are coded as one tile
 TILE_LATENT = 128  # larger images: tiles of 128 x 128 latent cells, coded and run through the networks one by one
@@ -285,7 +285,7 @@ def _to_uint8(unit_float):
     return np.clip(np.rint(unit_float * 255.0), 0, 255).astype(np.uint8)
 
 
-def encode_to_target(picture, target_bpp, codec_for, models=("high", "medium", "low")):
+def encode_to_target(picture, target_bpp, codec_for, models=None):
     """Encode with the highest-quality model whose file is within ``target_bpp``; returns (bytes, model name).
 
     ``codec_for(name)`` returns a Codec for a model name (callers cache them).
@@ -295,7 +295,7 @@ def encode_to_target(picture, target_bpp, codec_for, models=("high", "medium", "
     """
     pixels = picture.width * picture.height
     smallest = None
-    for name in models:
+    for name in models if models is not None else installed_qualities():
         data = codec_for(name).encode(picture)
         bpp = 8.0 * len(data) / pixels
         if bpp <= target_bpp:

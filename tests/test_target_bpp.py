@@ -59,10 +59,11 @@ class FakeCodec:
 def test_encode_to_target_takes_the_best_that_fits(target, chosen):
     picture = from_array(np.zeros((80, 100, 3), np.uint8))  # 8000 pixels: 1000 bytes = 1 bpp
     codecs = {"high": FakeCodec(1000), "medium": FakeCodec(500), "low": FakeCodec(200)}
-    data, name = encode_to_target(picture, target, codecs.__getitem__)
+    order = ["high", "medium", "low"]
+    data, name = encode_to_target(picture, target, codecs.__getitem__, order)
     assert name == chosen and len(data) == codecs[chosen].size
     with pytest.raises(L3icError, match=r"no model reaches 0\.100 bpp for this image \(smallest: low at 0\.200 bpp\)"):
-        encode_to_target(picture, 0.1, codecs.__getitem__)
+        encode_to_target(picture, 0.1, codecs.__getitem__, order)
     asked = []
     encode_to_target(picture, 0.6, lambda n: asked.append(n) or codecs[n], ["medium", "low"])
     assert asked == ["medium"]  # only the models it is given, best first, stopping at the first that fits
