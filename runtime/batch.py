@@ -214,3 +214,13 @@ def summary(done, started, noun):
     if pixels:
         line += ", mean %.3f bpp" % (sum(8.0 * r["l3ic_bytes"] / r["pixels"] for r in ok) / len(ok))
     return line + ", %.1f s" % (time.perf_counter() - started)
+
+
+def run_tool(work, jobs, args, is_batch, noun):
+    """The common end of the encode and decode tools: run the jobs, print a batch's summary, return the exit code."""
+    check_distinct_outputs(jobs)
+    started = time.perf_counter()
+    done = run(work, jobs, args.jobs, args.provider, args.max_pixels, is_batch)
+    if is_batch:
+        print(summary(done, started, noun))
+    return 1 if any(error for _, _, error in done) else 0

@@ -75,12 +75,7 @@ def main(argv=None):
     options = (args.model, channels, parse_crop(args.crop), args.force)
     suffix = "." + args.format.lstrip(".")
     jobs = [(f, batch.output_for(f, args.output, is_batch, suffix), options) for f in files]
-    batch.check_distinct_outputs(jobs)
-    started = time.perf_counter()
-    done = batch.run(decode_one, jobs, args.jobs, args.provider, args.max_pixels, is_batch)
-    if is_batch:
-        print(batch.summary(done, started, "files"))
-    return 1 if any(error for _, _, error in done) else 0
+    return batch.run_tool(decode_one, jobs, args, is_batch, "files")
 
 
 if __name__ == "__main__":

@@ -79,12 +79,7 @@ def main(argv=None):
         raise L3icError("with several inputs, -o must be an existing folder: %s" % args.output)
     options = (model, args.target_bpp, args.strip, args.force, args.verify, args.max_pixels)
     jobs = [(f, batch.output_for(f, args.output, is_batch, ".l3ic"), options) for f in files]
-    batch.check_distinct_outputs(jobs)
-    started = time.perf_counter()
-    done = batch.run(encode_one, jobs, args.jobs, args.provider, args.max_pixels, is_batch)
-    if is_batch:
-        print(batch.summary(done, started, "images"))
-    return 1 if any(error for _, _, error in done) else 0
+    return batch.run_tool(encode_one, jobs, args, is_batch, "images")
 
 
 if __name__ == "__main__":
