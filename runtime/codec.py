@@ -164,29 +164,46 @@ def read_symbols(parsed, channels=None, tiles=None):
     wanted = _channel_list(channels, h.channels)
     zero = min(max(-h.codebook_min, 0), h.codebook_size - 1)
     symbols = np.full((h.channels, h.latent_h, h.latent_w), zero, np.uint8)
+    for (y, x, th, tw), block in _decoded_tiles(parsed, wanted, tiles):
+        symbols[wanted, y:y + th, x:x + tw] = block
+    return symbols
+
+
+def _decoded_tiles(parsed, wanted, tiles=None):
+    """Yield (tile rectangle, symbols of the wanted channels in it) for each tile."""
+    h = parsed.header
     for t in range(h.n_tiles) if tiles is None else tiles:
         y, x, th, tw = h.tile_rect(t)
         chunks = parsed.tile_chunks(t, wanted)
         decoded = fse.decode_channels(chunks.payload, chunks.modes, chunks.sizes, th * tw, h.codebook_size)
-        symbols[wanted, y:y + th, x:x + tw] = decoded.reshape(len(wanted), th, tw)
-    return symbols
+        yield (y, x, th, tw), decoded.reshape(len(wanted), th, tw)
 
 
-def read_latents(data, channels=None):
+def read_latents(data, channels=None, max_pixels=images.DEFAULT_MAX_PIXELS):
     """Latent codebook values of an l3ic file without running any network: int16 (len(channels), h, w).
 
-    This is random access: only the chosen channels are entropy-decoded.
+    This is random access: only the chosen channels are entropy-decoded, and
+    only they are held in memory.  ``max_pixels`` refuses files claiming
+    larger images before anything is allocated, as ``Codec.decode`` does.
     """
-    parsed = container.L3icFile.parse(data)
-    wanted = _channel_list(channels, parsed.header.channels)
-    return read_symbols(parsed, wanted)[wanted].astype(np.int16) + parsed.header.codebook_min
-
-
-def read_info(data):
-    """The header of an l3ic file as a dict (no model needed)."""
-    parsed = container.L3icFile.parse(data)
+    parsed = container.L3icFile.parse(data, max_pixels=max_pixels)
     h = parsed.header
-    return {
+    wanted = _channel_list(channels, h.channels)
+    latents = np.empty((len(wanted), h.latent_h, h.latent_w), np.int16)
+    for (y, x, th, tw), block in _decoded_tiles(parsed, wanted):
+        latents[:, y:y + th, x:x + tw] = block.astype(np.int16) + h.codebook_min
+    return latents
+
+
+def read_info(data, max_pixels=images.DEFAULT_MAX_PIXELS):
+    """The header of an l3ic file as a dict (no model needed, nothing decoded).
+
+    ``source`` is present when the encoder changed the source beyond what
+    decoding restores (16-bit samples reduced to 8 bits, CMYK to RGB, ...).
+    """
+    parsed = container.L3icFile.parse(data, max_pixels=max_pixels)
+    h = parsed.header
+    info = {
         "width": h.width, "height": h.height, "mode": h.mode,
         "model": h.model_name, "decoder_sha256_prefix": h.decoder_hash.hex(),
         "channels": h.channels, "stride": h.stride,
@@ -196,6 +213,10 @@ def read_info(data):
         "bytes": len(data), "bpp": 8.0 * len(data) / (h.width * h.height),
         "format_version": container.FORMAT_VERSION,
     }
+    record = parsed.side_record(images.SOURCE)
+    if record is not None:
+        info["source"] = images.read_source_record(record)
+    return info
 
 
 def _channel_list(channels, count):

@@ -7,7 +7,7 @@ record says so, and this prints it as ``source``.
 import json
 import sys
 
-from runtime import cli, container
+from runtime import cli
 from runtime import image as images
 from runtime.codec import read_info
 
@@ -16,12 +16,10 @@ def main(argv=None):
     p = cli.Parser(prog="python -m runtime.info", description="Show the header of an l3ic file.")
     p.add_argument("input", help=".l3ic file")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS,
+                   help="refuse files claiming larger images (default %(default)d)")
     args = p.parse_args(argv)
-    data = cli.read_input(args.input)
-    info = read_info(data)
-    record = container.L3icFile.parse(data).side_record(images.SOURCE)
-    if record is not None:
-        info["source"] = images.read_source_record(record)
+    info = read_info(cli.read_input(args.input), max_pixels=args.max_pixels)
     if args.json:
         print(json.dumps(info, indent=2))
         return

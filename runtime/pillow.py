@@ -65,7 +65,7 @@ class L3icImageFile(ImageFile.ImageFile):
         try:
             parsed = container.L3icFile.parse(data)
             side = parsed.side_data  # CRC-checked here, so a damaged ICC/EXIF record is not identified either
-            header = read_info(data)
+            header = read_info(data, max_pixels=container.MAX_PIXELS)  # Pillow's bomb check follows _open
         except FormatError as e:  # Pillow's convention: SyntaxError means "not this format"
             raise SyntaxError(str(e))
         self._l3ic = data

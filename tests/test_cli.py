@@ -225,7 +225,10 @@ def test_max_pixels_reaches_the_bitstream_reader(encoded, tmp_path):
     folder, _, l3ic, _ = encoded
     # 40000 x 40000 is within the container's own default limit (2^31): the CLI's default must refuse it
     big = claimed_size_file(40000, 40000, tmp_path)
-    info = json.loads(run("runtime.info", str(big), "--json", cwd=tmp_path).stdout)  # the header alone is fine
+    result = run("runtime.info", str(big), "--json", cwd=tmp_path)
+    assert_clean_failure(result)
+    assert "over the limit of %d pixels" % DEFAULT_MAX_PIXELS in result.stderr
+    info = json.loads(run("runtime.info", str(big), "--json", "--max-pixels", "1600000000", cwd=tmp_path).stdout)
     assert (info["width"], info["height"]) == (40000, 40000)
     result = run("runtime.decode", str(big), "-o", str(tmp_path / "big.png"), cwd=tmp_path)
     assert_clean_failure(result)
@@ -234,6 +237,15 @@ def test_max_pixels_reaches_the_bitstream_reader(encoded, tmp_path):
     assert_clean_failure(result)
     assert "70x50, over the limit of 3499 pixels" in result.stderr
     assert run("runtime.decode", str(l3ic), "-o", str(tmp_path / "x.png"), "--max-pixels", "3500", cwd=tmp_path).returncode == 0
+
+
+def test_reading_latents_of_a_bomb_is_refused_before_allocating(tmp_path):
+    """read_latents would hold 3.6 GB of int16 latents for this 300-byte file: the header check refuses it first."""
+    from runtime import FormatError, read_latents
+    big = claimed_size_file(60000, 60000, tmp_path).read_bytes()
+    with pytest.raises(FormatError, match="over the limit of %d pixels" % DEFAULT_MAX_PIXELS):
+        read_latents(big)
+    assert read_latents(big, channels=[0], max_pixels=60000 * 60000).shape == (1, 7500, 7500)
 
 
 def test_max_pixels_guards_input_images(encoded, tmp_path):
