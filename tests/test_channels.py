@@ -1,0 +1,20 @@
+"""benchmarks.channels: a file truncated to its K most important channels is a real, smaller file of the same model."""
+import numpy as np
+
+from benchmarks.channels import keep_channels
+from runtime import read_latents
+
+
+def test_truncated_file_decodes_like_a_channel_subset(codec, sample):
+    data = codec.encode(sample)
+    k = codec.model.channels // 2
+    truncated = keep_channels(data, k)
+    assert len(truncated) < len(data)
+    np.testing.assert_array_equal(read_latents(truncated)[:k], read_latents(data)[:k])
+    assert not read_latents(truncated)[k:].any()  # the dropped channels hold the neutral latent 0
+    np.testing.assert_array_equal(codec.decode(truncated), codec.decode(data, channels=range(k)))
+
+
+def test_keeping_every_channel_changes_nothing(codec, sample):
+    data = codec.encode(sample)
+    assert keep_channels(data, codec.model.channels) == data
