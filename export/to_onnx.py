@@ -208,6 +208,7 @@ def main(argv=None):
         os.makedirs(os.path.join(staging, "keras"))
         model.save_weights(os.path.join(staging, "keras", "model.weights.h5"))
         keras_config = {k: config[k] for k in ("channels", "width", "blocks", "codebook_min", "codebook_size")}
+        keras_config["total_steps"] = total_steps(config)
         with open(os.path.join(staging, "keras", "config.json"), "w") as f:
             json.dump(keras_config, f, indent=2)
         manifest = {
@@ -226,7 +227,8 @@ def main(argv=None):
                                "output": "symbols", "output_type": "uint8 NCHW codebook indices"},
                    "decoder": {"input": "symbols", "output": "image", "output_type": "float32 NHWC in [0, 1]"}},
             "parameters": model.parameter_counts(),
-            "training": {"data": _relative(config.get("data")), "images": config.get("train_images"), "steps": config.get("trained_steps"), "lambda": config.get("lambda"),
+            "training": {"data": _relative(config.get("data")), "images": config.get("train_images"), "steps": config.get("trained_steps"),
+                         "init": config.get("init"), "total_steps": total_steps(config), "lambda": config.get("lambda"),
                          "distortion": config.get("distortion"), "batch": config.get("batch"), "crop": config.get("crop"),
                          "precision": config.get("precision_used")},
             "parity": parity,
@@ -242,6 +244,16 @@ def main(argv=None):
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print("wrote %s: %s" % (args.out, json.dumps({k: manifest.get(k) for k in ("parameters", "sample", "rd")})))
+
+
+def total_steps(config):
+    """Training steps behind the weights, counting those of the model a warm-started run began from."""
+    if "trained_steps" not in config:  # a released keras/ folder
+        return config.get("total_steps")
+    init = config.get("init")
+    if not init:
+        return config["trained_steps"]
+    return None if init.get("total_steps") is None else config["trained_steps"] + init["total_steps"]
 
 
 def measure_one(model_dir, path):

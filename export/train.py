@@ -87,7 +87,14 @@ def resolve_config(args):
     config.update({k: v for k, v in flags.items() if k in DEFAULTS and v is not None})
     config["data"] = os.path.abspath(args.data)
     config["val"] = os.path.abspath(args.val) if args.val else None
+    config["init"] = init_record(args.init) if args.init else None
     return config
+
+
+def init_record(folder):
+    """What a warm-started run starts from: the weights' folder and the training steps already behind them."""
+    with open(os.path.join(folder, "config.json")) as f:
+        return {"folder": folder, "total_steps": json.load(f).get("total_steps")}
 
 
 def cpu_has_bf16():

@@ -88,3 +88,38 @@ def test_export_parity_ops_and_runtime_round_trip(trained_run):
     decoded = codec.decode(codec.encode(image))
     assert decoded.shape == image.shape
     assert np.max(np.abs(decoded.astype(int) - expected)) <= 1
+
+
+def test_warm_start_across_channel_counts_keeps_the_lineage(trained_run):
+    """--init from a released keras/ folder into a model with more channels: the shared weights are copied,
+    the decoder ignores the new channels at first, and the manifest counts the steps behind the weights."""
+    root, run = trained_run
+    released = str(root / "released")
+    to_onnx.main([run, "--out", released, "--parity-images", str(root / "data"), "--sample", "", "--no-reorder"])
+    bigger = str(root / "bigger")
+    args = ["--data", str(root / "data"), "--out", bigger, "--steps", "10", "--checkpoint-minutes", "100",
+            "--init", os.path.join(released, "keras")]
+    six_channels = TINY[:]
+    six_channels[TINY.index("--channels") + 1] = "6"
+    train.main(args + six_channels)
+    with open(os.path.join(bigger, "config.json")) as f:
+        assert json.load(f)["init"] == {"folder": os.path.join(released, "keras"), "total_steps": 60}
+
+    from export.model import L3icModel
+    source, _, _ = to_onnx.load_trained(os.path.join(released, "keras"))  # also sets the float32 policy
+    model = L3icModel(6, 16, 1).build_for()
+    train.warm_start(model, os.path.join(released, "keras"))
+    image = np.asarray(Image.open(str(root / "data" / "img0.png")))[None].astype(np.float32) / 255.0
+    y_source, y_new = source.analysis(image).numpy(), model.analysis(image).numpy()
+    np.testing.assert_allclose(y_new[..., :4], y_source[..., :4], atol=1e-5)
+    extra = np.random.default_rng(0).normal(size=y_new.shape).astype(np.float32)
+    extra[..., :4] = np.round(y_source[..., :4])
+    np.testing.assert_allclose(model.synthesis(extra).numpy(), source.synthesis(extra[..., :4]).numpy(), atol=1e-5)
+
+    out = str(root / "bigger_model")
+    to_onnx.main([bigger, "--out", out, "--parity-images", str(root / "data"), "--sample", "", "--provisional"])
+    with open(os.path.join(out, "manifest.json")) as f:
+        training = json.load(f)["training"]
+    assert (training["steps"], training["total_steps"]) == (10, 70)
+    with open(os.path.join(out, "keras", "config.json")) as f:
+        assert json.load(f)["total_steps"] == 70
