@@ -98,7 +98,9 @@ def _download_with_pip(dest_dir):
                                    stderr=subprocess.DEVNULL, timeout=60)
             if probe.returncode != 0:
                 continue
-            done = subprocess.run(command + ["download", "--no-deps", "--no-binary", ":all:",
+            # --no-binary for zstandard only: with ":all:" pip would also build zstandard's build
+            # requirements (cffi) from source to read its metadata, which needs libffi headers
+            done = subprocess.run(command + ["download", "--no-deps", "--no-binary", "zstandard",
                                              "zstandard==" + ZSTANDARD_VERSION, "-d", dest_dir],
                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                   timeout=900)
@@ -109,7 +111,8 @@ def _download_with_pip(dest_dir):
         if os.path.isfile(path):
             return path, None
         lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        why = "pip download failed: %s" % (lines[-1] if lines else "exit status %d" % done.returncode)
+        errors = [line for line in lines if line.startswith("ERROR:")] or lines
+        why = "pip download failed: %s" % (errors[-1] if errors else "exit status %d" % done.returncode)
     return None, why
 
 
