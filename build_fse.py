@@ -7,9 +7,8 @@ The glue in ``csrc/fse`` ``#include``s zstd's single-file amalgamation ``zstd.c`
 FSE's building blocks, which a shared libzstd does not export, are compiled into the same
 translation unit.  No third-party C lives in this repository: ``zstd.c`` is taken at build
 time from the pinned python-zstandard sdist (``zstandard-0.25.0.tar.gz``, checked against
-its SHA-256), fetched with pip (which honours the configured index or mirror) or, failing
-that, from files.pythonhosted.org, and cached in ``$XDG_CACHE_HOME/l3ic`` (default
-``~/.cache/l3ic``).
+its SHA-256), fetched with pip (which honours the configured index or mirror) and cached
+in ``$XDG_CACHE_HOME/l3ic`` (default ``~/.cache/l3ic``).
 
 Environment:
   L3IC_FSE_SOURCE  the sdist tarball (hash-checked) or an unpacked zstd source tree (a folder
@@ -25,14 +24,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import urllib.request
 
 import cffi
 
 ZSTANDARD_VERSION = "0.25.0"
 SDIST_NAME = "zstandard-%s.tar.gz" % ZSTANDARD_VERSION
 SDIST_SHA256 = "7713e1179d162cf5c7906da876ec2ccb9c3a9dcbdffef0cc7f70c3667a205f0b"
-SDIST_URL = "https://files.pythonhosted.org/packages/source/z/zstandard/" + SDIST_NAME
 # What is taken from the sdist: the amalgamation and its licence.
 SDIST_MEMBERS = ("zstd/zstd.c", "zstd/LICENSE", "zstd/COPYING")
 
@@ -48,10 +45,10 @@ def _fail(problem):
     raise FSESourceError(
         "l3ic: cannot build the FSE extension: %s. The build compiles zstd's amalgamated zstd.c, "
         "taken from the python-zstandard %s sdist (%s, sha256 %s), which it downloads with pip "
-        "or from %s and caches in %s. Without network access, download that file elsewhere and "
+        "and caches in %s. Without network access, download that file elsewhere and "
         "set L3IC_FSE_SOURCE to its path, or to an unpacked zstd source tree (a folder holding "
         "zstd.c or zstd/zstd.c)." % (problem, ZSTANDARD_VERSION, SDIST_NAME, SDIST_SHA256,
-                                      SDIST_URL, cache_dir()))
+                                      cache_dir()))
 
 
 def cache_dir():
@@ -116,40 +113,24 @@ def _download_with_pip(dest_dir):
     return None, why
 
 
-def _download_with_urllib(dest_dir):
-    """(path of the downloaded sdist or None, why not)."""
-    path = os.path.join(dest_dir, SDIST_NAME)
-    try:
-        with urllib.request.urlopen(SDIST_URL, timeout=60) as response, open(path, "wb") as out:
-            shutil.copyfileobj(response, out)
-    except (OSError, ValueError) as e:
-        return None, "direct download failed: %s" % e
-    return path, None
-
-
 def _fetch_sdist(cache):
     """Path of the hash-checked sdist in the cache, downloading it if needed."""
     cached = os.path.join(cache, SDIST_NAME)
     if _hash_ok(cached):
         return cached
     os.makedirs(cache, exist_ok=True)
-    problems = []
-    for how, download in (("pip", _download_with_pip), ("a direct download", _download_with_urllib)):
-        tmp = tempfile.mkdtemp(prefix="download-", dir=cache)
-        try:
-            path, why = download(tmp)
-            if path is None:
-                problems.append(why)
-                continue
-            if _sha256(path) != SDIST_SHA256:
-                problems.append("%s gave a file with the wrong SHA-256" % how)
-                continue
-            os.replace(path, cached)
-            sys.stderr.write("l3ic: fetched %s with %s into %s\n" % (SDIST_NAME, how, cache))
-            return cached
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    _fail("%s could not be obtained (%s)" % (SDIST_NAME, "; ".join(problems)))
+    tmp = tempfile.mkdtemp(prefix="download-", dir=cache)
+    try:
+        path, why = _download_with_pip(tmp)
+        if path is None:
+            _fail("%s could not be obtained (%s)" % (SDIST_NAME, why))
+        if _sha256(path) != SDIST_SHA256:
+            _fail("pip gave a %s with the wrong SHA-256" % SDIST_NAME)
+        os.replace(path, cached)
+        sys.stderr.write("l3ic: fetched %s with pip into %s\n" % (SDIST_NAME, cache))
+        return cached
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _extract(sdist, dest):

@@ -14,7 +14,7 @@
 # Environment:
 #   L3IC_ARM64_ROOTFS  where the arm64 rootfs lives (default /var/tmp/l3ic-arm64; never in the repo)
 #   L3IC_ARM64_SUITE   Debian suite (default bookworm)
-#   L3IC_ARM64_MIRROR  Debian mirror (default: http://deb.debian.org/debian)
+#   L3IC_ARM64_MIRROR  Debian mirror (default: debootstrap's own default)
 #   L3IC_ARM64_NICE    niceness of the emulated steps (default 5: other jobs keep most of the CPU)
 #   L3IC_FSE_SOURCE    passed through to the build (copied into the rootfs): the zstandard sdist
 #                      or an unpacked zstd tree, see build_fse.py. Without it the guest downloads
@@ -25,7 +25,7 @@ set -euo pipefail
 
 ROOTFS=${L3IC_ARM64_ROOTFS:-/var/tmp/l3ic-arm64}
 SUITE=${L3IC_ARM64_SUITE:-bookworm}
-MIRROR=${L3IC_ARM64_MIRROR:-http://deb.debian.org/debian}
+MIRROR=${L3IC_ARM64_MIRROR:-}   # empty: debootstrap picks its default mirror
 NICE=(nice -n "${L3IC_ARM64_NICE:-5}")
 # Packages the guest needs: python3-dev + build-essential to compile the cffi extension,
 # python3-venv for ensurepip, ca-certificates for HTTPS to PyPI.
@@ -175,7 +175,7 @@ rootfs_first_stage() {
     # The .debs are cached next to the rootfs, so a retry after a failure does not download again.
     mkdir -p "$ROOTFS.debs"
     debootstrap --arch=arm64 --foreign --variant=minbase --include="$GUEST_PACKAGES" \
-        --cache-dir="$ROOTFS.debs" "$SUITE" "$partial" "$MIRROR"
+        --cache-dir="$ROOTFS.debs" "$SUITE" "$partial" ${MIRROR:+"$MIRROR"}
 }
 
 rootfs_second_stage() {
