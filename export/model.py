@@ -5,8 +5,10 @@ Analysis (encoder): two strided convolutions to 1/4 resolution, a third to
 Synthesis (decoder): the mirror image, upsampling with sub-pixel convolutions
 (convolution + depth-to-space), which export to plain ONNX ``Conv`` and
 ``DepthToSpace``.  No normalisation layers: the entropy penalty is the only
-regulariser.  Residual blocks sit at 1/8 resolution, where they are cheap, so
-the net stays fast on a CPU (see ``benchmarks.speed``).
+regulariser.  Most residual blocks sit at 1/8 resolution, where they are
+cheap, so the net stays fast on a CPU (see ``benchmarks.speed``); ``detail``
+optional blocks at 1/4 and 1/2 resolution give the decoder the capacity that
+fine texture needs at higher rates.
 
 Both halves are subclassed Keras models: ``tf2onnx.convert.from_function`` on a
 ``tf.function`` around them exports cleanly (functional Keras 3 models with raw
@@ -24,12 +26,16 @@ def _conv(filters, kernel, stride=1, name=None):
 
 
 class ResidualBlock(keras.layers.Layer):
-    """x + conv(lrelu(conv(x))): two 3x3 convolutions with a skip connection."""
+    """x + conv(lrelu(conv(x))): two 3x3 convolutions with a skip connection.
 
-    def __init__(self, width, **kwargs):
+    ``identity_init`` zeroes the second convolution, so a block added to a
+    trained net starts as the identity and fine-tuning grows it from there.
+    """
+
+    def __init__(self, width, identity_init=False, **kwargs):
         super().__init__(**kwargs)
         self.conv1 = _conv(width, 3)
-        self.conv2 = _conv(width, 3)
+        self.conv2 = keras.layers.Conv2D(width, 3, padding="same", kernel_initializer="zeros") if identity_init else _conv(width, 3)
 
     def call(self, x):
         h = tf.nn.leaky_relu(self.conv1(x), LEAK)
@@ -59,13 +65,16 @@ class Analysis(keras.Model):
 class Synthesis(keras.Model):
     """Codebook values (B, h, w, channels) -> image in [0, 1] (B, 8h, 8w, 3), unclipped."""
 
-    def __init__(self, channels, width=128, blocks=3, **kwargs):
+    def __init__(self, channels, width=128, blocks=3, detail=0, **kwargs):
         super().__init__(**kwargs)
         self.expand = _conv(width, 3)
         self.blocks = [ResidualBlock(width) for _ in range(blocks)]
         self.up1 = _conv(4 * (3 * width // 4), 3)
         self.up2 = _conv(4 * (width // 2), 3)
         self.up3 = _conv(4 * 3, 3)
+        # Created last, so the weights of a net without them keep their order (see export.train.warm_start).
+        self.detail4 = [ResidualBlock(3 * width // 4, identity_init=True) for _ in range(detail)]
+        self.detail2 = [ResidualBlock(width // 2, identity_init=True) for _ in range(detail)]
 
     def call(self, q):
         h = self.expand(q)
@@ -73,18 +82,27 @@ class Synthesis(keras.Model):
             h = block(h)
         h = tf.nn.leaky_relu(h, LEAK)
         h = tf.nn.leaky_relu(tf.nn.depth_to_space(self.up1(h), 2), LEAK)
+        for block in self.detail4:
+            h = block(h)
         h = tf.nn.leaky_relu(tf.nn.depth_to_space(self.up2(h), 2), LEAK)
+        for block in self.detail2:
+            h = block(h)
         return tf.nn.depth_to_space(self.up3(h), 2) + 0.5
 
 
 class L3icModel(keras.Model):
     """Encoder + decoder pair with the hyper-parameters needed to rebuild it."""
 
-    def __init__(self, channels, width=128, blocks=3, **kwargs):
+    def __init__(self, channels, width=128, blocks=3, detail=0, **kwargs):
         super().__init__(**kwargs)
-        self.config = {"channels": channels, "width": width, "blocks": blocks}
+        self.config = {"channels": channels, "width": width, "blocks": blocks, "detail": detail}
         self.analysis = Analysis(channels, width, blocks, name="analysis")
-        self.synthesis = Synthesis(channels, width, blocks, name="synthesis")
+        self.synthesis = Synthesis(channels, width, blocks, detail, name="synthesis")
+
+    @classmethod
+    def from_config_dict(cls, config):
+        """The net described by a run's or a release's config.json (``detail`` is 0 in releases before it existed)."""
+        return cls(config["channels"], config["width"], config["blocks"], config.get("detail", 0))
 
     def build_for(self, size=64):
         """Create all variables by running a dummy image through both halves."""

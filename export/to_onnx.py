@@ -54,7 +54,7 @@ def load_trained(source):
     if os.path.exists(state_path):
         with open(state_path) as f:
             config["trained_steps"] = json.load(f)["step"]
-    model = L3icModel(config["channels"], config["width"], config["blocks"]).build_for()
+    model = L3icModel.from_config_dict(config).build_for()
     model.load_weights(weights)
     return model, config, weights
 
@@ -208,6 +208,7 @@ def main(argv=None):
         os.makedirs(os.path.join(staging, "keras"))
         model.save_weights(os.path.join(staging, "keras", "model.weights.h5"))
         keras_config = {k: config[k] for k in ("channels", "width", "blocks", "codebook_min", "codebook_size")}
+        keras_config["detail"] = config.get("detail", 0)
         keras_config["total_steps"] = total_steps(config)
         with open(os.path.join(staging, "keras", "config.json"), "w") as f:
             json.dump(keras_config, f, indent=2)

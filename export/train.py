@@ -23,7 +23,7 @@ import numpy as np
 from export import data
 
 DEFAULTS = {
-    "channels": 32, "width": 128, "blocks": 3, "lambda": 64.0, "distortion": "mse",
+    "channels": 32, "width": 128, "blocks": 3, "detail": 0, "lambda": 64.0, "distortion": "mse",
     "steps": 20000, "batch": 16, "crop": 128, "lr": 3e-4, "warmup": 500, "decay_from": 0.8,
     "clip_norm": 1.0, "noise_fraction": 0.2, "codebook_min": -15, "codebook_size": 32,
     "seed": 0, "precision": "auto", "holdout": 8, "val_size": 256,
@@ -39,6 +39,7 @@ def parse_args(argv=None):
     p.add_argument("--channels", type=int, help="latent channels (seed: 16/32/64 = low/medium/high)")
     p.add_argument("--width", type=int, help="feature width of the transforms")
     p.add_argument("--blocks", type=int, help="residual blocks in each transform")
+    p.add_argument("--detail", type=int, help="extra decoder residual blocks at 1/4 and at 1/2 resolution each")
     p.add_argument("--lambda", dest="lambda_", type=float, help="rate weight: MSE(0..255) per bit per pixel")
     p.add_argument("--distortion", choices=["mse", "msssim"])
     p.add_argument("--steps", type=int, help="total training steps (may be raised on --resume)")
@@ -136,7 +137,7 @@ class Trainer:
 
         self.stride = STRIDE
         self.codebook = Codebook(config["codebook_min"], config["codebook_size"])
-        self.model = L3icModel(config["channels"], config["width"], config["blocks"]).build_for()
+        self.model = L3icModel.from_config_dict(config).build_for()
         self.optimizer = keras.optimizers.Adam(learning_rate=config["lr"], global_clipnorm=config["clip_norm"])
         self.optimizer.build(self.model.trainable_variables)
         self.noise = tf.random.Generator.from_seed(config["seed"] + 1)
@@ -279,9 +280,10 @@ class Trainer:
 
 
 def warm_start(model, folder):
-    """Initialise ``model`` from released weights, also across latent channel counts.
+    """Initialise ``model`` from released weights, also across latent channel counts and ``detail``.
 
-    Every weight is copied where the shapes agree.  The two layers that touch
+    Every weight is copied where the shapes agree.  Detail blocks the released
+    model lacks keep their identity initialisation (they are the last weights).  The two layers that touch
     the latent (the encoder's projection and the decoder's first convolution)
     get the overlapping channels: released models order channels by
     importance, so a smaller model keeps the most important ones, and a larger
@@ -293,7 +295,9 @@ def warm_start(model, folder):
         cfg = json.load(f)
     if (cfg["width"], cfg["blocks"]) != (model.config["width"], model.config["blocks"]):
         raise SystemExit("error: --init needs the same --width/--blocks as %s (%s, %s)" % (folder, cfg["width"], cfg["blocks"]))
-    source = L3icModel(cfg["channels"], cfg["width"], cfg["blocks"]).build_for()
+    if cfg.get("detail", 0) > model.config["detail"]:
+        raise SystemExit("error: --init from %s needs --detail %d or more" % (folder, cfg["detail"]))
+    source = L3icModel.from_config_dict(cfg).build_for()
     source.load_weights(os.path.join(folder, "model.weights.h5"))
     n = min(cfg["channels"], model.config["channels"])
     for dst, src in zip(model.weights, source.weights):

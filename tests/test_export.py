@@ -91,14 +91,15 @@ def test_export_parity_ops_and_runtime_round_trip(trained_run):
 
 
 def test_warm_start_across_channel_counts_keeps_the_lineage(trained_run):
-    """--init from a released keras/ folder into a model with more channels: the shared weights are copied,
-    the decoder ignores the new channels at first, and the manifest counts the steps behind the weights."""
+    """--init from a released keras/ folder into a model with more channels and detail blocks: the shared
+    weights are copied, the decoder ignores the new channels and its new blocks start as the identity, so the
+    net decodes as before; it exports, and the manifest counts the steps behind the weights."""
     root, run = trained_run
     released = str(root / "released")
     to_onnx.main([run, "--out", released, "--parity-images", str(root / "data"), "--sample", "", "--no-reorder"])
     bigger = str(root / "bigger")
     args = ["--data", str(root / "data"), "--out", bigger, "--steps", "10", "--checkpoint-minutes", "100",
-            "--init", os.path.join(released, "keras")]
+            "--init", os.path.join(released, "keras"), "--detail", "1"]
     six_channels = TINY[:]
     six_channels[TINY.index("--channels") + 1] = "6"
     train.main(args + six_channels)
@@ -107,7 +108,7 @@ def test_warm_start_across_channel_counts_keeps_the_lineage(trained_run):
 
     from export.model import L3icModel
     source, _, _ = to_onnx.load_trained(os.path.join(released, "keras"))  # also sets the float32 policy
-    model = L3icModel(6, 16, 1).build_for()
+    model = L3icModel(6, 16, 1, detail=1).build_for()  # two more channels and the decoder's detail blocks
     train.warm_start(model, os.path.join(released, "keras"))
     image = np.asarray(Image.open(str(root / "data" / "img0.png")))[None].astype(np.float32) / 255.0
     y_source, y_new = source.analysis(image).numpy(), model.analysis(image).numpy()
