@@ -279,16 +279,21 @@ class Trainer:
         self.log({"step": self.step, "loss": loss, "bpp": bpp, "psnr": psnr, "lr": lr, "steps_per_s": rate})
 
 
-def warm_start(model, folder):
+def warm_start(model, folder, codebook=None, images=()):
     """Initialise ``model`` from released weights, also across latent channel counts and ``detail``.
 
     Every weight is copied where the shapes agree.  Detail blocks the released
-    model lacks keep their identity initialisation (they are the last weights).  The two layers that touch
-    the latent (the encoder's projection and the decoder's first convolution)
-    get the overlapping channels: released models order channels by
-    importance, so a smaller model keeps the most important ones, and a larger
-    one starts as the released model plus new channels that the decoder
-    initially ignores (zero weights) - training then puts them to use.
+    model lacks keep their identity initialisation (they are the last weights).
+    The two layers that touch the latent (the encoder's projection and the
+    decoder's first convolution) get the overlapping channels: released models
+    order channels by importance, so a smaller model keeps the most important
+    ones, and a larger one starts as the released model plus new channels that
+    the decoder ignores (zero weights).
+
+    With ``images`` (and the ``codebook``), channels that carry no information
+    on them are then re-initialised by ``revive_unused_channels``: a new
+    channel whose latent always rounds to 0, like a channel the released model
+    switched off, gets no gradient from the distortion and would stay dead.
     """
     from export.model import L3icModel
     with open(os.path.join(folder, "config.json")) as f:
@@ -312,6 +317,39 @@ def warm_start(model, folder):
             new = np.zeros(tuple(dst.shape), np.float32)
             new[:, :, :n, :] = value[:, :, :n, :]  # decoder's first kernel (3, 3, C, width)
             dst.assign(new)
+    if len(images):
+        return revive_unused_channels(model, codebook, images)
+    return []
+
+
+def revive_unused_channels(model, codebook, images, seed=0):
+    """Give every latent channel with (almost) zero entropy on ``images`` fresh weights; returns their indices.
+
+    The encoder's projection gets random weights half the scale of the live
+    channels' (the new latent is mostly 0, +-1: cheap in bits), the decoder's
+    first convolution random weights a tenth of the scale (the picture barely
+    changes): both halves then get gradients and training decides whether the
+    channel earns its bits.
+    """
+    import tensorflow as tf
+    from export.quantizer import empirical_bits_per_symbol
+    bits = np.zeros(model.config["channels"])
+    for im in images:
+        y = model.analysis(tf.constant(im[None], tf.float32) / 255.0)
+        bits += empirical_bits_per_symbol(codebook.to_symbols(y), codebook.size).numpy() / len(images)
+    dead = np.flatnonzero(bits < 0.01)
+    live = np.flatnonzero(bits >= 0.01)
+    if len(dead) == 0 or len(live) == 0:
+        return []
+    rng = np.random.default_rng(seed)
+    k, b = model.analysis.project.get_weights()
+    k[..., dead] = rng.normal(0, 0.5 * k[..., live].std(), k[..., dead].shape)
+    b[dead] = 0.0
+    model.analysis.project.set_weights([k, b])
+    k2, b2 = model.synthesis.expand.get_weights()
+    k2[:, :, dead, :] = rng.normal(0, 0.1 * k2[:, :, live, :].std(), k2[:, :, dead, :].shape)
+    model.synthesis.expand.set_weights([k2, b2])
+    return [int(c) for c in dead]
 
 
 def main(argv=None):
@@ -332,8 +370,8 @@ def main(argv=None):
         trainer.restore()
         print("resumed %s at step %d" % (args.out, trainer.step), flush=True)
     elif args.init:
-        warm_start(trainer.model, args.init)
-        print("initialised from %s" % args.init, flush=True)
+        revived = warm_start(trainer.model, args.init, trainer.codebook, trainer.val_images)
+        print("initialised from %s; re-initialised unused channels %s" % (args.init, revived), flush=True)
     print("training %s: %d images, %s, %s parameters, precision %s"
           % (args.out, trainer.n_train, {k: config[k] for k in ("channels", "lambda", "steps", "batch", "crop")},
              config["parameters"], trainer.precision), flush=True)
