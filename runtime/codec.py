@@ -201,7 +201,11 @@ def read_info(data, max_pixels=images.DEFAULT_MAX_PIXELS):
     ``source`` is present when the encoder changed the source beyond what
     decoding restores (16-bit samples reduced to 8 bits, CMYK to RGB, ...).
     """
-    parsed = container.L3icFile.parse(data, max_pixels=max_pixels)
+    return describe(container.L3icFile.parse(data, max_pixels=max_pixels), len(data))
+
+
+def describe(parsed, n_bytes):
+    """``read_info`` of an already parsed file of ``n_bytes`` bytes (the Pillow plugin parses once)."""
     h = parsed.header
     info = {
         "width": h.width, "height": h.height, "mode": h.mode,
@@ -210,7 +214,7 @@ def read_info(data, max_pixels=images.DEFAULT_MAX_PIXELS):
         "codebook": {"minimum": h.codebook_min, "size": h.codebook_size},
         "latent": [h.latent_h, h.latent_w], "tile": [h.tile_h, h.tile_w], "tiles": h.n_tiles,
         "side_data": {tag: len(value) for tag, value in parsed.side_data.items()},
-        "bytes": len(data), "bpp": 8.0 * len(data) / (h.width * h.height),
+        "bytes": n_bytes, "bpp": 8.0 * n_bytes / (h.width * h.height),
         "format_version": container.FORMAT_VERSION,
     }
     record = parsed.side_record(images.SOURCE)

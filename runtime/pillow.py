@@ -29,7 +29,7 @@ from PIL import Image, ImageFile
 
 from runtime import container
 from runtime import image as images
-from runtime.codec import Codec, encode_to_target, read_info
+from runtime.codec import Codec, describe, encode_to_target
 from runtime.errors import FormatError, L3icError
 from runtime.model import DEFAULT_MODEL, QUALITIES, installed_qualities
 
@@ -63,9 +63,9 @@ class L3icImageFile(ImageFile.ImageFile):
     def _open(self):
         data = self.fp.read()
         try:
-            parsed = container.L3icFile.parse(data)
+            parsed = container.L3icFile.parse(data)  # MAX_PIXELS: Pillow's own bomb check follows _open
             side = parsed.side_data  # CRC-checked here, so a damaged ICC/EXIF record is not identified either
-            header = read_info(data, max_pixels=container.MAX_PIXELS)  # Pillow's bomb check follows _open
+            header = describe(parsed, len(data))
         except FormatError as e:  # Pillow's convention: SyntaxError means "not this format"
             raise SyntaxError(str(e))
         self._l3ic = data
