@@ -29,6 +29,7 @@ ALL_CODECS = ["l3ic", "jpeg", "webp", "jpeg2000", "avif", "jxl", "x265"]
 L3IC_MODELS = ("low", "medium", "high")
 REPORT_RATES = (0.25, 0.5, 1.0)
 ANCHOR = "x265"
+BASELINE = "l3ic-baseline"  # the l3ic curve of --baseline
 
 
 def list_images(folder):
@@ -208,6 +209,15 @@ def summary_markdown(curves, bd, at_rates, images, quoted):
     return "\n".join(lines) + "\n"
 
 
+def baseline_curve(path):
+    """The l3ic curve of an earlier results.json (earlier models, same images)."""
+    try:
+        with open(path) as f:
+            return json.load(f)["curves"]["l3ic"]
+    except (OSError, ValueError, KeyError) as e:
+        raise SystemExit("error: --baseline %s: not a results.json with an l3ic curve (%s)" % (path, e))
+
+
 def plot(curves, out):
     import matplotlib
     matplotlib.use("Agg")
@@ -216,7 +226,7 @@ def plot(curves, out):
         fig, ax = plt.subplots(figsize=(7, 5))
         for codec, points in curves.items():
             x, y = _curve(points, metric)
-            ax.plot(x, y, "o-" if codec == "l3ic" else ".-", label=codec, linewidth=2.5 if codec == "l3ic" else 1)
+            ax.plot(x, y, "o-" if codec.startswith("l3ic") else ".-", label=codec, linewidth=2.5 if codec == "l3ic" else 1)
         ax.set_xlim(0, 2.0)
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel(label)
@@ -234,6 +244,8 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--jobs", type=int, default=os.cpu_count())
     p.add_argument("--reference", help="JSON of quoted PSNR-at-rate curves to compare l3ic with (e.g. benchmarks/reference/kodak.json)")
+    p.add_argument("--baseline", help="results.json of an earlier run: its l3ic curve joins the tables and plots as "
+                                      "l3ic-baseline, to measure what new models gained")
     args = p.parse_args(argv)
     codecs = []
     for c in args.codecs.split(","):
@@ -255,6 +267,8 @@ def main(argv=None):
             for f in tqdm(as_completed(futures), total=len(futures), desc="rd", file=sys.stderr):
                 results.append(f.result())
     curves = aggregate(results)
+    if args.baseline:
+        curves[BASELINE] = baseline_curve(args.baseline)
     bd, at_rates = bd_table(curves), psnr_at_rates(curves)
     quoted = reference_bd(curves, args.reference)
     with open(os.path.join(args.out, "results.json"), "w") as f:

@@ -58,3 +58,21 @@ def test_metric_at_rate_interpolates_inside_the_curve_only():
     assert metric_at_rate(rates, values, 0.5) == pytest.approx(33.0)
     assert 30.0 < metric_at_rate(rates, values, 0.35) < 33.0
     assert np.isnan(metric_at_rate(rates, values, 2.0))
+
+
+def test_rd_baseline_curve_measures_what_new_models_gained(tmp_path):
+    """benchmarks.rd --baseline: the l3ic curve of an earlier results.json joins the BD table."""
+    import json
+
+    from benchmarks import rd
+    old = [{"quality": q, "bpp": b, "psnr": p, "ms_ssim_db": m}
+           for q, b, p, m in (("low", 0.3, 29.0, 13.0), ("medium", 0.7, 32.0, 16.0), ("high", 1.1, 34.0, 18.0))]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"curves": {"l3ic": old}}))
+    new = [dict(p, bpp=p["bpp"] * 0.9) for p in old]  # the same quality for 10 % fewer bits
+    bd = rd.bd_table({"x265": old, "l3ic": new, rd.BASELINE: rd.baseline_curve(str(path))})
+    assert bd["l3ic vs " + rd.BASELINE]["psnr"] == pytest.approx(-10.0, abs=1e-6)
+    assert bd["l3ic vs " + rd.BASELINE]["ms_ssim_db"] == pytest.approx(-10.0, abs=1e-6)
+    path.write_text("{}")
+    with pytest.raises(SystemExit, match="not a results.json with an l3ic curve"):
+        rd.baseline_curve(str(path))
