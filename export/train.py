@@ -290,10 +290,12 @@ def warm_start(model, folder, codebook=None, images=()):
     ones, and a larger one starts as the released model plus new channels that
     the decoder ignores (zero weights).
 
-    With ``images`` (and the ``codebook``), channels that carry no information
-    on them are then re-initialised by ``revive_unused_channels``: a new
-    channel whose latent always rounds to 0, like a channel the released model
-    switched off, gets no gradient from the distortion and would stay dead.
+    With ``images`` (and the ``codebook``), new channels that carry no
+    information on them are then re-initialised by ``revive_unused_channels``:
+    a latent that always rounds to 0 gets no gradient from the distortion and
+    would stay dead.  Channels the released model switched off are left off:
+    given fresh weights, they were switched off again within 1,500 steps when
+    fine-tuning the high model (see issue 5's notes).
     """
     from export.model import L3icModel
     with open(os.path.join(folder, "config.json")) as f:
@@ -317,13 +319,13 @@ def warm_start(model, folder, codebook=None, images=()):
             new = np.zeros(tuple(dst.shape), np.float32)
             new[:, :, :n, :] = value[:, :, :n, :]  # decoder's first kernel (3, 3, C, width)
             dst.assign(new)
-    if len(images):
-        return revive_unused_channels(model, codebook, images)
+    if len(images) and model.config["channels"] > n:
+        return revive_unused_channels(model, codebook, images, first=n)
     return []
 
 
-def revive_unused_channels(model, codebook, images, seed=0):
-    """Give every latent channel with (almost) zero entropy on ``images`` fresh weights; returns their indices.
+def revive_unused_channels(model, codebook, images, first=0, seed=0):
+    """Give latent channels ``first``.. with (almost) zero entropy on ``images`` fresh weights; returns their indices.
 
     The encoder's projection gets random weights half the scale of the live
     channels' (the new latent is mostly 0, +-1: cheap in bits), the decoder's
@@ -339,6 +341,7 @@ def revive_unused_channels(model, codebook, images, seed=0):
         bits += empirical_bits_per_symbol(codebook.to_symbols(y), codebook.size).numpy() / len(images)
     dead = np.flatnonzero(bits < 0.01)
     live = np.flatnonzero(bits >= 0.01)
+    dead = dead[dead >= first]
     if len(dead) == 0 or len(live) == 0:
         return []
     rng = np.random.default_rng(seed)
@@ -371,7 +374,7 @@ def main(argv=None):
         print("resumed %s at step %d" % (args.out, trainer.step), flush=True)
     elif args.init:
         revived = warm_start(trainer.model, args.init, trainer.codebook, trainer.val_images)
-        print("initialised from %s; re-initialised unused channels %s" % (args.init, revived), flush=True)
+        print("initialised from %s; re-initialised unused new channels %s" % (args.init, revived), flush=True)
     print("training %s: %d images, %s, %s parameters, precision %s"
           % (args.out, trainer.n_train, {k: config[k] for k in ("channels", "lambda", "steps", "batch", "crop")},
              config["parameters"], trainer.precision), flush=True)

@@ -126,11 +126,9 @@ def test_warm_start_across_channel_counts_keeps_the_lineage(trained_run):
         assert json.load(f)["total_steps"] == 70
 
 
-def test_warm_start_revives_a_channel_the_released_model_switched_off(trained_run, tmp_path):
-    """A latent channel that always rounds to one value gets no gradient and would stay dead through any
-    fine-tuning: warm_start gives it fresh weights and copies the live channels unchanged."""
-    import shutil
-
+def test_warm_start_revives_new_channels_that_carry_no_bits(trained_run):
+    """A new latent channel that always rounds to one value gets no gradient and would stay dead through any
+    fine-tuning: warm_start gives it fresh weights and copies the released channels unchanged."""
     from export.model import L3icModel
     from export.quantizer import Codebook
     root, run = trained_run
@@ -138,20 +136,15 @@ def test_warm_start_revives_a_channel_the_released_model_switched_off(trained_ru
     if not os.path.exists(released):
         to_onnx.main([run, "--out", released, "--parity-images", str(root / "data"), "--sample", "", "--no-reorder"])
     source, config, _ = to_onnx.load_trained(os.path.join(released, "keras"))
-    kernel, bias = source.analysis.project.get_weights()
-    kernel[..., 2], bias[2] = 0.0, 0.0  # channel 2 is now always 0: dead
-    source.analysis.project.set_weights([kernel, bias])
-    switched_off = str(tmp_path / "switched_off")
-    os.makedirs(switched_off)
-    source.save_weights(os.path.join(switched_off, "model.weights.h5"))
-    shutil.copy(os.path.join(released, "keras", "config.json"), switched_off)
 
+    model = L3icModel(6, 16, 1).build_for()
+    kernel, bias = model.analysis.project.get_weights()
+    model.analysis.project.set_weights([np.zeros_like(kernel), np.zeros_like(bias)])  # new channels 4, 5: dead
     images = [np.asarray(Image.open(str(root / "data" / name))) for name in ("img0.png", "img1.png")]
-    model = L3icModel(4, 16, 1).build_for()
-    revived = train.warm_start(model, switched_off, Codebook(config["codebook_min"], config["codebook_size"]), images)
-    assert 2 in revived
+    revived = train.warm_start(model, os.path.join(released, "keras"),
+                               Codebook(config["codebook_min"], config["codebook_size"]), images)
+    assert revived == [4, 5]
     new_kernel, _ = model.analysis.project.get_weights()
-    assert np.all(new_kernel[..., 2] != 0)
-    assert np.any(model.synthesis.expand.get_weights()[0][:, :, 2, :] != 0)
-    for c in set(range(4)) - set(revived):
-        np.testing.assert_array_equal(new_kernel[..., c], kernel[..., c])
+    assert np.all(new_kernel[..., 4:] != 0)
+    assert np.all(np.any(model.synthesis.expand.get_weights()[0][:, :, 4:, :] != 0, axis=(0, 1, 3)))
+    np.testing.assert_array_equal(new_kernel[..., :4], source.analysis.project.get_weights()[0])
