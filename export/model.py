@@ -21,8 +21,9 @@ STRIDE = 8  # total downsampling of the analysis transform
 LEAK = 0.2  # slope of the leaky ReLUs
 
 
-def _conv(filters, kernel, stride=1, name=None):
-    return keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", name=name)
+def _conv(filters, kernel, stride=1, name=None, kernel_initializer="glorot_uniform"):
+    return keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", name=name,
+                               kernel_initializer=kernel_initializer)
 
 
 class ResidualBlock(keras.layers.Layer):
@@ -35,7 +36,7 @@ class ResidualBlock(keras.layers.Layer):
     def __init__(self, width, identity_init=False, **kwargs):
         super().__init__(**kwargs)
         self.conv1 = _conv(width, 3)
-        self.conv2 = keras.layers.Conv2D(width, 3, padding="same", kernel_initializer="zeros") if identity_init else _conv(width, 3)
+        self.conv2 = _conv(width, 3, kernel_initializer="zeros" if identity_init else "glorot_uniform")
 
     def call(self, x):
         h = tf.nn.leaky_relu(self.conv1(x), LEAK)

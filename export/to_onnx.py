@@ -207,9 +207,8 @@ def main(argv=None):
         print("parity ok: %s" % json.dumps(parity), flush=True)
         os.makedirs(os.path.join(staging, "keras"))
         model.save_weights(os.path.join(staging, "keras", "model.weights.h5"))
-        keras_config = {k: config[k] for k in ("channels", "width", "blocks", "codebook_min", "codebook_size")}
-        keras_config["detail"] = config.get("detail", 0)
-        keras_config["total_steps"] = total_steps(config)
+        keras_config = dict(model.config, codebook_min=config["codebook_min"], codebook_size=config["codebook_size"],
+                            total_steps=total_steps(config))  # the architecture as built, old configs included
         with open(os.path.join(staging, "keras", "config.json"), "w") as f:
             json.dump(keras_config, f, indent=2)
         manifest = {

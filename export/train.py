@@ -324,7 +324,7 @@ def warm_start(model, folder, codebook=None, images=()):
     return []
 
 
-def revive_unused_channels(model, codebook, images, first=0, seed=0):
+def revive_unused_channels(model, codebook, images, first, seed=0):
     """Give latent channels ``first``.. with (almost) zero entropy on ``images`` fresh weights; returns their indices.
 
     The encoder's projection gets random weights half the scale of the live
@@ -339,9 +339,8 @@ def revive_unused_channels(model, codebook, images, first=0, seed=0):
     for im in images:
         y = model.analysis(tf.constant(im[None], tf.float32) / 255.0)
         bits += empirical_bits_per_symbol(codebook.to_symbols(y), codebook.size).numpy() / len(images)
-    dead = np.flatnonzero(bits < 0.01)
     live = np.flatnonzero(bits >= 0.01)
-    dead = dead[dead >= first]
+    dead = first + np.flatnonzero(bits[first:] < 0.01)
     if len(dead) == 0 or len(live) == 0:
         return []
     rng = np.random.default_rng(seed)
