@@ -6,8 +6,10 @@ Targets (each gets hostile bytes and may only fail with the runtime's own errors
   and their FSE decoding (``runtime.codec.read_symbols``); no network.
   Allowed: ``L3icError``.
 * ``fse``: the C glue, ``runtime.fse.decode_channels``, called with arbitrary
-  modes, sizes, symbol counts, alphabet sizes and payloads taken from the input;
-  inputs whose first byte has its high bit set are instead a round trip
+  modes, sizes, symbol counts, alphabet sizes and payloads taken from the input
+  (with flag 0x04, as rasters of a width taken from the input, so CONTEXT
+  chunks are decoded too); inputs whose first byte has its high bit set are
+  instead a round trip
   (symbols from the input -> ``encode_channels`` -> ``decode_channels``, which
   must give them back).  Allowed: ``FSEError`` and ``ValueError`` (misuse).
 * ``decode``: the whole ``Codec("medium").decode`` (container, FSE, decoder
@@ -138,27 +140,31 @@ class FSETarget(Target):
         n_symbols = int.from_bytes(data[2:4], "little") * (16 if flags & 0x40 else 1)
         n_channels = data[4] % 8
         rest = data[5:]
+        width = 0
+        if flags & 0x04:  # rasters: CONTEXT chunks are allowed
+            width = 1 + (data[4] >> 3) % 32
+            n_symbols -= n_symbols % width
         if flags & 0x80:  # round trip: symbols from the input must come back exactly
             n_symbols = min(n_symbols, 4096)
             raw = np.frombuffer(rest or b"\x00", np.uint8).astype(np.int64)
             symbols = np.resize(raw % alphabet if flags & 0x20 else raw & (1 << (data[1] % 8)) - 1, (n_channels, n_symbols))
             symbols = np.ascontiguousarray(np.minimum(symbols, alphabet - 1), np.uint8)
-            coded = self.fse.encode_channels(symbols, alphabet)
-            back = self.fse.decode_channels(coded.payload, coded.modes, coded.sizes, n_symbols, alphabet)
+            coded = self.fse.encode_channels(symbols, alphabet, width)
+            back = self.fse.decode_channels(coded.payload, coded.modes, coded.sizes, n_symbols, alphabet, width)
             if not np.array_equal(back, symbols):
                 raise AssertionError("FSE round trip changed the symbols")
             return
         modes, rest = list(rest[:n_channels]), rest[n_channels:]
-        width = 4 if flags & 0x20 else 2
-        sizes = [int.from_bytes(rest[i * width:(i + 1) * width], "little") for i in range(n_channels)]
-        payload = rest[n_channels * width:]
+        size_bytes = 4 if flags & 0x20 else 2
+        sizes = [int.from_bytes(rest[i * size_bytes:(i + 1) * size_bytes], "little") for i in range(n_channels)]
+        payload = rest[n_channels * size_bytes:]
         if flags & 0x10:  # Python-level misuse: negative / huge values, wrong types
             sizes = [s - 3 if s % 2 else s << 20 for s in sizes]
             modes = [m - 128 for m in modes]
         if flags & 0x08:  # exact layouts: sizes that add up, so the C decoder runs on the chunks
-            modes = [m % 4 for m in modes]
+            modes = [m % (5 if width else 4) for m in modes]
             sizes = _exact_sizes(modes, sizes, len(payload), n_symbols, alphabet, self.fse)
-        self.fse.decode_channels(payload, modes, sizes, n_symbols, alphabet)
+        self.fse.decode_channels(payload, modes, sizes, n_symbols, alphabet, width)
 
     def seeds(self):
         import numpy as np
@@ -169,19 +175,29 @@ class FSETarget(Target):
             symbols[0] = symbols[0, 0]  # a CONSTANT channel
             coded = self.fse.encode_channels(symbols, alphabet)
             for flags in (0x00, 0x08, 0x20):
-                width = 4 if flags & 0x20 else 2
-                seeds.append(bytes([flags, alphabet - 2]) + n.to_bytes(2, "little") + bytes([channels])
-                             + coded.modes.tobytes() + b"".join(int(s).to_bytes(width, "little") for s in coded.sizes)
-                             + coded.payload)
+                seeds.append(self._seed(flags, alphabet, n, channels, coded))
             seeds.append(bytes([0xA0, alphabet - 2]) + n.to_bytes(2, "little") + bytes([channels]) + symbols.tobytes())
+        for width, rows in ((32, 32), (8, 60)):  # clustered rasters, coded with CONTEXT chunks
+            channels = 2 | ((width - 1) << 3)  # data[4]: 2 channels, and the width for flag 0x04
+            mask = rng.random((2, rows, width)) < 0.2
+            symbols = np.where(mask, rng.integers(0, 32, mask.shape), 15).astype(np.uint8).reshape(2, rows * width)
+            coded = self.fse.encode_channels(symbols, 32, width)
+            for flags in (0x04, 0x0C, 0x24):
+                seeds.append(self._seed(flags, 32, rows * width, channels, coded))
         return seeds
+
+    @staticmethod
+    def _seed(flags, alphabet, n, channels, coded):
+        size_bytes = 4 if flags & 0x20 else 2
+        return (bytes([flags, alphabet - 2]) + n.to_bytes(2, "little") + bytes([channels]) + coded.modes.tobytes()
+                + b"".join(int(s).to_bytes(size_bytes, "little") for s in coded.sizes) + coded.payload)
 
 
 def _exact_sizes(modes, sizes, total, n_symbols, alphabet, fse):
-    """Chunk sizes that fit each mode and add up to the payload size (the FSE chunks share what is left)."""
+    """Chunk sizes that fit each mode and add up to the payload size (FSE and CONTEXT chunks share what is left)."""
     fixed = {fse.CONSTANT: 1, fse.EMPTY: 0}
     out = [fixed.get(m, fse.raw_size(n_symbols, alphabet) if m == fse.RAW else 0) for m in modes]
-    free = [i for i, m in enumerate(modes) if m == fse.FSE]
+    free = [i for i, m in enumerate(modes) if m in (fse.FSE, fse.CONTEXT)]
     left = total - sum(out)
     for k, i in enumerate(free):
         share = left if k == len(free) - 1 else min(left, sizes[i] % (left + 1)) if left > 0 else 0
@@ -593,7 +609,7 @@ src = ffi.from_buffer("uint8_t[]", payload)
 modes, sizes = np.array([2], np.uint8), np.array([10], np.uint32)
 out = np.empty(16, np.uint8)
 lib.l3ic_fse_decode_channels(src, 10, ffi.from_buffer("uint8_t[]", modes), ffi.from_buffer("uint32_t[]", sizes),
-                             1, 16, 32, ffi.from_buffer("uint8_t[]", out, require_writable=True), ffi.NULL)
+                             1, 16, 0, 32, ffi.from_buffer("uint8_t[]", out, require_writable=True), ffi.NULL)
 print("NOT DETECTED")
 """
 

@@ -92,7 +92,7 @@ class Codec:
     def _code_tile(self, symbols, rect):
         y, x, h, w = rect
         tile = np.ascontiguousarray(symbols[:, y:y + h, x:x + w]).reshape(symbols.shape[0], h * w)
-        coded = fse.encode_channels(tile, self.model.codebook_size)
+        coded = fse.encode_channels(tile, self.model.codebook_size, width=w)
         return container.TileChunks(coded.modes, coded.sizes, coded.payload)
 
     # ---- decoding ------------------------------------------------------------
@@ -175,7 +175,7 @@ def _decoded_tiles(parsed, wanted, tiles=None):
     for t in range(h.n_tiles) if tiles is None else tiles:
         y, x, th, tw = h.tile_rect(t)
         chunks = parsed.tile_chunks(t, wanted)
-        decoded = fse.decode_channels(chunks.payload, chunks.modes, chunks.sizes, th * tw, h.codebook_size)
+        decoded = fse.decode_channels(chunks.payload, chunks.modes, chunks.sizes, th * tw, h.codebook_size, width=tw)
         yield (y, x, th, tw), decoded.reshape(len(wanted), th, tw)
 
 
@@ -215,7 +215,7 @@ def describe(parsed, n_bytes):
         "latent": [h.latent_h, h.latent_w], "tile": [h.tile_h, h.tile_w], "tiles": h.n_tiles,
         "side_data": {tag: len(value) for tag, value in parsed.side_data.items()},
         "bytes": n_bytes, "bpp": 8.0 * n_bytes / (h.width * h.height),
-        "format_version": container.FORMAT_VERSION,
+        "format_version": parsed.version,
     }
     record = parsed.side_record(images.SOURCE)
     if record is not None:

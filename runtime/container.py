@@ -1,4 +1,4 @@
-"""The l3ic container, bitstream format version 1 (byte-exact spec: docs/FORMAT.md).
+"""The l3ic container, bitstream format version 2 (byte-exact spec: docs/FORMAT.md).
 
 The container knows the image geometry, the model identity, the tile grid and
 where every (tile, channel) chunk lies; it never looks inside a chunk (that is
@@ -28,7 +28,8 @@ import zstandard
 from runtime.errors import FormatError
 
 MAGIC = b"L3IC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what write() produces
+READABLE_VERSIONS = (1, 2)  # version 1 is version 2 without the CONTEXT coding mode
 
 MAX_PIXELS = 1 << 31
 """Default limit on width * height accepted by ``L3icFile.parse`` (override per call)."""
@@ -38,7 +39,8 @@ MAX_SIDE_DATA = 256 << 20
 
 MAX_MODEL_NAME = 64
 COLOUR_MODES = ("RGB", "L")  # colour mode byte -> name
-_MAX_CODING_MODE = 3  # FSE, CONSTANT, RAW, EMPTY: chunk contents are runtime/fse.py's business
+# FSE, CONSTANT, RAW, EMPTY (and CONTEXT from version 2): chunk contents are runtime/fse.py's business
+_MAX_CODING_MODE = {1: 3, 2: 4}
 _ZSTD_LEVEL = 10  # side data is small (ICC, EXIF) or compresses well (alpha): a middling level
 
 # Fixed header, offsets 0..56: magic, version, flags, width, height, colour mode,
@@ -213,8 +215,8 @@ def write(header: Header, tiles: Sequence[TileChunks],
         if tile.modes.shape != (header.channels,):
             raise ValueError("tile %d has %d chunks, header has %d channels"
                              % (t, len(tile.modes), header.channels))
-        if int(tile.modes.min()) < 0 or int(tile.modes.max()) > _MAX_CODING_MODE:
-            raise ValueError("tile %d has a coding mode outside 0..%d" % (t, _MAX_CODING_MODE))
+        if int(tile.modes.min()) < 0 or int(tile.modes.max()) > _MAX_CODING_MODE[FORMAT_VERSION]:
+            raise ValueError("tile %d has a coding mode outside 0..%d" % (t, _MAX_CODING_MODE[FORMAT_VERSION]))
         payload, pos = memoryview(tile.payload), 0
         for size in tile.sizes.tolist():
             if size >= 1 << 32:
@@ -287,9 +289,10 @@ class L3icFile:
     and side-data contents can still be bad, and those are CRC-checked when read.
     """
 
-    def __init__(self, header: Header, data: memoryview, modes: np.ndarray,
+    def __init__(self, header: Header, version: int, data: memoryview, modes: np.ndarray,
                  offsets: np.ndarray, crcs: np.ndarray, side: Sequence[tuple]):
         self.header = header
+        self.version = version  # the file's format version, one of READABLE_VERSIONS
         self._data = data
         self._modes = modes  # (n_tiles * channels,) uint8
         self._offsets = offsets  # (n_tiles * channels + 1,) int64: chunk i is data[offsets[i]:offsets[i + 1]]
@@ -311,9 +314,10 @@ class L3icFile:
             raise FormatError("not an l3ic file (bad magic)")
         if size < 5:
             raise _truncated("version byte", 5, size)
-        if mv[4] != FORMAT_VERSION:
-            raise FormatError("unsupported l3ic format version %d (this runtime reads version %d)"
-                              % (mv[4], FORMAT_VERSION))
+        version = mv[4]
+        if version not in READABLE_VERSIONS:
+            raise FormatError("unsupported l3ic format version %d (this runtime reads versions %s)"
+                              % (version, " and ".join(map(str, READABLE_VERSIONS))))
         if size < _FIXED.size:
             raise _truncated("fixed header", _FIXED.size, size)
         (_, _, flags, width, height, mode, stride, codebook_size, codebook_min, channels,
@@ -346,8 +350,9 @@ class L3icFile:
         if width * height > max_pixels:
             raise FormatError("l3ic image is %dx%d, over the limit of %d pixels" % (width, height, max_pixels))
         modes = buf[index:index + count]
-        if int(modes.max()) > _MAX_CODING_MODE:
-            raise FormatError("corrupt l3ic file: unknown coding mode %d in channel index" % int(modes.max()))
+        if int(modes.max()) > _MAX_CODING_MODE[version]:
+            raise FormatError("corrupt l3ic file: unknown coding mode %d for format version %d in channel index"
+                              % (int(modes.max()), version))
 
         # Fewer than 2^32 chunks (Header checks it) of < 2^32 bytes: the sum fits in uint64.
         ends = np.cumsum(lengths, dtype=np.uint64)
@@ -374,7 +379,7 @@ class L3icFile:
                               % (size - pos))
         offsets = np.concatenate((np.zeros(1, np.uint64), ends)).astype(np.int64) + payload_start  # <= size
         crcs = np.frombuffer(mv[crc_start:head_end], "<u4")
-        return cls(header, mv, modes, offsets, crcs, side)
+        return cls(header, version, mv, modes, offsets, crcs, side)
 
     def tile_chunks(self, tile: int, channels: Optional[Iterable[int]] = None) -> TileChunks:
         """The chunks of ``channels`` (default all, in order) of ``tile``, in the order asked, CRC-checked.

@@ -18,6 +18,7 @@ import zstandard
 
 from runtime.container import (MAX_SIDE_DATA, Header, L3icFile, TileChunks, hash_decoder,
                                write)
+from runtime.codec import read_latents
 from runtime.errors import FormatError
 
 FIXED = struct.Struct("<4sBHIIBBHhHIIII16sBB")  # the fixed header, from the table in FORMAT.md
@@ -74,7 +75,7 @@ def build(name=b"tiny", side=(), chunks=None, modes=None, lengths=None, crcs=Non
     field, the index arrays and the side table can be overridden with invalid
     values; the header CRC is always correct, so checks behind it are reached.
     """
-    f = dict(magic=b"L3IC", version=1, flags=0, width=20, height=12, mode=0, stride=8,
+    f = dict(magic=b"L3IC", version=2, flags=0, width=20, height=12, mode=0, stride=8,
              codebook_size=32, codebook_min=-15, channels=2, latent_h=2, latent_w=3, tile_h=2,
              tile_w=2, decoder_hash=bytes(16), side_count=len(side), name_len=len(name))
     f.update(fields)
@@ -180,7 +181,7 @@ def test_writer_rejects_bad_input():
     cases = [
         lambda: write(h, [good, good]),
         lambda: write(h, [TileChunks(np.array([0], np.uint8), np.array([2], np.uint32), b"ab")]),
-        lambda: write(h, [TileChunks(np.array([0, 4], np.uint8), np.array([1, 1], np.uint32), b"ab")]),
+        lambda: write(h, [TileChunks(np.array([0, 5], np.uint8), np.array([1, 1], np.uint32), b"ab")]),
         lambda: write(h, [good], {"EXIFF": b""}),
         lambda: write(h, [good], {"EX\nF": b""}),
         lambda: write(h, [good], {"%04d" % i: b"" for i in range(256)}),
@@ -247,13 +248,16 @@ def test_docs_example_is_what_the_writer_writes():
 
     h = Header(width=20, height=12, mode="RGB", model_name="tiny", decoder_hash=hash_decoder(b""), codebook_size=32,
                codebook_min=-15, channels=2, stride=8, latent_h=2, latent_w=3, tile_h=2, tile_w=2)
-    tiles = [TileChunks(np.array([1, 2], np.uint8), np.array([1, 3], np.uint32), b"\x0f" + raw([15, 16, 14, 15])),
+    context = b"\x0f\x01\x03\x02\x02" + raw([15, 16, 14]) + b"\x01\x0f"  # s0, threshold, n0, RAW a, CONSTANT b
+    tiles = [TileChunks(np.array([1, 4], np.uint8), np.array([1, 9], np.uint32), b"\x0f" + context),
              TileChunks(np.array([2, 1], np.uint8), np.array([2, 1], np.uint32), raw([17, 15]) + b"\x10")]
     exif = b"II*\x00\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00"
     assert write(h, tiles, {"EXIF": exif}) == example
     f = L3icFile.parse(example)
     assert f.header == h and f.side_data == {"EXIF": exif}
     assert [h.tile_rect(t) for t in range(2)] == [(0, 0, 2, 2), (0, 2, 2, 1)]
+    # the latent the example's table spells out, CONTEXT chunk included
+    assert read_latents(example).tolist() == [[[0, 0, 2], [0, 0, 0]], [[0, 1, 1], [-1, 0, 1]]]
 
 
 # ---------------------------------------------------------------- hostile input
@@ -313,7 +317,7 @@ def test_crafted_files_are_rejected_with_clear_messages():
     z = zstandard.ZstdCompressor().compress
     cases = {
         "bad magic": b"L3ID" + build()[4:],
-        "version 7": build(version=7),
+        "version 7 (this runtime reads versions 1 and 2)": build(version=7),
         "version 0": build(version=0),
         "flags 0x0001": build(flags=1),
         "flags 0x8000": build(flags=0x8000),
@@ -329,7 +333,8 @@ def test_crafted_files_are_rejected_with_clear_messages():
         "model name must be 1..64": build(name=b""),
         "control characters": build(name=b"a\nb"),
         "utf-8": build(name=b"\xff\xfe"),
-        "unknown coding mode 4": build(modes=b"\x01\x04\x01\x01"),
+        "unknown coding mode 4 for format version 1": build(version=1, modes=b"\x01\x04\x01\x01"),
+        "unknown coding mode 5 for format version 2": build(modes=b"\x01\x05\x01\x01"),
         "not minimal": build(lengths=b"\x81\x00\x01\x01\x01", chunks=[b"\x07"] * 4),
         "longer than 5 bytes": build(lengths=b"\x80" * 20),
         "2^32 bytes or more": build(lengths=b"\x80\x80\x80\x80\x10\x01\x01\x01"),

@@ -448,3 +448,173 @@ def test_threads_give_the_same_results():
     for t in threads:
         t.join()
     assert results == [(e.payload, True) for e in expected]
+
+
+# ---- the CONTEXT mode (format version 2) -------------------------------------------------
+
+def clustered(rng, channels, h, w, alphabet_size=32, busy=0.3):
+    """Latent-like rasters: the zero symbol, with blobs of Laplacian values (what makes CONTEXT pay)."""
+    centre = alphabet_size // 2
+    blobs = rng.random((channels, h // 4 + 1, w // 4 + 1)) < busy
+    mask = np.repeat(np.repeat(blobs, 4, axis=1), 4, axis=2)[:, :h, :w]
+    values = np.clip(np.rint(rng.laplace(0, 3, (channels, h, w))) + centre, 0, alphabet_size - 1)
+    return np.where(mask, values, centre).astype(np.uint8).reshape(channels, h * w)
+
+
+def varint(n):
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes(out + bytes([n]))
+
+
+def context_split(raster, s0, threshold):
+    """docs/FORMAT.md's CONTEXT rule, written independently of the C code: the context of every position."""
+    h, w = raster.shape
+    padded = np.full((h + 1, w + 2), s0, np.int64)
+    padded[1:, 1:-1] = raster
+    contexts = np.zeros((h, w), bool)
+    for y in range(h):
+        for x in range(w):
+            near = [padded[y + 1, x], padded[y, x], padded[y, x + 1], padded[y, x + 2]]   # left, up-left, up, up-right
+            contexts[y, x] = sum(abs(int(v) - s0) for v in near) > threshold
+    return contexts.ravel()
+
+
+def parse_context_chunk(chunk):
+    """(s0, threshold, n0, (mode_a, chunk_a), (mode_b, chunk_b)) of a CONTEXT chunk, per docs/FORMAT.md."""
+    def read_varint(pos):
+        value, shift = 0, 0
+        while True:
+            byte = chunk[pos]
+            value |= (byte & 0x7F) << shift
+            pos, shift = pos + 1, shift + 7
+            if not byte & 0x80:
+                return value, pos
+    s0, threshold = chunk[0], chunk[1]
+    n0, pos = read_varint(2)
+    mode_a = chunk[pos]
+    len_a, pos = read_varint(pos + 1)
+    return s0, threshold, n0, (mode_a, chunk[pos:pos + len_a]), (chunk[pos + len_a], chunk[pos + len_a + 1:])
+
+
+def test_context_mode_wins_on_clustered_latents_and_follows_the_spec():
+    rng = np.random.default_rng(20)
+    h, w = 48, 64
+    x = clustered(rng, 6, h, w)
+    plain = fse.encode_channels(x, 32)
+    enc = fse.encode_channels(x, 32, width=w)
+    np.testing.assert_array_equal(fse.decode_channels(enc.payload, enc.modes, enc.sizes, h * w, 32, width=w), x)
+    assert (enc.modes == fse.CONTEXT).all()
+    assert len(enc.payload) < 0.95 * len(plain.payload)
+    assert (enc.sizes <= plain.sizes).all()   # never longer than the best plain mode
+    for c, chunk in enumerate(chunks_of(enc)):   # decode each chunk by the spec, with the C code only for modes 0..3
+        s0, threshold, n0, (mode_a, a), (mode_b, b) = parse_context_chunk(chunk)
+        contexts = context_split(x[c].reshape(h, w), s0, threshold)
+        assert s0 == np.bincount(x[c]).argmax() and threshold in (0, 1, 2, 3, 4, 6, 8, 12, 16)
+        assert n0 == int((~contexts).sum())
+        np.testing.assert_array_equal(fse.decode_channels(a, [mode_a], [len(a)], n0, 32)[0], x[c][~contexts])
+        np.testing.assert_array_equal(fse.decode_channels(b, [mode_b], [len(b)], h * w - n0, 32)[0], x[c][contexts])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(alphabet_size=st.integers(2, 256), h=st.integers(1, 70), w=st.integers(1, 70),
+       busy=st.floats(0, 1), seed=st.integers(0, 2 ** 32 - 1))
+def test_context_roundtrip_property(alphabet_size, h, w, busy, seed):
+    x = clustered(np.random.default_rng(seed), 3, h, w, alphabet_size, busy)
+    enc = fse.encode_channels(x, alphabet_size, width=w)
+    assert (enc.sizes <= fse.encode_channels(x, alphabet_size).sizes).all()
+    np.testing.assert_array_equal(fse.decode_channels(enc.payload, enc.modes, enc.sizes, h * w, alphabet_size,
+                                                      width=w), x)
+
+
+def test_context_bitstream_is_stable():
+    """CONTEXT chunks are part of format version 2: a change here breaks files."""
+    x = clustered(np.random.default_rng(21), 3, 40, 50)
+    enc = fse.encode_channels(x, 32, width=50)
+    assert list(enc.modes) == [fse.CONTEXT] * 3
+    assert enc.sizes.tolist() == GOLDEN_CONTEXT_SIZES
+    assert hashlib.sha256(enc.payload).hexdigest() == GOLDEN_CONTEXT_SHA256
+
+
+GOLDEN_CONTEXT_SIZES = [438, 484, 441]
+GOLDEN_CONTEXT_SHA256 = "1a66ae2e1663389e96468ccec11ff2d74ab14af33708f357f30f2e092bc61047"
+
+
+def test_context_chunks_need_a_width():
+    x = clustered(np.random.default_rng(22), 1, 30, 30)
+    enc = fse.encode_channels(x, 32, width=30)
+    assert enc.modes[0] == fse.CONTEXT
+    with pytest.raises(FSEError) as info:   # width 0: a version-1 stream, where mode 4 does not exist
+        fse.decode_channels(enc.payload, enc.modes, enc.sizes, 900, 32)
+    assert info.value.code == fse.lib.L3IC_FSE_ERR_BAD_MODE
+    with pytest.raises(ValueError):
+        fse.encode_channels(x, 32, width=7)   # 900 symbols are not rows of 7
+    with pytest.raises(ValueError):
+        fse.decode_channels(enc.payload, enc.modes, enc.sizes, 900, 32, width=-1)
+
+
+def test_decode_rejects_invalid_context_chunks():
+    lib = fse.lib
+    w = 3   # a 2 x 3 raster
+
+    def fails(chunk, code, n=6, width=w):
+        with pytest.raises(FSEError) as info:
+            fse.decode_channels(chunk, [fse.CONTEXT], [len(chunk)], n, 32, width=width)
+        assert info.value.code == code, str(info.value)
+
+    def decodes(chunk):
+        return fse.decode_channels(chunk, [fse.CONTEXT], [len(chunk)], 6, 32, width=w)[0].tolist()
+
+    # s0 = 5, threshold 0: every neighbour of the first five positions is 5 (or outside), so they have
+    # context 0 (sub-stream a); the sixth follows a 9 (context 1, sub-stream b)
+    a = bytes([fse.RAW, 4]) + pack_raw([5, 5, 5, 5, 9], 32)
+    b = bytes([fse.CONSTANT, 7])
+    assert decodes(bytes([5, 0, 5]) + a + b) == [5, 5, 5, 5, 9, 7]
+    fails(bytes([32, 0, 5]) + a + b, lib.L3IC_FSE_ERR_SYMBOL_RANGE)   # s0 outside the alphabet
+    fails(bytes([5, 0, 7]) + a + b, lib.L3IC_FSE_ERR_CORRUPT)   # n0 > n
+    fails(bytes([5, 0, 0x85, 0x00]) + a + b, lib.L3IC_FSE_ERR_CORRUPT)   # n0 as a non-minimal varint
+    fails(bytes([5, 0, 5, fse.RAW, 20]) + a[2:] + b, lib.L3IC_FSE_ERR_CORRUPT)   # len_a past the end
+    fails(bytes([5, 0, 5, fse.CONSTANT, 1]), lib.L3IC_FSE_ERR_SIZE_MISMATCH)   # too short for any CONTEXT chunk
+    fails(bytes([5, 0, 5, fse.RAW, 3]) + a[2:5] + b, lib.L3IC_FSE_ERR_SIZE_MISMATCH)   # RAW a of 3 bytes for 5 symbols
+    fails(bytes([5, 0, 5, fse.CONTEXT]) + a[1:] + b, lib.L3IC_FSE_ERR_BAD_MODE)   # nested CONTEXT
+    fails(bytes([5, 0, 5, fse.EMPTY, 0]) + b, lib.L3IC_FSE_ERR_BAD_MODE)   # EMPTY for 5 symbols
+    # sub-streams that run out: all six in a, but the sixth has context 1; two in a, but the third has context 0
+    fails(bytes([5, 0, 6, fse.RAW, 4]) + pack_raw([5, 5, 5, 5, 9, 7], 32) + bytes([fse.EMPTY]), lib.L3IC_FSE_ERR_CORRUPT)
+    fails(bytes([5, 0, 2, fse.RAW, 2]) + pack_raw([5, 5], 32) + bytes([fse.RAW]) + pack_raw([5, 5, 9, 7], 32),
+          lib.L3IC_FSE_ERR_CORRUPT)
+    fails(bytes([5, 0, 5]) + a + b, lib.L3IC_FSE_ERR_BAD_MODE, n=1, width=1)   # CONTEXT needs n >= 2
+
+
+def test_hostile_context_chunks_never_crash():
+    rng = np.random.default_rng(23)
+    corpus = []
+    for alphabet_size, h, w in ((32, 64, 96), (32, 16, 24), (4, 64, 64), (256, 40, 60)):
+        x = clustered(rng, 3, h, w, alphabet_size)
+        corpus.append((fse.encode_channels(x, alphabet_size, width=w), h, w, alphabet_size))
+    assert all((enc.modes == fse.CONTEXT).any() for enc, *_ in corpus)
+    outcomes = {"ok": 0, "FSEError": 0}
+    for _ in range(HOSTILE_TRIALS):
+        enc, h, w, alphabet_size = corpus[int(rng.integers(0, len(corpus)))]
+        c = int(rng.integers(0, enc.modes.size))
+        chunk, n = bytearray(chunks_of(enc)[c]), h * w
+        kind = int(rng.integers(0, 4))
+        if kind == 0:   # flip bits, mostly in the chunk header
+            for _ in range(int(rng.integers(1, 4))):
+                i = int(rng.integers(0, min(len(chunk), 12) if rng.random() < 0.7 else len(chunk)))
+                chunk[i] ^= 1 << int(rng.integers(0, 8))
+        elif kind == 1:   # truncate
+            del chunk[int(rng.integers(0, len(chunk))):]
+        elif kind == 2:   # another threshold or s0
+            chunk[int(rng.integers(0, 2))] = int(rng.integers(0, 256))
+        else:   # another width with the same symbol count
+            w = int(rng.choice([d for d in range(1, n + 1) if n % d == 0]))
+        try:
+            out = fse.decode_channels(bytes(chunk), enc.modes[c:c + 1], [len(chunk)], n, alphabet_size, width=w)
+        except FSEError:
+            outcomes["FSEError"] += 1
+        else:
+            outcomes["ok"] += 1
+            assert int(out.max()) < alphabet_size
+    assert outcomes["FSEError"] > HOSTILE_TRIALS // 2, outcomes

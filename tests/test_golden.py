@@ -73,3 +73,17 @@ def test_encoder_reproduces_the_symbols(codec, case):
     assert ours.shape == golden.shape
     assert np.mean(ours == golden) > 0.99
     assert int(np.abs(ours.astype(np.int32) - golden).max()) <= 1
+
+
+# A file of format version 1 (before the CONTEXT coding mode), made by the
+# previous runtime with the same medium model as rgb.l3ic; frozen: never regenerated.
+VERSION_1 = {"file": "rgb.v1.l3ic", "l3ic_sha256": "084f17e97fd75f952a2075fc7fa7f489853809e10228910853328c147655e141",
+             "symbols_sha256": "6bc56a770a9a0ed09ef024f4554c0de196c0438826169d0a017b9d9ec502a63f"}
+
+
+def test_version_1_files_still_decode():
+    from golden.make_golden import symbols_sha256
+    data = read(VERSION_1["file"])
+    assert hashlib.sha256(data).hexdigest() == VERSION_1["l3ic_sha256"]
+    assert read_info(data)["format_version"] == 1 and read_info(read("rgb.l3ic"))["format_version"] == 2
+    assert symbols_sha256(data) == VERSION_1["symbols_sha256"]

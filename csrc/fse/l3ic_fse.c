@@ -161,6 +161,54 @@ static int raw_unpack(uint8_t* dst, const uint8_t* src, size_t n, unsigned b, un
 }
 
 
+/* Writes v (< 2^35) as an LEB128 varint; @return : its length, 1..5 bytes. */
+static size_t varint_write(uint8_t* dst, size_t v)
+{
+    size_t len = 0;
+    while (v >= 0x80) { dst[len++] = (uint8_t)(v | 0x80); v >>= 7; }
+    dst[len++] = (uint8_t)v;
+    return len;
+}
+
+/* Reads a varint as docs/FORMAT.md defines it (LEB128, at most 5 bytes, value
+ * below 2^32, minimal: a multi-byte varint does not end in 0x00) from src[0 .. len).
+ * @return : the bytes it takes, or 0 if it is not such a varint within len bytes. */
+static size_t varint_read(const uint8_t* src, size_t len, size_t* v)
+{
+    size_t i;
+    uint64_t value = 0;
+    for (i = 0; i < len && i < 5; i++) {
+        value |= (uint64_t)(src[i] & 0x7F) << (7 * i);
+        if (!(src[i] & 0x80)) {
+            if ((i > 0 && src[i] == 0) || value > 0xFFFFFFFFu) return 0;
+            *v = (size_t)value;
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+/* The CONTEXT mode's activity at position i of a raster of rows of `width`
+ * (col = i mod width), from the symbols before i: the sum of |neighbour - s0|
+ * over the left, upper-left, upper and upper-right neighbours, those outside
+ * the raster counting as s0.  The context is activity > threshold. */
+static unsigned activity(const uint8_t* s, size_t i, size_t col, size_t width, unsigned s0)
+{
+#define L3IC_ABSDIFF(v) ((unsigned)(v) > s0 ? (unsigned)(v) - s0 : s0 - (unsigned)(v))
+    unsigned act = col > 0 ? L3IC_ABSDIFF(s[i - 1]) : 0;
+    if (i >= width) {
+        act += L3IC_ABSDIFF(s[i - width]);
+        if (col > 0) act += L3IC_ABSDIFF(s[i - width - 1]);
+        if (col + 1 < width) act += L3IC_ABSDIFF(s[i - width + 1]);
+    }
+    return act;
+#undef L3IC_ABSDIFF
+}
+
+/* The thresholds the encoder tries, in increasing order (any 0..255 decodes). */
+static const uint8_t context_thresholds[] = {0, 1, 2, 3, 4, 6, 8, 12, 16};
+
+
 /*-*********************************************
 *  Encoder
 ***********************************************/
@@ -199,19 +247,131 @@ static size_t encode_fse(encode_wksp* w, const uint8_t* src, size_t n, unsigned 
     return header + body;
 }
 
+/* Codes one stream of n symbols with the shortest of EMPTY / CONSTANT / FSE / RAW
+ * at dst (room bytes).  `w` and `scratch` are needed (non-NULL) only if n >= 3.
+ * @return : L3IC_FSE_OK with *mode and *len set; or L3IC_FSE_ERR_SYMBOL_RANGE,
+ *           L3IC_FSE_ERR_DST_TOO_SMALL, L3IC_FSE_ERR_INTERNAL. */
+static int encode_plain(encode_wksp* w, const uint8_t* src, size_t n, unsigned alphabet_size,
+                        uint8_t* scratch, uint8_t* dst, size_t room, uint8_t* mode, size_t* len)
+{
+    size_t const raw = l3ic_fse_raw_size(n, alphabet_size);
+    unsigned max_symbol = FSE_MAX_SYMBOL_VALUE;
+    size_t largest;
+
+    *len = 0;
+    if (n == 0) { *mode = L3IC_FSE_MODE_EMPTY; return L3IC_FSE_OK; }
+    if (n >= 3) {
+        largest = HIST_count_wksp(w->count, &max_symbol, src, n, w->hist_wksp, sizeof(w->hist_wksp));
+        if (HIST_isError(largest)) return L3IC_FSE_ERR_INTERNAL;
+    } else {   /* 1 or 2 symbols */
+        largest = (n == 1 || src[0] == src[1]) ? n : 1;
+        max_symbol = n == 1 || src[0] > src[1] ? src[0] : src[1];
+    }
+    if (max_symbol >= alphabet_size) return L3IC_FSE_ERR_SYMBOL_RANGE;
+    if (largest == n) {
+        if (room < 1) return L3IC_FSE_ERR_DST_TOO_SMALL;
+        dst[0] = src[0];
+        *mode = L3IC_FSE_MODE_CONSTANT;
+        *len = 1;
+        return L3IC_FSE_OK;
+    }
+    if (n >= 3) {
+        *len = encode_fse(w, src, n, max_symbol, scratch, dst, room, raw);
+        if (*len != 0) { *mode = L3IC_FSE_MODE_FSE; return L3IC_FSE_OK; }
+    }
+    if (room < raw) return L3IC_FSE_ERR_DST_TOO_SMALL;
+    raw_pack(dst, src, n, raw_bits(alphabet_size));
+    *mode = L3IC_FSE_MODE_RAW;
+    *len = raw;
+    return L3IC_FSE_OK;
+}
+
+/* Buffers for trying the CONTEXT mode on a channel of n symbols. */
+typedef struct {
+    uint16_t* activity;   /* n entries: activity() of every position */
+    uint8_t* split;       /* n bytes: the context-0 symbols, then the context-1 symbols */
+    uint8_t* sub;         /* raw_size(n) + 1 bytes: the two sub-chunks back to back */
+} context_buffers;
+
+/* Codes the channel's two sub-streams for `threshold` (n0 symbols of context 0)
+ * and writes the CONTEXT chunk at dst if it is shorter than *len, updating *len. */
+static int encode_split(encode_wksp* w, const uint8_t* src, size_t n, unsigned s0, unsigned threshold,
+                        size_t n0, unsigned alphabet_size, uint8_t* scratch, context_buffers* buf,
+                        uint8_t* dst, size_t* len)
+{
+    size_t const sub_room = l3ic_fse_raw_size(n, alphabet_size) + 1;
+    size_t i, a = 0, b = n0, len_a, len_b, pos = 0;
+    uint8_t mode_a, mode_b;
+    uint8_t head[14];   /* s0, threshold, n0 (<= 5 bytes), mode_a, len_a (<= 5 bytes) */
+    int err;
+
+    for (i = 0; i < n; i++) {
+        if (buf->activity[i] > threshold) buf->split[b++] = src[i];
+        else buf->split[a++] = src[i];
+    }
+    err = encode_plain(w, buf->split, n0, alphabet_size, scratch, buf->sub, sub_room, &mode_a, &len_a);
+    if (err != L3IC_FSE_OK) return err;
+    err = encode_plain(w, buf->split + n0, n - n0, alphabet_size, scratch, buf->sub + len_a, sub_room - len_a,
+                       &mode_b, &len_b);
+    if (err != L3IC_FSE_OK) return err;
+    head[pos++] = (uint8_t)s0;
+    head[pos++] = (uint8_t)threshold;
+    pos += varint_write(head + pos, n0);
+    head[pos++] = mode_a;
+    pos += varint_write(head + pos, len_a);
+    if (pos + len_a + 1 + len_b >= *len) return L3IC_FSE_OK;   /* not shorter */
+    memcpy(dst, head, pos);
+    memcpy(dst + pos, buf->sub, len_a);
+    dst[pos + len_a] = mode_b;
+    memcpy(dst + pos + len_a + 1, buf->sub + len_a, len_b);
+    *len = pos + len_a + 1 + len_b;
+    return L3IC_FSE_OK;
+}
+
+/* Tries the CONTEXT mode on one channel (n >= 3, rows of width) with s0 its most
+ * frequent symbol and each of context_thresholds; dst holds the shortest chunk so
+ * far, *len bytes long, and is overwritten by any shorter CONTEXT chunk.
+ * @return : L3IC_FSE_OK with *mode / *len updated, or an error of encode_plain(). */
+static int encode_context(encode_wksp* w, const uint8_t* src, size_t n, size_t width,
+                          unsigned alphabet_size, uint8_t* scratch, context_buffers* buf,
+                          uint8_t* dst, uint8_t* mode, size_t* len)
+{
+    size_t count[L3IC_FSE_MAX_ALPHABET] = {0};
+    size_t i, col, t, n0, last_n0 = 0;
+    unsigned s0 = 0;
+
+    for (i = 0; i < n; i++) count[src[i]]++;
+    for (i = 1; i < alphabet_size; i++) if (count[i] > count[s0]) s0 = (unsigned)i;
+    for (i = 0, col = 0; i < n; i++, col = col + 1 == width ? 0 : col + 1)
+        buf->activity[i] = (uint16_t)activity(src, i, col, width, s0);
+    for (t = 0; t < sizeof(context_thresholds); t++) {
+        size_t const before = *len;
+        int err;
+        for (i = 0, n0 = 0; i < n; i++) n0 += buf->activity[i] <= context_thresholds[t];
+        if (n0 == last_n0) continue;   /* the same split as the previous threshold */
+        if (n0 == n) break;            /* one stream: never shorter than the plain chunk */
+        last_n0 = n0;
+        err = encode_split(w, src, n, s0, context_thresholds[t], n0, alphabet_size, scratch, buf, dst, len);
+        if (err != L3IC_FSE_OK) return err;
+        if (*len < before) *mode = L3IC_FSE_MODE_CONTEXT;
+    }
+    return L3IC_FSE_OK;
+}
+
 int l3ic_fse_encode_channels(const uint8_t* symbols, size_t n_channels, size_t n_symbols,
-                             unsigned alphabet_size,
+                             size_t width, unsigned alphabet_size,
                              uint8_t* dst, size_t dst_capacity,
                              uint8_t* modes, uint32_t* sizes, size_t* dst_written)
 {
-    size_t const raw = l3ic_fse_raw_size(n_symbols, alphabet_size);
-    unsigned const b = alphabet_ok(alphabet_size) ? raw_bits(alphabet_size) : 8;
+    int const try_context = width != 0 && n_symbols >= 3;
     encode_wksp* w = NULL;
     uint8_t* scratch = NULL;
+    context_buffers buf = {NULL, NULL, NULL};
     size_t pos = 0, c;
     int err = L3IC_FSE_OK;
 
     if (!alphabet_ok(alphabet_size) || n_symbols > L3IC_FSE_MAX_SYMBOLS || dst_written == NULL
+        || (width != 0 && n_symbols % width != 0)
         || (n_channels != 0 && (modes == NULL || sizes == NULL))
         || (n_symbols != 0 && n_channels > SIZE_MAX / n_symbols)
         || (n_channels != 0 && n_symbols != 0 && symbols == NULL)
@@ -222,45 +382,26 @@ int l3ic_fse_encode_channels(const uint8_t* symbols, size_t n_channels, size_t n
         w = (encode_wksp*)malloc(sizeof(*w));
         scratch = (uint8_t*)malloc(FSE_BLOCKBOUND(n_symbols));
         if (w == NULL || scratch == NULL) { err = L3IC_FSE_ERR_ALLOC; goto done; }
+        if (try_context) {
+            buf.activity = (uint16_t*)malloc(n_symbols * sizeof(uint16_t));
+            buf.split = (uint8_t*)malloc(n_symbols);
+            buf.sub = (uint8_t*)malloc(l3ic_fse_raw_size(n_symbols, alphabet_size) + 1);
+            if (buf.activity == NULL || buf.split == NULL || buf.sub == NULL) { err = L3IC_FSE_ERR_ALLOC; goto done; }
+        }
     }
 
     for (c = 0; c < n_channels; c++) {
         const uint8_t* const src = symbols != NULL ? symbols + c * n_symbols : NULL;   /* NULL: n_symbols == 0 */
         uint8_t* const out = dst != NULL ? dst + pos : NULL;   /* NULL only if dst_capacity == 0 */
-        size_t const room = dst_capacity - pos;
-        size_t len = 0;
+        size_t len;
         uint8_t mode;
 
-        if (n_symbols == 0) {
-            mode = L3IC_FSE_MODE_EMPTY;
-        } else {
-            unsigned max_symbol = FSE_MAX_SYMBOL_VALUE;
-            size_t largest;
-            if (w != NULL) {
-                largest = HIST_count_wksp(w->count, &max_symbol, src, n_symbols, w->hist_wksp, sizeof(w->hist_wksp));
-                if (HIST_isError(largest)) { err = L3IC_FSE_ERR_INTERNAL; goto done; }
-            } else {   /* 1 or 2 symbols */
-                largest = (n_symbols == 1 || src[0] == src[1]) ? n_symbols : 1;
-                max_symbol = n_symbols == 1 || src[0] > src[1] ? src[0] : src[1];
-            }
-            if (max_symbol >= alphabet_size) { err = L3IC_FSE_ERR_SYMBOL_RANGE; goto done; }
-            if (largest == n_symbols) {
-                mode = L3IC_FSE_MODE_CONSTANT;
-                len = 1;
-                if (room < len) { err = L3IC_FSE_ERR_DST_TOO_SMALL; goto done; }
-                out[0] = src[0];
-            } else {
-                mode = L3IC_FSE_MODE_RAW;
-                if (w != NULL) {
-                    len = encode_fse(w, src, n_symbols, max_symbol, scratch, out, room, raw);
-                    if (len != 0) mode = L3IC_FSE_MODE_FSE;
-                }
-                if (mode == L3IC_FSE_MODE_RAW) {
-                    len = raw;
-                    if (room < len) { err = L3IC_FSE_ERR_DST_TOO_SMALL; goto done; }
-                    raw_pack(out, src, n_symbols, b);
-                }
-            }
+        err = encode_plain(w, src, n_symbols, alphabet_size, scratch, out, dst_capacity - pos, &mode, &len);
+        if (err != L3IC_FSE_OK) goto done;
+        if (try_context && mode != L3IC_FSE_MODE_CONSTANT) {
+            /* the plain chunk is already at out: a shorter CONTEXT chunk overwrites it */
+            err = encode_context(w, src, n_symbols, width, alphabet_size, scratch, &buf, out, &mode, &len);
+            if (err != L3IC_FSE_OK) goto done;
         }
         modes[c] = mode;
         sizes[c] = (uint32_t)len;   /* len <= raw <= L3IC_FSE_MAX_SYMBOLS */
@@ -269,6 +410,9 @@ int l3ic_fse_encode_channels(const uint8_t* symbols, size_t n_channels, size_t n
     *dst_written = pos;
 
 done:
+    free(buf.sub);
+    free(buf.split);
+    free(buf.activity);
     free(scratch);
     free(w);
     return err;
@@ -278,59 +422,66 @@ done:
 /*-*********************************************
 *  Decoder
 ***********************************************/
+/* Whether a chunk of `len` bytes can code n symbols in `mode` (rows of width;
+ * width 0: CONTEXT is not allowed).
+ * @return : L3IC_FSE_OK, L3IC_FSE_ERR_BAD_MODE or L3IC_FSE_ERR_SIZE_MISMATCH. */
+static int chunk_fits(unsigned mode, size_t len, size_t n, size_t width, unsigned alphabet_size)
+{
+    switch (mode) {
+    case L3IC_FSE_MODE_FSE:
+        if (n < 2) return L3IC_FSE_ERR_BAD_MODE;
+        return len >= 2 ? L3IC_FSE_OK : L3IC_FSE_ERR_SIZE_MISMATCH;
+    case L3IC_FSE_MODE_CONSTANT:
+        if (n == 0) return L3IC_FSE_ERR_BAD_MODE;
+        return len == 1 ? L3IC_FSE_OK : L3IC_FSE_ERR_SIZE_MISMATCH;
+    case L3IC_FSE_MODE_RAW:
+        if (n == 0) return L3IC_FSE_ERR_BAD_MODE;
+        return len == l3ic_fse_raw_size(n, alphabet_size) ? L3IC_FSE_OK : L3IC_FSE_ERR_SIZE_MISMATCH;
+    case L3IC_FSE_MODE_EMPTY:
+        if (n != 0) return L3IC_FSE_ERR_BAD_MODE;
+        return len == 0 ? L3IC_FSE_OK : L3IC_FSE_ERR_SIZE_MISMATCH;
+    case L3IC_FSE_MODE_CONTEXT:
+        if (n < 2 || width == 0) return L3IC_FSE_ERR_BAD_MODE;
+        return len >= 6 ? L3IC_FSE_OK : L3IC_FSE_ERR_SIZE_MISMATCH;
+    default:
+        return L3IC_FSE_ERR_BAD_MODE;
+    }
+}
+
 int l3ic_fse_check_layout(size_t src_size, const uint8_t* modes, const uint32_t* sizes,
-                          size_t n_channels, size_t n_symbols, unsigned alphabet_size,
+                          size_t n_channels, size_t n_symbols, size_t width, unsigned alphabet_size,
                           size_t* err_channel)
 {
-    size_t const raw = l3ic_fse_raw_size(n_symbols, alphabet_size);
     size_t total = 0, c;
 
     if (!alphabet_ok(alphabet_size) || n_symbols > L3IC_FSE_MAX_SYMBOLS
+        || (width != 0 && n_symbols % width != 0)
         || (n_channels != 0 && (modes == NULL || sizes == NULL)))
         return L3IC_FSE_ERR_ARG;
     for (c = 0; c < n_channels; c++) {
         size_t const len = sizes[c];
-        int ok;
-        switch (modes[c]) {
-        case L3IC_FSE_MODE_FSE:
-            if (n_symbols < 2) goto bad_mode;
-            ok = len >= 2;
-            break;
-        case L3IC_FSE_MODE_CONSTANT:
-            if (n_symbols == 0) goto bad_mode;
-            ok = len == 1;
-            break;
-        case L3IC_FSE_MODE_RAW:
-            if (n_symbols == 0) goto bad_mode;
-            ok = len == raw;
-            break;
-        case L3IC_FSE_MODE_EMPTY:
-            if (n_symbols != 0) goto bad_mode;
-            ok = len == 0;
-            break;
-        default:
-            goto bad_mode;
-        }
-        if (!ok || len > src_size - total) {   /* total <= src_size: no overflow */
+        int err = chunk_fits(modes[c], len, n_symbols, width, alphabet_size);
+        if (err == L3IC_FSE_OK && len > src_size - total)   /* total <= src_size: no overflow */
+            err = L3IC_FSE_ERR_SIZE_MISMATCH;
+        if (err != L3IC_FSE_OK) {
             if (err_channel) *err_channel = c;
-            return L3IC_FSE_ERR_SIZE_MISMATCH;
+            return err;
         }
         total += len;
-        continue;
-    bad_mode:
-        if (err_channel) *err_channel = c;
-        return L3IC_FSE_ERR_BAD_MODE;
     }
     return total == src_size ? L3IC_FSE_OK : L3IC_FSE_ERR_SIZE_MISMATCH;
 }
 
+/* What decoding needs beyond the output, allocated on first use. */
 typedef struct {
     short ncount[FSE_MAX_SYMBOL_VALUE + 1];
     unsigned wksp[FSE_DECOMPRESS_WKSP_SIZE_U32(FSE_MAX_TABLELOG, FSE_MAX_SYMBOL_VALUE)];
+    int bmi2;
+    uint8_t* split;   /* n_symbols bytes: a CONTEXT chunk's two sub-streams */
 } decode_wksp;
 
 /* Decodes one FSE chunk of len >= 2 bytes into exactly n >= 2 symbols. */
-static int decode_fse(decode_wksp* w, int bmi2, const uint8_t* src, size_t len,
+static int decode_fse(decode_wksp* w, const uint8_t* src, size_t len,
                       uint8_t* out, size_t n, unsigned alphabet_size)
 {
     unsigned max_symbol = FSE_MAX_SYMBOL_VALUE, table_log = 0;
@@ -341,62 +492,110 @@ static int decode_fse(decode_wksp* w, int bmi2, const uint8_t* src, size_t len,
     if (max_symbol >= alphabet_size) return L3IC_FSE_ERR_SYMBOL_RANGE;
     if (n < sizeof(small)) {
         /* FSE's decoder forms pointers up to 3 bytes before a too-small dst */
-        r = FSE_decompress_wksp_bmi2(small, sizeof(small), src, len, FSE_MAX_TABLELOG, w->wksp, sizeof(w->wksp), bmi2);
+        r = FSE_decompress_wksp_bmi2(small, sizeof(small), src, len, FSE_MAX_TABLELOG, w->wksp, sizeof(w->wksp), w->bmi2);
         if (!FSE_isError(r) && r == n) memcpy(out, small, n);
     } else {
-        r = FSE_decompress_wksp_bmi2(out, n, src, len, FSE_MAX_TABLELOG, w->wksp, sizeof(w->wksp), bmi2);
+        r = FSE_decompress_wksp_bmi2(out, n, src, len, FSE_MAX_TABLELOG, w->wksp, sizeof(w->wksp), w->bmi2);
     }
     if (FSE_isError(r) || r != n) return L3IC_FSE_ERR_CORRUPT;
     /* Cannot fail after the max_symbol check; cheap enough to keep as a guard. */
     return max_byte(out, n) < alphabet_size ? L3IC_FSE_OK : L3IC_FSE_ERR_SYMBOL_RANGE;
 }
 
+/* Decodes a chunk of mode 0..3 whose length chunk_fits() accepted. */
+static int decode_plain(decode_wksp* w, unsigned mode, const uint8_t* chunk, size_t len,
+                        uint8_t* out, size_t n, unsigned alphabet_size)
+{
+    switch (mode) {
+    case L3IC_FSE_MODE_FSE:
+        return decode_fse(w, chunk, len, out, n, alphabet_size);
+    case L3IC_FSE_MODE_CONSTANT:
+        if (chunk[0] >= alphabet_size) return L3IC_FSE_ERR_SYMBOL_RANGE;
+        memset(out, chunk[0], n);
+        return L3IC_FSE_OK;
+    case L3IC_FSE_MODE_RAW:
+        return raw_unpack(out, chunk, n, raw_bits(alphabet_size), alphabet_size);
+    default:   /* EMPTY: nothing to write */
+        return L3IC_FSE_OK;
+    }
+}
+
+/* Decodes a CONTEXT chunk of len >= 6 bytes into n symbols in rows of width:
+ * parses and checks its header, decodes both sub-streams into w->split, then
+ * interleaves them in raster order by the context of each position. */
+static int decode_context(decode_wksp* w, const uint8_t* chunk, size_t len,
+                          uint8_t* out, size_t n, size_t width, unsigned alphabet_size)
+{
+    size_t pos = 2, k, n0, len_a, len_b, i, col, a, b;
+    unsigned const s0 = chunk[0], threshold = chunk[1];
+    unsigned mode_a, mode_b;
+    int err;
+
+    if (s0 >= alphabet_size) return L3IC_FSE_ERR_SYMBOL_RANGE;
+    k = varint_read(chunk + pos, len - pos, &n0);
+    if (k == 0 || n0 > n) return L3IC_FSE_ERR_CORRUPT;
+    pos += k;
+    if (pos >= len) return L3IC_FSE_ERR_CORRUPT;
+    mode_a = chunk[pos++];
+    k = varint_read(chunk + pos, len - pos, &len_a);
+    if (k == 0) return L3IC_FSE_ERR_CORRUPT;
+    pos += k;
+    if (len_a >= len - pos) return L3IC_FSE_ERR_CORRUPT;   /* mode_b must follow sub-chunk a */
+    mode_b = chunk[pos + len_a];
+    len_b = len - pos - len_a - 1;
+    err = chunk_fits(mode_a, len_a, n0, 0, alphabet_size);
+    if (err == L3IC_FSE_OK) err = chunk_fits(mode_b, len_b, n - n0, 0, alphabet_size);
+    if (err == L3IC_FSE_OK) err = decode_plain(w, mode_a, chunk + pos, len_a, w->split, n0, alphabet_size);
+    if (err == L3IC_FSE_OK) err = decode_plain(w, mode_b, chunk + pos + len_a + 1, len_b, w->split + n0, n - n0, alphabet_size);
+    if (err != L3IC_FSE_OK) return err;
+    for (i = 0, col = 0, a = 0, b = n0; i < n; i++, col = col + 1 == width ? 0 : col + 1) {
+        if (activity(out, i, col, width, s0) > threshold) {
+            if (b == n) return L3IC_FSE_ERR_CORRUPT;
+            out[i] = w->split[b++];
+        } else {
+            if (a == n0) return L3IC_FSE_ERR_CORRUPT;
+            out[i] = w->split[a++];
+        }
+    }
+    return L3IC_FSE_OK;   /* n positions, neither stream overrun: both used up exactly */
+}
+
 int l3ic_fse_decode_channels(const uint8_t* src, size_t src_size,
                              const uint8_t* modes, const uint32_t* sizes,
-                             size_t n_channels, size_t n_symbols, unsigned alphabet_size,
+                             size_t n_channels, size_t n_symbols, size_t width, unsigned alphabet_size,
                              uint8_t* out, size_t* err_channel)
 {
     decode_wksp* w = NULL;
-    int bmi2 = 0;
     size_t pos = 0, c;
-    unsigned b;
-    int err = l3ic_fse_check_layout(src_size, modes, sizes, n_channels, n_symbols, alphabet_size, err_channel);
+    int err = l3ic_fse_check_layout(src_size, modes, sizes, n_channels, n_symbols, width, alphabet_size, err_channel);
 
     if (err != L3IC_FSE_OK) return err;
     if ((src == NULL && src_size != 0)
         || (n_symbols != 0 && n_channels > SIZE_MAX / n_symbols)
         || (out == NULL && n_symbols != 0 && n_channels != 0))
         return L3IC_FSE_ERR_ARG;
-    b = raw_bits(alphabet_size);
 
     for (c = 0; c < n_channels && err == L3IC_FSE_OK; c++) {
         const uint8_t* const chunk = src != NULL ? src + pos : NULL;   /* NULL only if every len is 0 */
         uint8_t* const dst = out != NULL ? out + c * n_symbols : NULL;   /* NULL only if n_symbols is 0 */
-        size_t const len = sizes[c];
-        switch (modes[c]) {
-        case L3IC_FSE_MODE_FSE:
-            if (w == NULL) {
-                w = (decode_wksp*)malloc(sizeof(*w));
-                if (w == NULL) { err = L3IC_FSE_ERR_ALLOC; break; }
+        unsigned const mode = modes[c];
+        if ((mode == L3IC_FSE_MODE_FSE || mode == L3IC_FSE_MODE_CONTEXT) && w == NULL) {
+            w = (decode_wksp*)calloc(1, sizeof(*w));
+            if (w == NULL) { err = L3IC_FSE_ERR_ALLOC; break; }
 #if DYNAMIC_BMI2
-                bmi2 = ZSTD_cpuid_bmi2(ZSTD_cpuid());
+            w->bmi2 = ZSTD_cpuid_bmi2(ZSTD_cpuid());
 #endif
-            }
-            err = decode_fse(w, bmi2, chunk, len, dst, n_symbols, alphabet_size);
-            break;
-        case L3IC_FSE_MODE_CONSTANT:
-            if (chunk[0] >= alphabet_size) err = L3IC_FSE_ERR_SYMBOL_RANGE;
-            else memset(dst, chunk[0], n_symbols);
-            break;
-        case L3IC_FSE_MODE_RAW:
-            err = raw_unpack(dst, chunk, n_symbols, b, alphabet_size);
-            break;
-        default:   /* EMPTY: nothing to write */
-            break;
+        }
+        if (mode == L3IC_FSE_MODE_CONTEXT) {
+            if (w->split == NULL && (w->split = (uint8_t*)malloc(n_symbols)) == NULL) { err = L3IC_FSE_ERR_ALLOC; break; }
+            err = decode_context(w, chunk, sizes[c], dst, n_symbols, width, alphabet_size);
+        } else {
+            err = decode_plain(w, mode, chunk, sizes[c], dst, n_symbols, alphabet_size);
         }
         if (err != L3IC_FSE_OK && err_channel) *err_channel = c;
-        pos += len;
+        pos += sizes[c];
     }
+    if (w != NULL) free(w->split);
     free(w);
     return err;
 }

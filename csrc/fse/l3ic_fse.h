@@ -3,7 +3,7 @@
  *
  * Each latent channel (a vector of n uint8 symbol indices, all < alphabet_size)
  * is coded on its own, so that any subset of channels can be decoded without
- * the others.  The coder chooses, per channel, the smallest of four coding
+ * the others.  The coder chooses, per channel, the smallest of five coding
  * modes; the mode numbers and chunk layouts are part of the l3ic bitstream
  * (docs/FORMAT.md, "Chunk contents") and must never change:
  *
@@ -16,6 +16,21 @@
  *                              bits each (b >= 1), least significant bit first,
  *                              ceil(n * b / 8) bytes; unused high bits are 0.
  *   3  L3IC_FSE_MODE_EMPTY     0 bytes, only for n == 0.
+ *   4  L3IC_FSE_MODE_CONTEXT   (bitstream version 2) the channel as a 2-D raster of
+ *                              rows of `width` symbols, split by a one-bit context
+ *                              into two sub-streams, each coded with mode 0..3:
+ *                                u8 s0 | u8 threshold | varint n0 | u8 mode_a |
+ *                                varint len_a | len_a bytes: sub-chunk a |
+ *                                u8 mode_b | sub-chunk b (the rest).
+ *                              A symbol's activity is the sum of |v - s0| over its
+ *                              left, upper-left, upper and upper-right neighbours v
+ *                              (a neighbour outside the raster counts as s0); its
+ *                              context is activity > threshold.  Sub-stream a holds
+ *                              the n0 context-0 symbols in raster order, b the
+ *                              others.  Varints are LEB128 as in the container
+ *                              (at most 5 bytes, below 2^32, minimal).  Channels
+ *                              stay independent: the context never looks outside
+ *                              the channel.
  *
  * The FSE implementation is zstd's (Yann Collet), compiled into the same
  * translation unit as this glue; see build_fse.py.
@@ -41,6 +56,7 @@ extern "C" {
 #define L3IC_FSE_MODE_CONSTANT  1  /* 1 byte: the symbol repeated n times */
 #define L3IC_FSE_MODE_RAW       2  /* symbols bit-packed, ceil(log2(alphabet_size)) bits each */
 #define L3IC_FSE_MODE_EMPTY     3  /* n == 0: no bytes */
+#define L3IC_FSE_MODE_CONTEXT   4  /* two context sub-streams (needs width > 0) */
 
 /*-*********************************************
 *  Limits
@@ -61,8 +77,8 @@ enum l3ic_fse_error {
     /* Success. */
     L3IC_FSE_OK = 0,
     /* Invalid argument: a NULL pointer where data is needed, alphabet_size outside
-     * 2..256, n_symbols above L3IC_FSE_MAX_SYMBOLS, or n_channels * n_symbols
-     * overflowing size_t. */
+     * 2..256, n_symbols above L3IC_FSE_MAX_SYMBOLS or not a multiple of a
+     * non-zero width, or n_channels * n_symbols overflowing size_t. */
     L3IC_FSE_ERR_ARG = -1,
     /* Encoder: dst_capacity is too small for the coded channels; size dst with
      * l3ic_fse_encode_bound(). */
@@ -73,16 +89,20 @@ enum l3ic_fse_error {
     L3IC_FSE_ERR_SYMBOL_RANGE = -3,
     /* A memory allocation failed. */
     L3IC_FSE_ERR_ALLOC = -4,
-    /* Decoder: a coding mode is not 0..3, or is EMPTY while n_symbols != 0, or is
-     * FSE while n_symbols < 2 (FSE always codes at least 2 symbols). */
+    /* Decoder: a coding mode is not 0..4, or is EMPTY while n_symbols != 0, or is
+     * FSE or CONTEXT while n_symbols < 2 (FSE always codes at least 2 symbols), or
+     * CONTEXT while width is 0 or inside a CONTEXT chunk. */
     L3IC_FSE_ERR_BAD_MODE = -5,
     /* Decoder: the chunk sizes do not add up to src_size, or a chunk's length does
      * not fit its mode (CONSTANT != 1 byte, RAW != ceil(n * b / 8) bytes,
-     * EMPTY != 0 bytes, FSE < 2 bytes). */
+     * EMPTY != 0 bytes, FSE < 2 bytes, CONTEXT < 6 bytes); also for the two
+     * sub-chunks of a CONTEXT chunk. */
     L3IC_FSE_ERR_SIZE_MISMATCH = -6,
     /* Decoder: an FSE chunk is corrupt (invalid normalized-count header, tableLog
      * above L3IC_FSE_MAX_TABLELOG, bad bitstream, or a number of decoded symbols
-     * other than n_symbols), or a RAW chunk has non-zero padding bits. */
+     * other than n_symbols), a RAW chunk has non-zero padding bits, or a CONTEXT
+     * chunk has a bad varint, an n0 above n_symbols, a len_a past its end, or
+     * sub-stream lengths that disagree with the contexts of the decoded symbols. */
     L3IC_FSE_ERR_CORRUPT = -7,
     /* Encoder: FSE failed in a way the glue does not expect (a bug). */
     L3IC_FSE_ERR_INTERNAL = -8
@@ -115,8 +135,11 @@ size_t l3ic_fse_encode_bound(size_t n_channels, size_t n_symbols, unsigned alpha
  *  [n_channels][n_symbols], every value < alphabet_size) independently, choosing
  *  per row the mode giving the shortest chunk: EMPTY if n_symbols == 0, CONSTANT
  *  if all symbols are equal, otherwise FSE if it is strictly shorter than RAW, else
- *  RAW.  The chunks are written back to back into `dst`; modes[c] and sizes[c]
- *  receive channel c's mode and chunk length (arrays of n_channels entries).
+ *  RAW; then, if `width` is not 0 (each row is a raster of n_symbols / width rows
+ *  of `width` symbols) and n_symbols >= 3, CONTEXT (s0 the row's most frequent
+ *  symbol, the smallest on ties; the shortest of thresholds 0, 1, 2, 3, 4, 6, 8,
+ *  12, 16) if it is strictly shorter still.  width == 0 never gives CONTEXT (version-1 streams).
+ *  The chunks are written back to back into `dst`; modes[c] and sizes[c] receive channel c's mode and chunk length (arrays of n_channels entries).
  *  `dst` may be NULL only if dst_capacity is 0.  Nothing is written past
  *  dst + dst_capacity.  Deterministic: the same input gives the same bytes.
  *  @return : L3IC_FSE_OK, with *dst_written = total bytes written (the sum of
@@ -125,29 +148,32 @@ size_t l3ic_fse_encode_bound(size_t n_channels, size_t n_symbols, unsigned alpha
  *            in which case the contents of dst, modes, sizes and *dst_written
  *            are unspecified. */
 int l3ic_fse_encode_channels(const uint8_t* symbols, size_t n_channels, size_t n_symbols,
-                             unsigned alphabet_size,
+                             size_t width, unsigned alphabet_size,
                              uint8_t* dst, size_t dst_capacity,
                              uint8_t* modes, uint32_t* sizes, size_t* dst_written);
 
 /*! l3ic_fse_check_layout() :
  *  Checks, without reading any chunk byte, that `n_channels` chunks described by
  *  modes[] and sizes[] can be the layout of a `src_size`-byte payload coding
- *  n_symbols symbols each: the arguments are valid, every mode is 0..3 and fits
- *  n_symbols, every fixed-length chunk has its length, and the sizes add up to
- *  exactly src_size (without overflow).  O(n_channels); lets a caller reject a
+ *  n_symbols symbols each (rows of `width` for CONTEXT chunks; 0: no CONTEXT):
+ *  the arguments are valid, every mode is 0..4 and fits n_symbols and width,
+ *  every fixed-length chunk has its length, and the sizes add up to exactly
+ *  src_size (without overflow).  O(n_channels); lets a caller reject a
  *  hostile stream before allocating the output.
  *  If `err_channel` is not NULL, it receives the index of the offending channel
  *  on a per-channel error (unchanged otherwise).
  *  @return : L3IC_FSE_OK, or L3IC_FSE_ERR_ARG, L3IC_FSE_ERR_BAD_MODE,
  *            L3IC_FSE_ERR_SIZE_MISMATCH. */
 int l3ic_fse_check_layout(size_t src_size, const uint8_t* modes, const uint32_t* sizes,
-                          size_t n_channels, size_t n_symbols, unsigned alphabet_size,
+                          size_t n_channels, size_t n_symbols, size_t width, unsigned alphabet_size,
                           size_t* err_channel);
 
 /*! l3ic_fse_decode_channels() :
  *  Decodes `n_channels` chunks laid back to back in `src` (src_size bytes), with
  *  modes[c] / sizes[c] the mode and length of chunk c, into `out`
- *  ([n_channels][n_symbols], C-contiguous).  The chunks may be any subset of a
+ *  ([n_channels][n_symbols], C-contiguous); `width` as for
+ *  l3ic_fse_check_layout() (the tile width of the channels; 0 for streams that
+ *  may not hold CONTEXT chunks).  The chunks may be any subset of a
  *  file's channels, in any order: each is decoded on its own.
  *  Every input byte is treated as hostile: l3ic_fse_check_layout() runs first,
  *  then every chunk must decode to exactly n_symbols symbols, all
@@ -163,7 +189,7 @@ int l3ic_fse_check_layout(size_t src_size, const uint8_t* modes, const uint32_t*
  *            contents of out are unspecified. */
 int l3ic_fse_decode_channels(const uint8_t* src, size_t src_size,
                              const uint8_t* modes, const uint32_t* sizes,
-                             size_t n_channels, size_t n_symbols, unsigned alphabet_size,
+                             size_t n_channels, size_t n_symbols, size_t width, unsigned alphabet_size,
                              uint8_t* out, size_t* err_channel);
 
 #ifdef __cplusplus

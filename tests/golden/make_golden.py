@@ -37,6 +37,7 @@ MODEL = "medium"
 CASES = {  # name: (left, top, width, height, mode) of the crop of samples/rose.png
     "rgb": (150, 200, 77, 61, "RGB"),
     "gray": (40, 330, 45, 38, "L"),
+    "context": (100, 100, 203, 150, "RGB"),  # large enough that the encoder picks CONTEXT chunks
 }
 
 
