@@ -45,12 +45,12 @@ def file_digest(path):
 
 
 def settings_of(codec, quality):
-    """What identifies a result in the cache: for l3ic the model's decoder hash and the format version
-    (a new coding mode changes the file sizes), else the tool and setting."""
+    """What identifies a result in the cache: for l3ic the model's decoder hash and the compiled entropy
+    coder (a better coder changes the file sizes), else the tool and setting."""
     if codec == "l3ic":
-        from runtime.container import FORMAT_VERSION
+        from runtime import _fse
         from runtime.model import Model
-        return "%s-%s-v%d" % (quality, Model(quality, "cpu").decoder_hash.hex()[:12], FORMAT_VERSION)
+        return "%s-%s-%s" % (quality, Model(quality, "cpu").decoder_hash.hex()[:12], file_digest(_fse.__file__)[:12])
     return "%s" % quality
 
 

@@ -248,8 +248,8 @@ def test_docs_example_is_what_the_writer_writes():
 
     h = Header(width=20, height=12, mode="RGB", model_name="tiny", decoder_hash=hash_decoder(b""), codebook_size=32,
                codebook_min=-15, channels=2, stride=8, latent_h=2, latent_w=3, tile_h=2, tile_w=2)
-    context = b"\x0f\x01\x03\x02\x02" + raw([15, 16, 14]) + b"\x01\x0f"  # s0, threshold, n0, RAW a, CONSTANT b
-    tiles = [TileChunks(np.array([1, 4], np.uint8), np.array([1, 9], np.uint32), b"\x0f" + context),
+    context = bytes([15, 0, 2, 1, 3, 2, 1, 2]) + raw([15, 16, 14]) + b"\x0f"  # s0, predictor, k, threshold, ...
+    tiles = [TileChunks(np.array([1, 4], np.uint8), np.array([1, len(context)], np.uint32), b"\x0f" + context),
              TileChunks(np.array([2, 1], np.uint8), np.array([2, 1], np.uint32), raw([17, 15]) + b"\x10")]
     exif = b"II*\x00\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00"
     assert write(h, tiles, {"EXIF": exif}) == example

@@ -461,30 +461,18 @@ def clustered(rng, channels, h, w, alphabet_size=32, busy=0.3):
     return np.where(mask, values, centre).astype(np.uint8).reshape(channels, h * w)
 
 
-def varint(n):
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    return bytes(out + bytes([n]))
+def smooth(rng, channels, h, w, alphabet_size=32):
+    """Dense, slowly varying rasters (like the few busiest latent channels): where prediction pays."""
+    y, x = np.mgrid[0:h, 0:w]
+    waves = [np.sin(x / rng.uniform(3, 9) + rng.uniform(0, 6)) + np.cos(y / rng.uniform(3, 9)) for _ in range(channels)]
+    values = np.stack(waves) * alphabet_size / 5 + alphabet_size / 2 + rng.normal(0, 0.6, (channels, h, w))
+    return np.clip(np.rint(values), 0, alphabet_size - 1).astype(np.uint8).reshape(channels, h * w)
 
 
-def context_split(raster, s0, threshold):
-    """docs/FORMAT.md's CONTEXT rule, written independently of the C code: the context of every position."""
-    h, w = raster.shape
-    padded = np.full((h + 1, w + 2), s0, np.int64)
-    padded[1:, 1:-1] = raster
-    contexts = np.zeros((h, w), bool)
-    for y in range(h):
-        for x in range(w):
-            near = [padded[y + 1, x], padded[y, x], padded[y, x + 1], padded[y, x + 2]]   # left, up-left, up, up-right
-            contexts[y, x] = sum(abs(int(v) - s0) for v in near) > threshold
-    return contexts.ravel()
-
-
-def parse_context_chunk(chunk):
-    """(s0, threshold, n0, (mode_a, chunk_a), (mode_b, chunk_b)) of a CONTEXT chunk, per docs/FORMAT.md."""
-    def read_varint(pos):
+def reference_decode_context(chunk, n, width, alphabet_size):
+    """docs/FORMAT.md's CONTEXT chunk, decoded independently of the C code (which only decodes the
+    sub-chunks, modes 0..3).  Returns (symbols, (s0, predictor, thresholds))."""
+    def varint(pos):
         value, shift = 0, 0
         while True:
             byte = chunk[pos]
@@ -492,37 +480,78 @@ def parse_context_chunk(chunk):
             pos, shift = pos + 1, shift + 7
             if not byte & 0x80:
                 return value, pos
-    s0, threshold = chunk[0], chunk[1]
-    n0, pos = read_varint(2)
-    mode_a = chunk[pos]
-    len_a, pos = read_varint(pos + 1)
-    return s0, threshold, n0, (mode_a, chunk[pos:pos + len_a]), (chunk[pos + len_a], chunk[pos + len_a + 1:])
+    s0, predictor, k = chunk[0], chunk[1], chunk[2]
+    thresholds, pos = list(chunk[3:3 + k - 1]), 3 + k - 1
+    counts = []
+    for _ in range(k - 1):
+        count, pos = varint(pos)
+        counts.append(count)
+    counts.append(n - sum(counts))
+    modes, pos = list(chunk[pos:pos + k]), pos + k
+    lengths = []
+    for _ in range(k - 1):
+        length, pos = varint(pos)
+        lengths.append(length)
+    lengths.append(len(chunk) - pos - sum(lengths))
+    streams = []
+    for mode, length, count in zip(modes, lengths, counts):
+        streams.append(list(fse.decode_channels(chunk[pos:pos + length], [mode], [length], count, alphabet_size)[0]))
+        pos += length
+    half = alphabet_size // 2
+    centre = half if predictor else s0
+    x = np.zeros(n, np.int64)
+    t = np.zeros(n, np.int64)
+    for i in range(n):
+        row, col = divmod(i, width)
+        left = x[i - 1] if col else s0
+        up = x[i - width] if row else s0
+        up_left = x[i - width - 1] if row and col else s0
+        near = [t[i - 1] if col else centre, t[i - width - 1] if row and col else centre,
+                t[i - width] if row else centre, t[i - width + 1] if row and col + 1 < width else centre]
+        activity = sum(abs(int(v) - centre) for v in near)
+        t[i] = streams[sum(activity > th for th in thresholds)].pop(0)
+        if predictor == 0:
+            x[i] = t[i]
+            continue
+        if predictor == 1:
+            p = left
+        elif predictor == 2:
+            p = up
+        elif up_left >= max(left, up):
+            p = min(left, up)
+        elif up_left <= min(left, up):
+            p = max(left, up)
+        else:
+            p = left + up - up_left
+        x[i] = (t[i] + p - half) % alphabet_size
+    assert not any(streams)
+    return x.astype(np.uint8), (s0, predictor, thresholds)
 
 
-def test_context_mode_wins_on_clustered_latents_and_follows_the_spec():
+@pytest.mark.parametrize("make, predicted", [(clustered, False), (smooth, True)])
+def test_context_mode_wins_and_follows_the_spec(make, predicted):
     rng = np.random.default_rng(20)
     h, w = 48, 64
-    x = clustered(rng, 6, h, w)
+    x = make(rng, 6, h, w)
     plain = fse.encode_channels(x, 32)
     enc = fse.encode_channels(x, 32, width=w)
     np.testing.assert_array_equal(fse.decode_channels(enc.payload, enc.modes, enc.sizes, h * w, 32, width=w), x)
     assert (enc.modes == fse.CONTEXT).all()
-    assert len(enc.payload) < 0.95 * len(plain.payload)
+    assert len(enc.payload) < 0.9 * len(plain.payload)
     assert (enc.sizes <= plain.sizes).all()   # never longer than the best plain mode
-    for c, chunk in enumerate(chunks_of(enc)):   # decode each chunk by the spec, with the C code only for modes 0..3
-        s0, threshold, n0, (mode_a, a), (mode_b, b) = parse_context_chunk(chunk)
-        contexts = context_split(x[c].reshape(h, w), s0, threshold)
-        assert s0 == np.bincount(x[c]).argmax() and threshold in (0, 1, 2, 3, 4, 6, 8, 12, 16)
-        assert n0 == int((~contexts).sum())
-        np.testing.assert_array_equal(fse.decode_channels(a, [mode_a], [len(a)], n0, 32)[0], x[c][~contexts])
-        np.testing.assert_array_equal(fse.decode_channels(b, [mode_b], [len(b)], h * w - n0, 32)[0], x[c][contexts])
+    for c, chunk in enumerate(chunks_of(enc)):
+        symbols, (s0, predictor, thresholds) = reference_decode_context(chunk, h * w, w, 32)
+        np.testing.assert_array_equal(symbols, x[c])
+        assert s0 == np.bincount(x[c]).argmax() and (predictor != 0) == predicted
+        assert set(thresholds) <= {0, 1, 2, 3, 4, 6, 8, 12, 16}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(alphabet_size=st.integers(2, 256), h=st.integers(1, 70), w=st.integers(1, 70),
        busy=st.floats(0, 1), seed=st.integers(0, 2 ** 32 - 1))
 def test_context_roundtrip_property(alphabet_size, h, w, busy, seed):
-    x = clustered(np.random.default_rng(seed), 3, h, w, alphabet_size, busy)
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([clustered(rng, 2, h, w, alphabet_size, busy), smooth(rng, 2, h, w, alphabet_size)])
     enc = fse.encode_channels(x, alphabet_size, width=w)
     assert (enc.sizes <= fse.encode_channels(x, alphabet_size).sizes).all()
     np.testing.assert_array_equal(fse.decode_channels(enc.payload, enc.modes, enc.sizes, h * w, alphabet_size,
@@ -531,15 +560,16 @@ def test_context_roundtrip_property(alphabet_size, h, w, busy, seed):
 
 def test_context_bitstream_is_stable():
     """CONTEXT chunks are part of format version 2: a change here breaks files."""
-    x = clustered(np.random.default_rng(21), 3, 40, 50)
+    rng = np.random.default_rng(21)
+    x = np.concatenate([clustered(rng, 2, 40, 50), smooth(rng, 1, 40, 50)])   # with and without prediction
     enc = fse.encode_channels(x, 32, width=50)
     assert list(enc.modes) == [fse.CONTEXT] * 3
     assert enc.sizes.tolist() == GOLDEN_CONTEXT_SIZES
     assert hashlib.sha256(enc.payload).hexdigest() == GOLDEN_CONTEXT_SHA256
 
 
-GOLDEN_CONTEXT_SIZES = [438, 484, 441]
-GOLDEN_CONTEXT_SHA256 = "1a66ae2e1663389e96468ccec11ff2d74ab14af33708f357f30f2e092bc61047"
+GOLDEN_CONTEXT_SIZES = [443, 472, 608]
+GOLDEN_CONTEXT_SHA256 = "b77272a1685ee1e16b1426d5b2c2aa0291db8df7d8998d8c3ef55f6d25d25b4b"
 
 
 def test_context_chunks_need_a_width():
@@ -567,24 +597,35 @@ def test_decode_rejects_invalid_context_chunks():
     def decodes(chunk):
         return fse.decode_channels(chunk, [fse.CONTEXT], [len(chunk)], 6, 32, width=w)[0].tolist()
 
-    # s0 = 5, threshold 0: every neighbour of the first five positions is 5 (or outside), so they have
-    # context 0 (sub-stream a); the sixth follows a 9 (context 1, sub-stream b)
-    a = bytes([fse.RAW, 4]) + pack_raw([5, 5, 5, 5, 9], 32)
-    b = bytes([fse.CONSTANT, 7])
-    assert decodes(bytes([5, 0, 5]) + a + b) == [5, 5, 5, 5, 9, 7]
-    fails(bytes([32, 0, 5]) + a + b, lib.L3IC_FSE_ERR_SYMBOL_RANGE)   # s0 outside the alphabet
-    fails(bytes([5, 0, 7]) + a + b, lib.L3IC_FSE_ERR_CORRUPT)   # n0 > n
-    fails(bytes([5, 0, 0x85, 0x00]) + a + b, lib.L3IC_FSE_ERR_CORRUPT)   # n0 as a non-minimal varint
-    fails(bytes([5, 0, 5, fse.RAW, 20]) + a[2:] + b, lib.L3IC_FSE_ERR_CORRUPT)   # len_a past the end
-    fails(bytes([5, 0, 5, fse.CONSTANT, 1]), lib.L3IC_FSE_ERR_SIZE_MISMATCH)   # too short for any CONTEXT chunk
-    fails(bytes([5, 0, 5, fse.RAW, 3]) + a[2:5] + b, lib.L3IC_FSE_ERR_SIZE_MISMATCH)   # RAW a of 3 bytes for 5 symbols
-    fails(bytes([5, 0, 5, fse.CONTEXT]) + a[1:] + b, lib.L3IC_FSE_ERR_BAD_MODE)   # nested CONTEXT
-    fails(bytes([5, 0, 5, fse.EMPTY, 0]) + b, lib.L3IC_FSE_ERR_BAD_MODE)   # EMPTY for 5 symbols
-    # sub-streams that run out: all six in a, but the sixth has context 1; two in a, but the third has context 0
-    fails(bytes([5, 0, 6, fse.RAW, 4]) + pack_raw([5, 5, 5, 5, 9, 7], 32) + bytes([fse.EMPTY]), lib.L3IC_FSE_ERR_CORRUPT)
-    fails(bytes([5, 0, 2, fse.RAW, 2]) + pack_raw([5, 5], 32) + bytes([fse.RAW]) + pack_raw([5, 5, 9, 7], 32),
+    # s0 = 5, no prediction, 2 streams at threshold 0: every neighbour of the first five positions
+    # is 5 (or outside), so they are in stream 0; the sixth follows a 9 (stream 1)
+    raw5 = pack_raw([5, 5, 5, 5, 9], 32)   # 4 bytes
+    head = bytes([5, 0, 2, 0, 5, fse.RAW, fse.CONSTANT, 4])   # s0, predictor, k, threshold, count, modes, length
+    assert decodes(head + raw5 + b"\x07") == [5, 5, 5, 5, 9, 7]
+    # one stream with the left predictor: residuals centred on 16
+    assert decodes(bytes([5, 1, 1, fse.RAW]) + pack_raw([16, 16, 16, 16, 20, 14], 32)) == [5, 5, 5, 5, 9, 7]
+
+    def with_byte(i, value):
+        return head[:i] + bytes([value]) + head[i + 1:] + raw5 + b"\x07"
+    fails(with_byte(0, 32), lib.L3IC_FSE_ERR_SYMBOL_RANGE)   # s0 outside the alphabet
+    fails(with_byte(1, 4), lib.L3IC_FSE_ERR_CORRUPT)   # no predictor 4
+    fails(with_byte(4, 7), lib.L3IC_FSE_ERR_CORRUPT)   # a count above n
+    fails(with_byte(7, 9), lib.L3IC_FSE_ERR_CORRUPT)   # a length past the chunk
+    fails(with_byte(5, fse.CONTEXT), lib.L3IC_FSE_ERR_BAD_MODE)   # CONTEXT does not nest
+    fails(with_byte(7, 3), lib.L3IC_FSE_ERR_SIZE_MISMATCH)   # RAW of 3 bytes for 5 symbols
+    fails(bytes([5, 0, 0, fse.RAW]) + pack_raw([5] * 6, 32), lib.L3IC_FSE_ERR_CORRUPT)   # k = 0
+    fails(bytes([5, 0, 4, 0, 1, 2, 1, 1, 1, 1, 1, 1, 1, 1, 5, 5, 5]), lib.L3IC_FSE_ERR_CORRUPT)   # k = 4
+    fails(bytes([5, 0, 3, 2, 2, 4, 1, fse.RAW, fse.CONSTANT, fse.CONSTANT, 4, 1]) + raw5 + b"\x07\x07",
+          lib.L3IC_FSE_ERR_CORRUPT)   # thresholds not increasing
+    fails(head[:4] + bytes([0x85, 0x00]) + head[5:] + raw5 + b"\x07", lib.L3IC_FSE_ERR_CORRUPT)   # non-minimal varint
+    fails(bytes([5, 0, 2]), lib.L3IC_FSE_ERR_SIZE_MISMATCH)   # under 4 bytes
+    fails(bytes([5, 0, 2, 0]), lib.L3IC_FSE_ERR_CORRUPT)   # cut inside the header
+    fails(bytes([5, 0, 2, 0, 5, fse.EMPTY, fse.CONSTANT, 0, 7]), lib.L3IC_FSE_ERR_BAD_MODE)   # EMPTY for 5 symbols
+    # streams that run out: all six in stream 0, but the sixth has activity 4; two in stream 0, the third has 0
+    fails(bytes([5, 0, 2, 0, 6, fse.RAW, fse.EMPTY, 4]) + pack_raw([5, 5, 5, 5, 9, 7], 32), lib.L3IC_FSE_ERR_CORRUPT)
+    fails(bytes([5, 0, 2, 0, 2, fse.RAW, fse.RAW, 2]) + pack_raw([5, 5], 32) + pack_raw([5, 5, 9, 7], 32),
           lib.L3IC_FSE_ERR_CORRUPT)
-    fails(bytes([5, 0, 5]) + a + b, lib.L3IC_FSE_ERR_BAD_MODE, n=1, width=1)   # CONTEXT needs n >= 2
+    fails(bytes([5, 0, 1, fse.CONSTANT, 5]), lib.L3IC_FSE_ERR_BAD_MODE, n=1, width=1)   # CONTEXT needs n >= 2
 
 
 def test_hostile_context_chunks_never_crash():
@@ -602,12 +643,12 @@ def test_hostile_context_chunks_never_crash():
         kind = int(rng.integers(0, 4))
         if kind == 0:   # flip bits, mostly in the chunk header
             for _ in range(int(rng.integers(1, 4))):
-                i = int(rng.integers(0, min(len(chunk), 12) if rng.random() < 0.7 else len(chunk)))
+                i = int(rng.integers(0, min(len(chunk), 14) if rng.random() < 0.7 else len(chunk)))
                 chunk[i] ^= 1 << int(rng.integers(0, 8))
         elif kind == 1:   # truncate
             del chunk[int(rng.integers(0, len(chunk))):]
-        elif kind == 2:   # another threshold or s0
-            chunk[int(rng.integers(0, 2))] = int(rng.integers(0, 256))
+        elif kind == 2:   # another s0, predictor, stream count or threshold
+            chunk[int(rng.integers(0, 4))] = int(rng.integers(0, 256))
         else:   # another width with the same symbol count
             w = int(rng.choice([d for d in range(1, n + 1) if n % d == 0]))
         try:

@@ -188,25 +188,73 @@ static size_t varint_read(const uint8_t* src, size_t len, size_t* v)
     return 0;
 }
 
-/* The CONTEXT mode's activity at position i of a raster of rows of `width`
- * (col = i mod width), from the symbols before i: the sum of |neighbour - s0|
- * over the left, upper-left, upper and upper-right neighbours, those outside
- * the raster counting as s0.  The context is activity > threshold. */
-static unsigned activity(const uint8_t* s, size_t i, size_t col, size_t width, unsigned s0)
+/*-*********************************************
+*  CONTEXT mode: the model encoder and decoder share
+***********************************************/
+#define L3IC_CONTEXT_MAX_STREAMS 3
+#define L3IC_CONTEXT_PREDICTORS 4   /* none, left, up, median */
+
+/* How a CONTEXT chunk turns a raster into streams (its header, docs/FORMAT.md). */
+typedef struct {
+    unsigned s0;          /* the symbol of neighbours outside the raster */
+    unsigned predictor;   /* 0 none, 1 left, 2 up, 3 median of left, up, left + up - up-left */
+    unsigned k;           /* number of streams, 1..L3IC_CONTEXT_MAX_STREAMS */
+    unsigned threshold[L3IC_CONTEXT_MAX_STREAMS - 1];   /* strictly increasing */
+} context_model;
+
+/* The prediction of x[i] from its neighbours before i (predictor 1..3). */
+static unsigned predict(const uint8_t* x, size_t i, size_t col, size_t width, const context_model* m)
 {
-#define L3IC_ABSDIFF(v) ((unsigned)(v) > s0 ? (unsigned)(v) - s0 : s0 - (unsigned)(v))
-    unsigned act = col > 0 ? L3IC_ABSDIFF(s[i - 1]) : 0;
+    unsigned const a = col > 0 ? x[i - 1] : m->s0;                          /* left */
+    unsigned const b = i >= width ? x[i - width] : m->s0;                   /* up */
+    unsigned const c = col > 0 && i >= width ? x[i - width - 1] : m->s0;    /* up-left */
+    unsigned const lo = a < b ? a : b, hi = a < b ? b : a;
+    if (m->predictor == 1) return a;
+    if (m->predictor == 2) return b;
+    return c >= hi ? lo : c <= lo ? hi : a + b - c;   /* LOCO-I's median predictor: within [lo, hi] */
+}
+
+/* The coded symbol t of x (and back): the prediction residual, centred on
+ * alphabet_size / 2 and wrapped into the alphabet, or x itself without prediction. */
+static unsigned to_residual(unsigned x, unsigned pred, unsigned alphabet_size)
+{
+    return (x + alphabet_size - pred + alphabet_size / 2) % alphabet_size;
+}
+
+static unsigned from_residual(unsigned t, unsigned pred, unsigned alphabet_size)
+{
+    return (t + pred + alphabet_size - alphabet_size / 2) % alphabet_size;
+}
+
+/* The value coded symbols cluster around: s0, or the zero residual. */
+static unsigned context_centre(const context_model* m, unsigned alphabet_size)
+{
+    return m->predictor ? alphabet_size / 2 : m->s0;
+}
+
+/* The activity at position i of a raster of coded symbols t (col = i mod width):
+ * the sum of |t - centre| over the left, upper-left, upper and upper-right
+ * neighbours, those outside the raster adding 0. */
+static unsigned activity(const uint8_t* t, size_t i, size_t col, size_t width, unsigned centre)
+{
+#define L3IC_ABSDIFF(v) ((unsigned)(v) > centre ? (unsigned)(v) - centre : centre - (unsigned)(v))
+    unsigned act = col > 0 ? L3IC_ABSDIFF(t[i - 1]) : 0;
     if (i >= width) {
-        act += L3IC_ABSDIFF(s[i - width]);
-        if (col > 0) act += L3IC_ABSDIFF(s[i - width - 1]);
-        if (col + 1 < width) act += L3IC_ABSDIFF(s[i - width + 1]);
+        act += L3IC_ABSDIFF(t[i - width]);
+        if (col > 0) act += L3IC_ABSDIFF(t[i - width - 1]);
+        if (col + 1 < width) act += L3IC_ABSDIFF(t[i - width + 1]);
     }
     return act;
 #undef L3IC_ABSDIFF
 }
 
-/* The thresholds the encoder tries, in increasing order (any 0..255 decodes). */
-static const uint8_t context_thresholds[] = {0, 1, 2, 3, 4, 6, 8, 12, 16};
+/* The stream of a position: how many thresholds its activity exceeds. */
+static unsigned stream_of(unsigned act, const context_model* m)
+{
+    unsigned j = 0;
+    while (j + 1 < m->k && act > m->threshold[j]) j++;
+    return j;
+}
 
 
 /*-*********************************************
@@ -286,76 +334,166 @@ static int encode_plain(encode_wksp* w, const uint8_t* src, size_t n, unsigned a
     return L3IC_FSE_OK;
 }
 
+/* The thresholds the encoder tries (any increasing 0..255 decode); an activity
+ * above the last one behaves the same for all of them. */
+static const uint8_t context_thresholds[] = {0, 1, 2, 3, 4, 6, 8, 12, 16};
+#define L3IC_N_THRESHOLDS (sizeof(context_thresholds))
+#define L3IC_ACTIVITY_BUCKETS 18   /* activity 0..16, and 17 for "above 16" */
+
 /* Buffers for trying the CONTEXT mode on a channel of n symbols. */
 typedef struct {
-    uint16_t* activity;   /* n entries: activity() of every position */
-    uint8_t* split;       /* n bytes: the context-0 symbols, then the context-1 symbols */
-    uint8_t* sub;         /* raw_size(n) + 1 bytes: the two sub-chunks back to back */
+    uint8_t* t;          /* n bytes: the coded symbols (residuals or the symbols themselves) */
+    uint8_t* bucket;     /* n bytes: min(activity, 17) of every position */
+    uint8_t* split;      /* n bytes: the streams, one after the other */
+    uint8_t* sub;        /* raw_size(n) + L3IC_CONTEXT_MAX_STREAMS bytes: the sub-chunks back to back */
+    unsigned cum[L3IC_ACTIVITY_BUCKETS][L3IC_FSE_MAX_ALPHABET];   /* per symbol: positions with bucket <= row */
 } context_buffers;
 
-/* Codes the channel's two sub-streams for `threshold` (n0 symbols of context 0)
- * and writes the CONTEXT chunk at dst if it is shorter than *len, updating *len. */
-static int encode_split(encode_wksp* w, const uint8_t* src, size_t n, unsigned s0, unsigned threshold,
-                        size_t n0, unsigned alphabet_size, uint8_t* scratch, context_buffers* buf,
-                        uint8_t* dst, size_t* len)
+/* Fills buf->t and buf->bucket for model m (its thresholds unused). */
+static void context_transform(const uint8_t* x, size_t n, size_t width, unsigned alphabet_size,
+                              const context_model* m, context_buffers* buf)
 {
-    size_t const sub_room = l3ic_fse_raw_size(n, alphabet_size) + 1;
-    size_t i, a = 0, b = n0, len_a, len_b, pos = 0;
-    uint8_t mode_a, mode_b;
-    uint8_t head[14];   /* s0, threshold, n0 (<= 5 bytes), mode_a, len_a (<= 5 bytes) */
+    unsigned const centre = context_centre(m, alphabet_size);
+    size_t i, col;
+    for (i = 0, col = 0; i < n; i++, col = col + 1 == width ? 0 : col + 1) {
+        unsigned act;
+        buf->t[i] = (uint8_t)(m->predictor ? to_residual(x[i], predict(x, i, col, width, m), alphabet_size) : x[i]);
+        act = activity(buf->t, i, col, width, centre);
+        buf->bucket[i] = (uint8_t)(act < L3IC_ACTIVITY_BUCKETS - 1 ? act : L3IC_ACTIVITY_BUCKETS - 1);
+    }
+}
+
+/* log2(v) for v >= 1, in 1/65536 bits, in integer arithmetic (so the encoder's
+ * choices are the same on every platform): the integer part from the highest set
+ * bit, the fraction f of the mantissa by log2(1 + f) ~ f (1.3465 - 0.3465 f),
+ * within 0.006 bits. */
+static uint64_t log2_fixed(uint64_t v)
+{
+    unsigned hb = 0, step;
+    uint64_t f;
+    for (step = 32; step > 0; step >>= 1)
+        if (v >> (hb + step)) hb += step;
+    f = hb >= 16 ? (v >> (hb - 16)) - 65536 : (v << (16 - hb)) - 65536;
+    return ((uint64_t)hb << 16) + ((f * (88245 - ((22709 * f) >> 16))) >> 16);
+}
+
+#define L3IC_BYTE_COST ((uint64_t)8 << 16)   /* one byte, in the units of log2_fixed */
+
+/* Estimated size of a sub-chunk coding the symbols counted in cum[hi] - cum[lo]
+ * (lo = -1: none below), in 1/65536 bits: order-0 entropy, plus ~0.6 byte per
+ * distinct symbol for the FSE table and 4 bytes for its mode, length and tail. */
+static uint64_t estimate_stream(const context_buffers* buf, int lo, int hi, unsigned alphabet_size)
+{
+    uint64_t n = 0, sum = 0;
+    unsigned s, distinct = 0;
+    for (s = 0; s < alphabet_size; s++) {
+        uint64_t const c = buf->cum[hi][s] - (lo >= 0 ? buf->cum[lo][s] : 0);
+        if (c > 0) { n += c; sum += c * log2_fixed(c); distinct++; }
+    }
+    if (distinct <= 1) return 2 * L3IC_BYTE_COST;   /* mode byte + EMPTY/CONSTANT */
+    return n * log2_fixed(n) - sum + distinct * (L3IC_BYTE_COST * 6 / 10) + 4 * L3IC_BYTE_COST;
+}
+
+/* The model (prediction and thresholds) whose CONTEXT chunk is estimated
+ * smallest for a channel; buf->cum is rebuilt for each predictor.  (Coding the
+ * three best estimates exactly gained 0.1 %: the estimate is good enough.) */
+static context_model choose_context(const uint8_t* x, size_t n, size_t width, unsigned alphabet_size,
+                                    unsigned s0, context_buffers* buf)
+{
+    int const top = L3IC_ACTIVITY_BUCKETS - 1, nt = (int)L3IC_N_THRESHOLDS;
+    context_model best = {0, 0, 1, {0}}, m = {0, 0, 1, {0}};
+    uint64_t best_cost = UINT64_MAX;
+    size_t i;
+    unsigned p, r, s;
+    int j, k;
+    best.s0 = m.s0 = s0;
+    for (p = 0; p < L3IC_CONTEXT_PREDICTORS; p++) {
+        m.predictor = p;
+        context_transform(x, n, width, alphabet_size, &m, buf);
+        memset(buf->cum, 0, sizeof(buf->cum));
+        for (i = 0; i < n; i++) buf->cum[buf->bucket[i]][buf->t[i]]++;
+        for (r = 1; r < L3IC_ACTIVITY_BUCKETS; r++)
+            for (s = 0; s < alphabet_size; s++) buf->cum[r][s] += buf->cum[r - 1][s];
+        /* j, k index context_thresholds; -1 means "no such threshold": (-1, -1) is one
+         * stream (only worth its header with prediction), (j, -1) two, (j, k > j) three */
+        for (j = p ? -1 : 0; j < nt; j++) {
+            for (k = -1; k < nt; k++) {
+                int const t1 = j >= 0 ? context_thresholds[j] : -1, t2 = k >= 0 ? context_thresholds[k] : -1;
+                uint64_t cost = 3 * L3IC_BYTE_COST;   /* s0, predictor, k */
+                if (k >= 0 && (j < 0 || k <= j)) continue;
+                if (j < 0) cost += estimate_stream(buf, -1, top, alphabet_size);
+                else if (k < 0) cost += 3 * L3IC_BYTE_COST + estimate_stream(buf, -1, t1, alphabet_size)
+                                        + estimate_stream(buf, t1, top, alphabet_size);
+                else cost += 6 * L3IC_BYTE_COST + estimate_stream(buf, -1, t1, alphabet_size)
+                             + estimate_stream(buf, t1, t2, alphabet_size) + estimate_stream(buf, t2, top, alphabet_size);
+                if (cost < best_cost) {
+                    best_cost = cost;
+                    best = m;
+                    best.k = j < 0 ? 1 : k < 0 ? 2 : 3;
+                    best.threshold[0] = j < 0 ? 0 : (unsigned)t1;
+                    best.threshold[1] = k < 0 ? 0 : (unsigned)t2;
+                }
+            }
+        }
+    }
+    return best;
+}
+
+/* Writes the CONTEXT chunk of model m at dst if it is shorter than *len, updating
+ * *len and *mode.  @return : L3IC_FSE_OK or an error of encode_plain(). */
+static int encode_model(encode_wksp* w, const uint8_t* x, size_t n, size_t width, unsigned alphabet_size,
+                        const context_model* m, uint8_t* scratch, context_buffers* buf,
+                        uint8_t* dst, uint8_t* mode, size_t* len)
+{
+    size_t const sub_room = l3ic_fse_raw_size(n, alphabet_size) + L3IC_CONTEXT_MAX_STREAMS;
+    size_t count[L3IC_CONTEXT_MAX_STREAMS] = {0}, start[L3IC_CONTEXT_MAX_STREAMS], fill[L3IC_CONTEXT_MAX_STREAMS];
+    size_t sub_len[L3IC_CONTEXT_MAX_STREAMS], i, j, pos = 0, used = 0;
+    uint8_t sub_mode[L3IC_CONTEXT_MAX_STREAMS];
+    /* s0, predictor, k, thresholds, counts and lengths (varints of <= 5 bytes), modes */
+    uint8_t head[3 + (L3IC_CONTEXT_MAX_STREAMS - 1) * 11 + L3IC_CONTEXT_MAX_STREAMS];
     int err;
 
-    for (i = 0; i < n; i++) {
-        if (buf->activity[i] > threshold) buf->split[b++] = src[i];
-        else buf->split[a++] = src[i];
+    context_transform(x, n, width, alphabet_size, m, buf);
+    for (i = 0; i < n; i++) count[stream_of(buf->bucket[i], m)]++;   /* thresholds <= 16: buckets suffice */
+    for (j = 0; j < m->k; j++) { start[j] = fill[j] = j ? start[j - 1] + count[j - 1] : 0; }
+    for (i = 0; i < n; i++) buf->split[fill[stream_of(buf->bucket[i], m)]++] = buf->t[i];
+    for (j = 0; j < m->k; j++) {
+        err = encode_plain(w, buf->split + start[j], count[j], alphabet_size, scratch, buf->sub + used,
+                           sub_room - used, &sub_mode[j], &sub_len[j]);
+        if (err != L3IC_FSE_OK) return err;
+        used += sub_len[j];
     }
-    err = encode_plain(w, buf->split, n0, alphabet_size, scratch, buf->sub, sub_room, &mode_a, &len_a);
-    if (err != L3IC_FSE_OK) return err;
-    err = encode_plain(w, buf->split + n0, n - n0, alphabet_size, scratch, buf->sub + len_a, sub_room - len_a,
-                       &mode_b, &len_b);
-    if (err != L3IC_FSE_OK) return err;
-    head[pos++] = (uint8_t)s0;
-    head[pos++] = (uint8_t)threshold;
-    pos += varint_write(head + pos, n0);
-    head[pos++] = mode_a;
-    pos += varint_write(head + pos, len_a);
-    if (pos + len_a + 1 + len_b >= *len) return L3IC_FSE_OK;   /* not shorter */
+    head[pos++] = (uint8_t)m->s0;
+    head[pos++] = (uint8_t)m->predictor;
+    head[pos++] = (uint8_t)m->k;
+    for (j = 0; j + 1 < m->k; j++) head[pos++] = (uint8_t)m->threshold[j];
+    for (j = 0; j + 1 < m->k; j++) pos += varint_write(head + pos, count[j]);
+    for (j = 0; j < m->k; j++) head[pos++] = sub_mode[j];
+    for (j = 0; j + 1 < m->k; j++) pos += varint_write(head + pos, sub_len[j]);
+    if (pos + used >= *len) return L3IC_FSE_OK;   /* not shorter */
     memcpy(dst, head, pos);
-    memcpy(dst + pos, buf->sub, len_a);
-    dst[pos + len_a] = mode_b;
-    memcpy(dst + pos + len_a + 1, buf->sub + len_a, len_b);
-    *len = pos + len_a + 1 + len_b;
+    memcpy(dst + pos, buf->sub, used);
+    *len = pos + used;
+    *mode = L3IC_FSE_MODE_CONTEXT;
     return L3IC_FSE_OK;
 }
 
-/* Tries the CONTEXT mode on one channel (n >= 3, rows of width) with s0 its most
- * frequent symbol and each of context_thresholds; dst holds the shortest chunk so
- * far, *len bytes long, and is overwritten by any shorter CONTEXT chunk.
- * @return : L3IC_FSE_OK with *mode / *len updated, or an error of encode_plain(). */
-static int encode_context(encode_wksp* w, const uint8_t* src, size_t n, size_t width,
+/* Tries the CONTEXT mode on one channel (n >= 3, rows of width) with s0 its
+ * most frequent symbol and the model choose_context() estimates best; dst holds
+ * the shortest chunk so far (*len bytes) and is overwritten if CONTEXT is shorter. */
+static int encode_context(encode_wksp* w, const uint8_t* x, size_t n, size_t width,
                           unsigned alphabet_size, uint8_t* scratch, context_buffers* buf,
                           uint8_t* dst, uint8_t* mode, size_t* len)
 {
     size_t count[L3IC_FSE_MAX_ALPHABET] = {0};
-    size_t i, col, t, n0, last_n0 = 0;
+    size_t i;
     unsigned s0 = 0;
+    context_model m;
 
-    for (i = 0; i < n; i++) count[src[i]]++;
+    for (i = 0; i < n; i++) count[x[i]]++;
     for (i = 1; i < alphabet_size; i++) if (count[i] > count[s0]) s0 = (unsigned)i;
-    for (i = 0, col = 0; i < n; i++, col = col + 1 == width ? 0 : col + 1)
-        buf->activity[i] = (uint16_t)activity(src, i, col, width, s0);
-    for (t = 0; t < sizeof(context_thresholds); t++) {
-        size_t const before = *len;
-        int err;
-        for (i = 0, n0 = 0; i < n; i++) n0 += buf->activity[i] <= context_thresholds[t];
-        if (n0 == last_n0) continue;   /* the same split as the previous threshold */
-        if (n0 == n) break;            /* one stream: never shorter than the plain chunk */
-        last_n0 = n0;
-        err = encode_split(w, src, n, s0, context_thresholds[t], n0, alphabet_size, scratch, buf, dst, len);
-        if (err != L3IC_FSE_OK) return err;
-        if (*len < before) *mode = L3IC_FSE_MODE_CONTEXT;
-    }
-    return L3IC_FSE_OK;
+    m = choose_context(x, n, width, alphabet_size, s0, buf);
+    return encode_model(w, x, n, width, alphabet_size, &m, scratch, buf, dst, mode, len);
 }
 
 int l3ic_fse_encode_channels(const uint8_t* symbols, size_t n_channels, size_t n_symbols,
@@ -366,7 +504,7 @@ int l3ic_fse_encode_channels(const uint8_t* symbols, size_t n_channels, size_t n
     int const try_context = width != 0 && n_symbols >= 3;
     encode_wksp* w = NULL;
     uint8_t* scratch = NULL;
-    context_buffers buf = {NULL, NULL, NULL};
+    context_buffers* buf = NULL;
     size_t pos = 0, c;
     int err = L3IC_FSE_OK;
 
@@ -383,10 +521,13 @@ int l3ic_fse_encode_channels(const uint8_t* symbols, size_t n_channels, size_t n
         scratch = (uint8_t*)malloc(FSE_BLOCKBOUND(n_symbols));
         if (w == NULL || scratch == NULL) { err = L3IC_FSE_ERR_ALLOC; goto done; }
         if (try_context) {
-            buf.activity = (uint16_t*)malloc(n_symbols * sizeof(uint16_t));
-            buf.split = (uint8_t*)malloc(n_symbols);
-            buf.sub = (uint8_t*)malloc(l3ic_fse_raw_size(n_symbols, alphabet_size) + 1);
-            if (buf.activity == NULL || buf.split == NULL || buf.sub == NULL) { err = L3IC_FSE_ERR_ALLOC; goto done; }
+            buf = (context_buffers*)calloc(1, sizeof(*buf));
+            if (buf == NULL) { err = L3IC_FSE_ERR_ALLOC; goto done; }
+            buf->t = (uint8_t*)malloc(n_symbols);
+            buf->bucket = (uint8_t*)malloc(n_symbols);
+            buf->split = (uint8_t*)malloc(n_symbols);
+            buf->sub = (uint8_t*)malloc(l3ic_fse_raw_size(n_symbols, alphabet_size) + L3IC_CONTEXT_MAX_STREAMS);
+            if (!buf->t || !buf->bucket || !buf->split || !buf->sub) { err = L3IC_FSE_ERR_ALLOC; goto done; }
         }
     }
 
@@ -400,7 +541,7 @@ int l3ic_fse_encode_channels(const uint8_t* symbols, size_t n_channels, size_t n
         if (err != L3IC_FSE_OK) goto done;
         if (try_context && mode != L3IC_FSE_MODE_CONSTANT) {
             /* the plain chunk is already at out: a shorter CONTEXT chunk overwrites it */
-            err = encode_context(w, src, n_symbols, width, alphabet_size, scratch, &buf, out, &mode, &len);
+            err = encode_context(w, src, n_symbols, width, alphabet_size, scratch, buf, out, &mode, &len);
             if (err != L3IC_FSE_OK) goto done;
         }
         modes[c] = mode;
@@ -410,9 +551,13 @@ int l3ic_fse_encode_channels(const uint8_t* symbols, size_t n_channels, size_t n
     *dst_written = pos;
 
 done:
-    free(buf.sub);
-    free(buf.split);
-    free(buf.activity);
+    if (buf != NULL) {
+        free(buf->sub);
+        free(buf->split);
+        free(buf->bucket);
+        free(buf->t);
+        free(buf);
+    }
     free(scratch);
     free(w);
     return err;
@@ -442,7 +587,7 @@ static int chunk_fits(unsigned mode, size_t len, size_t n, size_t width, unsigne
         return len == 0 ? L3IC_FSE_OK : L3IC_FSE_ERR_SIZE_MISMATCH;
     case L3IC_FSE_MODE_CONTEXT:
         if (n < 2 || width == 0) return L3IC_FSE_ERR_BAD_MODE;
-        return len >= 6 ? L3IC_FSE_OK : L3IC_FSE_ERR_SIZE_MISMATCH;
+        return len >= 4 ? L3IC_FSE_OK : L3IC_FSE_ERR_SIZE_MISMATCH;
     default:
         return L3IC_FSE_ERR_BAD_MODE;
     }
@@ -477,7 +622,8 @@ typedef struct {
     short ncount[FSE_MAX_SYMBOL_VALUE + 1];
     unsigned wksp[FSE_DECOMPRESS_WKSP_SIZE_U32(FSE_MAX_TABLELOG, FSE_MAX_SYMBOL_VALUE)];
     int bmi2;
-    uint8_t* split;   /* n_symbols bytes: a CONTEXT chunk's two sub-streams */
+    uint8_t* split;   /* n_symbols bytes: a CONTEXT chunk's streams, one after the other */
+    uint8_t* t;       /* n_symbols bytes: the coded symbols of a CONTEXT chunk, in raster order */
 } decode_wksp;
 
 /* Decodes one FSE chunk of len >= 2 bytes into exactly n >= 2 symbols. */
@@ -520,44 +666,79 @@ static int decode_plain(decode_wksp* w, unsigned mode, const uint8_t* chunk, siz
     }
 }
 
-/* Decodes a CONTEXT chunk of len >= 6 bytes into n symbols in rows of width:
- * parses and checks its header, decodes both sub-streams into w->split, then
- * interleaves them in raster order by the context of each position. */
+/* Parses a CONTEXT chunk's header into m, counts and modes/lengths of its k
+ * sub-chunks, and checks every field against n, the alphabet and len.
+ * @return : L3IC_FSE_OK with *header_len set, or an error code. */
+static int parse_context(const uint8_t* chunk, size_t len, size_t n, unsigned alphabet_size, context_model* m,
+                         size_t* count, unsigned* mode, size_t* sub_len, size_t* header_len)
+{
+    size_t pos = 3, total = 0, k, j;
+    int err;
+
+    m->s0 = chunk[0];
+    m->predictor = chunk[1];
+    m->k = chunk[2];
+    if (m->s0 >= alphabet_size) return L3IC_FSE_ERR_SYMBOL_RANGE;
+    if (m->predictor >= L3IC_CONTEXT_PREDICTORS || m->k < 1 || m->k > L3IC_CONTEXT_MAX_STREAMS)
+        return L3IC_FSE_ERR_CORRUPT;
+    if (len - pos < m->k - 1) return L3IC_FSE_ERR_CORRUPT;
+    for (j = 0; j + 1 < m->k; j++) {
+        m->threshold[j] = chunk[pos++];
+        if (j > 0 && m->threshold[j] <= m->threshold[j - 1]) return L3IC_FSE_ERR_CORRUPT;
+    }
+    for (j = 0; j + 1 < m->k; j++) {
+        k = varint_read(chunk + pos, len - pos, &count[j]);
+        if (k == 0 || count[j] > n - total) return L3IC_FSE_ERR_CORRUPT;
+        pos += k;
+        total += count[j];
+    }
+    count[m->k - 1] = n - total;
+    if (len - pos < m->k) return L3IC_FSE_ERR_CORRUPT;
+    for (j = 0; j < m->k; j++) mode[j] = chunk[pos++];
+    for (j = 0, total = 0; j + 1 < m->k; j++) {
+        k = varint_read(chunk + pos, len - pos, &sub_len[j]);
+        if (k == 0) return L3IC_FSE_ERR_CORRUPT;
+        pos += k;
+        if (sub_len[j] > len - pos - total) return L3IC_FSE_ERR_CORRUPT;
+        total += sub_len[j];
+    }
+    sub_len[m->k - 1] = len - pos - total;
+    for (j = 0; j < m->k; j++) {   /* modes 0..3 only: a CONTEXT chunk does not nest */
+        err = chunk_fits(mode[j], sub_len[j], count[j], 0, alphabet_size);
+        if (err != L3IC_FSE_OK) return err;
+    }
+    *header_len = pos;
+    return L3IC_FSE_OK;
+}
+
+/* Decodes a CONTEXT chunk (len >= 4) into n symbols in rows of width: decodes
+ * its streams into w->split, then rebuilds the raster in order, taking each
+ * coded symbol from the stream its activity selects and undoing the prediction. */
 static int decode_context(decode_wksp* w, const uint8_t* chunk, size_t len,
                           uint8_t* out, size_t n, size_t width, unsigned alphabet_size)
 {
-    size_t pos = 2, k, n0, len_a, len_b, i, col, a, b;
-    unsigned const s0 = chunk[0], threshold = chunk[1];
-    unsigned mode_a, mode_b;
-    int err;
+    context_model m;
+    size_t count[L3IC_CONTEXT_MAX_STREAMS], sub_len[L3IC_CONTEXT_MAX_STREAMS], next[L3IC_CONTEXT_MAX_STREAMS];
+    size_t end[L3IC_CONTEXT_MAX_STREAMS], pos, i, col, j, start = 0;
+    unsigned mode[L3IC_CONTEXT_MAX_STREAMS], centre;
+    int err = parse_context(chunk, len, n, alphabet_size, &m, count, mode, sub_len, &pos);
 
-    if (s0 >= alphabet_size) return L3IC_FSE_ERR_SYMBOL_RANGE;
-    k = varint_read(chunk + pos, len - pos, &n0);
-    if (k == 0 || n0 > n) return L3IC_FSE_ERR_CORRUPT;
-    pos += k;
-    if (pos >= len) return L3IC_FSE_ERR_CORRUPT;
-    mode_a = chunk[pos++];
-    k = varint_read(chunk + pos, len - pos, &len_a);
-    if (k == 0) return L3IC_FSE_ERR_CORRUPT;
-    pos += k;
-    if (len_a >= len - pos) return L3IC_FSE_ERR_CORRUPT;   /* mode_b must follow sub-chunk a */
-    mode_b = chunk[pos + len_a];
-    len_b = len - pos - len_a - 1;
-    err = chunk_fits(mode_a, len_a, n0, 0, alphabet_size);
-    if (err == L3IC_FSE_OK) err = chunk_fits(mode_b, len_b, n - n0, 0, alphabet_size);
-    if (err == L3IC_FSE_OK) err = decode_plain(w, mode_a, chunk + pos, len_a, w->split, n0, alphabet_size);
-    if (err == L3IC_FSE_OK) err = decode_plain(w, mode_b, chunk + pos + len_a + 1, len_b, w->split + n0, n - n0, alphabet_size);
-    if (err != L3IC_FSE_OK) return err;
-    for (i = 0, col = 0, a = 0, b = n0; i < n; i++, col = col + 1 == width ? 0 : col + 1) {
-        if (activity(out, i, col, width, s0) > threshold) {
-            if (b == n) return L3IC_FSE_ERR_CORRUPT;
-            out[i] = w->split[b++];
-        } else {
-            if (a == n0) return L3IC_FSE_ERR_CORRUPT;
-            out[i] = w->split[a++];
-        }
+    for (j = 0; j < m.k && err == L3IC_FSE_OK; j++) {
+        err = decode_plain(w, mode[j], chunk + pos, sub_len[j], w->split + start, count[j], alphabet_size);
+        next[j] = start;
+        end[j] = start += count[j];
+        pos += sub_len[j];
     }
-    return L3IC_FSE_OK;   /* n positions, neither stream overrun: both used up exactly */
+    if (err != L3IC_FSE_OK) return err;
+    centre = context_centre(&m, alphabet_size);
+    for (i = 0, col = 0; i < n; i++, col = col + 1 == width ? 0 : col + 1) {
+        j = stream_of(activity(w->t, i, col, width, centre), &m);
+        if (next[j] == end[j]) return L3IC_FSE_ERR_CORRUPT;   /* this stream ran out */
+        w->t[i] = w->split[next[j]++];
+        out[i] = (uint8_t)(m.predictor ? from_residual(w->t[i], predict(out, i, col, width, &m), alphabet_size)
+                                       : w->t[i]);
+    }
+    return L3IC_FSE_OK;   /* n positions, no stream overrun, counts adding up to n: all used up exactly */
 }
 
 int l3ic_fse_decode_channels(const uint8_t* src, size_t src_size,
@@ -587,7 +768,11 @@ int l3ic_fse_decode_channels(const uint8_t* src, size_t src_size,
 #endif
         }
         if (mode == L3IC_FSE_MODE_CONTEXT) {
-            if (w->split == NULL && (w->split = (uint8_t*)malloc(n_symbols)) == NULL) { err = L3IC_FSE_ERR_ALLOC; break; }
+            if (w->split == NULL) {
+                w->split = (uint8_t*)malloc(n_symbols);
+                w->t = (uint8_t*)malloc(n_symbols);
+                if (w->split == NULL || w->t == NULL) { err = L3IC_FSE_ERR_ALLOC; break; }
+            }
             err = decode_context(w, chunk, sizes[c], dst, n_symbols, width, alphabet_size);
         } else {
             err = decode_plain(w, mode, chunk, sizes[c], dst, n_symbols, alphabet_size);
@@ -595,7 +780,10 @@ int l3ic_fse_decode_channels(const uint8_t* src, size_t src_size,
         if (err != L3IC_FSE_OK && err_channel) *err_channel = c;
         pos += sizes[c];
     }
-    if (w != NULL) free(w->split);
+    if (w != NULL) {
+        free(w->split);
+        free(w->t);
+    }
     free(w);
     return err;
 }

@@ -17,20 +17,18 @@
  *                              ceil(n * b / 8) bytes; unused high bits are 0.
  *   3  L3IC_FSE_MODE_EMPTY     0 bytes, only for n == 0.
  *   4  L3IC_FSE_MODE_CONTEXT   (bitstream version 2) the channel as a 2-D raster of
- *                              rows of `width` symbols, split by a one-bit context
- *                              into two sub-streams, each coded with mode 0..3:
- *                                u8 s0 | u8 threshold | varint n0 | u8 mode_a |
- *                                varint len_a | len_a bytes: sub-chunk a |
- *                                u8 mode_b | sub-chunk b (the rest).
- *                              A symbol's activity is the sum of |v - s0| over its
- *                              left, upper-left, upper and upper-right neighbours v
- *                              (a neighbour outside the raster counts as s0); its
- *                              context is activity > threshold.  Sub-stream a holds
- *                              the n0 context-0 symbols in raster order, b the
- *                              others.  Varints are LEB128 as in the container
- *                              (at most 5 bytes, below 2^32, minimal).  Channels
- *                              stay independent: the context never looks outside
- *                              the channel.
+ *                              rows of `width` symbols, each symbol optionally
+ *                              replaced by its residual from a prediction (left,
+ *                              up or LOCO-I median of its neighbours), split by
+ *                              the activity of its neighbours (the sum of their
+ *                              distances to a centre) into 1..3 streams, each coded
+ *                              with mode 0..3:
+ *                                u8 s0 | u8 predictor | u8 k | (k-1) u8 thresholds |
+ *                                (k-1) varint counts | k u8 modes |
+ *                                (k-1) varint lengths | the k sub-chunks.
+ *                              docs/FORMAT.md ("CONTEXT chunks") defines it exactly.
+ *                              Channels stay independent: nothing outside the
+ *                              channel is used.
  *
  * The FSE implementation is zstd's (Yann Collet), compiled into the same
  * translation unit as this glue; see build_fse.py.
@@ -56,7 +54,7 @@ extern "C" {
 #define L3IC_FSE_MODE_CONSTANT  1  /* 1 byte: the symbol repeated n times */
 #define L3IC_FSE_MODE_RAW       2  /* symbols bit-packed, ceil(log2(alphabet_size)) bits each */
 #define L3IC_FSE_MODE_EMPTY     3  /* n == 0: no bytes */
-#define L3IC_FSE_MODE_CONTEXT   4  /* two context sub-streams (needs width > 0) */
+#define L3IC_FSE_MODE_CONTEXT   4  /* predicted, 1..3 streams by neighbour activity (needs width > 0) */
 
 /*-*********************************************
 *  Limits
@@ -95,14 +93,15 @@ enum l3ic_fse_error {
     L3IC_FSE_ERR_BAD_MODE = -5,
     /* Decoder: the chunk sizes do not add up to src_size, or a chunk's length does
      * not fit its mode (CONSTANT != 1 byte, RAW != ceil(n * b / 8) bytes,
-     * EMPTY != 0 bytes, FSE < 2 bytes, CONTEXT < 6 bytes); also for the two
+     * EMPTY != 0 bytes, FSE < 2 bytes, CONTEXT < 4 bytes); also for the
      * sub-chunks of a CONTEXT chunk. */
     L3IC_FSE_ERR_SIZE_MISMATCH = -6,
     /* Decoder: an FSE chunk is corrupt (invalid normalized-count header, tableLog
      * above L3IC_FSE_MAX_TABLELOG, bad bitstream, or a number of decoded symbols
      * other than n_symbols), a RAW chunk has non-zero padding bits, or a CONTEXT
-     * chunk has a bad varint, an n0 above n_symbols, a len_a past its end, or
-     * sub-stream lengths that disagree with the contexts of the decoded symbols. */
+     * chunk has a bad header field (predictor, stream count, thresholds not
+     * increasing, a bad varint, counts above n_symbols, lengths past its end) or
+     * stream counts that disagree with the activities of the decoded symbols. */
     L3IC_FSE_ERR_CORRUPT = -7,
     /* Encoder: FSE failed in a way the glue does not expect (a bug). */
     L3IC_FSE_ERR_INTERNAL = -8
@@ -136,9 +135,10 @@ size_t l3ic_fse_encode_bound(size_t n_channels, size_t n_symbols, unsigned alpha
  *  per row the mode giving the shortest chunk: EMPTY if n_symbols == 0, CONSTANT
  *  if all symbols are equal, otherwise FSE if it is strictly shorter than RAW, else
  *  RAW; then, if `width` is not 0 (each row is a raster of n_symbols / width rows
- *  of `width` symbols) and n_symbols >= 3, CONTEXT (s0 the row's most frequent
- *  symbol, the smallest on ties; the shortest of thresholds 0, 1, 2, 3, 4, 6, 8,
- *  12, 16) if it is strictly shorter still.  width == 0 never gives CONTEXT (version-1 streams).
+ *  of `width` symbols) and n_symbols >= 3, CONTEXT if it is strictly shorter
+ *  still (s0 the row's most frequent symbol, the smallest on ties; the predictor
+ *  and up to two thresholds out of 0, 1, 2, 3, 4, 6, 8, 12, 16 whose streams'
+ *  order-0 entropy is the smallest).  width == 0 never gives CONTEXT (version-1 streams).
  *  The chunks are written back to back into `dst`; modes[c] and sizes[c] receive channel c's mode and chunk length (arrays of n_channels entries).
  *  `dst` may be NULL only if dst_capacity is 0.  Nothing is written past
  *  dst + dst_capacity.  Deterministic: the same input gives the same bytes.
