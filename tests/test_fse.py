@@ -618,6 +618,8 @@ def test_decode_rejects_invalid_context_chunks():
     fails(bytes([5, 0, 3, 2, 2, 4, 1, fse.RAW, fse.CONSTANT, fse.CONSTANT, 4, 1]) + raw5 + b"\x07\x07",
           lib.L3IC_FSE_ERR_CORRUPT)   # thresholds not increasing
     fails(head[:4] + bytes([0x85, 0x00]) + head[5:] + raw5 + b"\x07", lib.L3IC_FSE_ERR_CORRUPT)   # non-minimal varint
+    # three streams whose first length claims the bytes of the second length and beyond
+    fails(bytes([5, 0, 3, 0, 1, 2, 2, fse.FSE, fse.CONSTANT, fse.FSE, 4, 1]) + bytes(3), lib.L3IC_FSE_ERR_CORRUPT)
     fails(bytes([5, 0, 2]), lib.L3IC_FSE_ERR_SIZE_MISMATCH)   # under 4 bytes
     fails(bytes([5, 0, 2, 0]), lib.L3IC_FSE_ERR_CORRUPT)   # cut inside the header
     fails(bytes([5, 0, 2, 0, 5, fse.EMPTY, fse.CONSTANT, 0, 7]), lib.L3IC_FSE_ERR_BAD_MODE)   # EMPTY for 5 symbols

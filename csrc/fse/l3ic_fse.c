@@ -695,10 +695,12 @@ static int parse_context(const uint8_t* chunk, size_t len, size_t n, unsigned al
     count[m->k - 1] = n - total;
     if (len - pos < m->k) return L3IC_FSE_ERR_CORRUPT;
     for (j = 0; j < m->k; j++) mode[j] = chunk[pos++];
-    for (j = 0, total = 0; j + 1 < m->k; j++) {
+    for (j = 0; j + 1 < m->k; j++) {
         k = varint_read(chunk + pos, len - pos, &sub_len[j]);
         if (k == 0) return L3IC_FSE_ERR_CORRUPT;
         pos += k;
+    }
+    for (j = 0, total = 0; j + 1 < m->k; j++) {   /* the sub-chunks fill [pos, len): total <= len - pos */
         if (sub_len[j] > len - pos - total) return L3IC_FSE_ERR_CORRUPT;
         total += sub_len[j];
     }
