@@ -3,6 +3,7 @@
 Loss = distortion + lambda * rate, with the distortion the MSE on the 0..255
 scale (or 1 - MS-SSIM scaled to a comparable range) and the rate the
 per-channel soft-histogram entropy in bits per pixel (see ``quantizer``).
+Validation measures the rate with the runtime's entropy coder itself.
 
 The run folder holds ``config.json`` (the hyper-parameters, fixed at the first
 start), ``log.jsonl`` (progress and validation) and ``checkpoint/`` (weights,
@@ -186,17 +187,19 @@ class Trainer:
         return step
 
     def validate(self):
-        """Mean bpp (empirical per-image, per-channel entropy of hard symbols) and PSNR on the validation crops."""
-        from export.quantizer import empirical_bits_per_symbol
+        """Mean bpp (the runtime's entropy coder on the hard symbols, chunk bytes only) and PSNR on the validation crops."""
+        from runtime import fse
         tf = self.tf
         bpps, psnrs = [], []
         for im in self.val_images:
             x = tf.constant(im[None], tf.float32) / 255.0
             y = tf.cast(self.model.analysis(x), tf.float32)
-            symbols = self.codebook.to_symbols(y)
+            symbols = self.codebook.to_symbols(y).numpy()[0]  # (h, w, C)
             x_hat = tf.clip_by_value(tf.cast(self.model.synthesis(self.codebook.hard(y)), tf.float32), 0.0, 1.0)
-            bits = tf.reduce_sum(empirical_bits_per_symbol(symbols, self.codebook.size)) * float(y.shape[1] * y.shape[2])
-            bpps.append(float(bits) / (im.shape[0] * im.shape[1]))
+            h, w, channels = symbols.shape
+            rows = np.ascontiguousarray(symbols.transpose(2, 0, 1).reshape(channels, h * w))
+            coded = fse.encode_channels(rows, self.codebook.size, width=w)
+            bpps.append(8.0 * len(coded.payload) / (im.shape[0] * im.shape[1]))
             mse = float(tf.reduce_mean(tf.square(tf.round(x_hat * 255.0) - x * 255.0)))
             psnrs.append(10 * math.log10(255.0 ** 2 / max(mse, 1e-10)))
         return {"val_bpp": float(np.mean(bpps)), "val_psnr": float(np.mean(psnrs)), "val_images": len(bpps)}
