@@ -150,8 +150,11 @@ def measure(model_dir, folder, limit=None):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m export.to_onnx", description=__doc__.split("\n\n")[0])
-    p.add_argument("source", help="training run folder (runs/NAME) or a released models/NAME/keras folder")
-    p.add_argument("--out", required=True, help="model folder to write (models/NAME)")
+    p.add_argument("source", nargs="?", help="training run folder (runs/NAME) or a released models/NAME/keras folder")
+    p.add_argument("--out", help="model folder to write (models/NAME)")
+    p.add_argument("--remeasure", metavar="MODEL_DIR",
+                   help="only measure an installed model again (--sample, --eval) and update its manifest, "
+                        "e.g. after a better entropy coder")
     p.add_argument("--name", help="model name stored in files (default: the --out folder name)")
     p.add_argument("--parity-images", help="folder of (non-evaluation) images for the parity check and channel ranking "
                                          "(default: the run's validation images)")
@@ -188,8 +191,28 @@ def parity_images(folder, config):
     return images
 
 
+def remeasure(args):
+    """Rewrite the ``sample`` and ``rd`` records of an installed model's manifest with fresh measurements."""
+    path = os.path.join(args.remeasure, "manifest.json")
+    if not os.path.exists(path):
+        fail("%s has no manifest.json" % args.remeasure)
+    with open(path) as f:
+        manifest = json.load(f)
+    if args.sample and os.path.exists(args.sample):
+        manifest["sample"] = measure_one(args.remeasure, args.sample)
+    if args.eval:
+        manifest["rd"] = dict(measure(args.remeasure, args.eval), dataset=args.eval_name or os.path.basename(os.path.normpath(args.eval)))
+    write_json(path + ".tmp", manifest)
+    os.replace(path + ".tmp", path)
+    print("updated %s: %s" % (path, json.dumps({k: manifest.get(k) for k in ("sample", "rd")})))
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.remeasure:
+        return remeasure(args)
+    if not (args.source and args.out):
+        fail("give a source and --out (or --remeasure MODEL_DIR)")
     from export.model import STRIDE
     from export.quantizer import Codebook
     model, config, weights = load_trained(args.source)
