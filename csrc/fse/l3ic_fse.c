@@ -401,7 +401,7 @@ static context_model choose_context(const uint8_t* x, size_t n, size_t width, un
                                     unsigned s0, context_buffers* buf)
 {
     int const top = L3IC_ACTIVITY_BUCKETS - 1, nt = (int)L3IC_N_THRESHOLDS;
-    context_model best = {0, 0, 1, {0}}, m = {0, 0, 1, {0}};
+    context_model best = {0, 0, 1, {0, 0}}, m = {0, 0, 1, {0, 0}};
     uint64_t best_cost = UINT64_MAX;
     size_t i;
     unsigned p, r, s;
@@ -418,20 +418,21 @@ static context_model choose_context(const uint8_t* x, size_t n, size_t width, un
          * stream (only worth its header with prediction), (j, -1) two, (j, k > j) three */
         for (j = p ? -1 : 0; j < nt; j++) {
             for (k = -1; k < nt; k++) {
-                int const t1 = j >= 0 ? context_thresholds[j] : -1, t2 = k >= 0 ? context_thresholds[k] : -1;
+                int edge[L3IC_CONTEXT_MAX_STREAMS + 1] = {-1};   /* stream e: buckets (edge[e], edge[e + 1]] */
                 uint64_t cost = 3 * L3IC_BYTE_COST;   /* s0, predictor, k */
+                unsigned e;
                 if (k >= 0 && (j < 0 || k <= j)) continue;
-                if (j < 0) cost += estimate_stream(buf, -1, top, alphabet_size);
-                else if (k < 0) cost += 3 * L3IC_BYTE_COST + estimate_stream(buf, -1, t1, alphabet_size)
-                                        + estimate_stream(buf, t1, top, alphabet_size);
-                else cost += 6 * L3IC_BYTE_COST + estimate_stream(buf, -1, t1, alphabet_size)
-                             + estimate_stream(buf, t1, t2, alphabet_size) + estimate_stream(buf, t2, top, alphabet_size);
+                m.k = 1;
+                if (j >= 0) edge[m.k++] = context_thresholds[j];
+                if (k >= 0) edge[m.k++] = context_thresholds[k];
+                edge[m.k] = top;
+                for (e = 0; e < m.k; e++) {   /* each stream after the first: a threshold, a count, a length */
+                    if (e > 0) m.threshold[e - 1] = (unsigned)edge[e];
+                    cost += (e > 0 ? 3 * L3IC_BYTE_COST : 0) + estimate_stream(buf, edge[e], edge[e + 1], alphabet_size);
+                }
                 if (cost < best_cost) {
                     best_cost = cost;
                     best = m;
-                    best.k = j < 0 ? 1 : k < 0 ? 2 : 3;
-                    best.threshold[0] = j < 0 ? 0 : (unsigned)t1;
-                    best.threshold[1] = k < 0 ? 0 : (unsigned)t2;
                 }
             }
         }
