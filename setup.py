@@ -9,7 +9,7 @@ setup(
     python_requires=">=3.8",
     packages=["runtime", "runtime.models", "export", "benchmarks"],
     package_dir={"runtime.models": "models"},
-    package_data={"runtime.models": ["*/encoder.onnx", "*/decoder.onnx", "*/manifest.json"]},
+    package_data={"runtime.models": ["*/encoder.onnx", "*/decoder.onnx", "*/decoder_gradient.onnx", "*/manifest.json"]},
     setup_requires=["cffi>=1.15"],
     cffi_modules=["build_fse.py:ffibuilder"],
     install_requires=[

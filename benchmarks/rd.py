@@ -1,7 +1,7 @@
 """Rate-distortion of l3ic against the standard codecs: ``python -m benchmarks.rd --images DIR --out results/NAME``.
 
 Every image goes through every codec at every quality point (for l3ic: each
-shipped model); for each we keep the real file size (bpp), RGB PSNR, MS-SSIM
+shipped model, with ``--refine N`` steps of encoder-side refinement); for each we keep the real file size (bpp), RGB PSNR, MS-SSIM
 (as ``tf.image.ssim_multiscale``) and encode/decode time.  Results are cached
 per (codec, setting, image) under ``results/NAME/cache`` so rerunning one codec
 is cheap.  Writes ``results.json`` (per image and per quality point),
@@ -44,13 +44,18 @@ def file_digest(path):
         return hashlib.sha256(f.read()).hexdigest()[:16]
 
 
-def settings_of(codec, quality):
-    """What identifies a result in the cache: for l3ic the model's decoder hash and the compiled entropy
-    coder (a better coder changes the file sizes), else the tool and setting."""
+def settings_of(codec, quality, refine=0):
+    """What identifies a result in the cache: for l3ic the model's decoder hash, the compiled entropy
+    coder (a better coder changes the file sizes) and the refinement steps and settings, else the tool and setting."""
     if codec == "l3ic":
         from runtime import _fse
         from runtime.model import Model
-        return "%s-%s-%s" % (quality, Model(quality, "cpu").decoder_hash.hex()[:12], file_digest(_fse.__file__)[:12])
+        model = Model(quality, "cpu")
+        key = "%s-%s-%s" % (quality, model.decoder_hash.hex()[:12], file_digest(_fse.__file__)[:12])
+        if refine:
+            settings = json.dumps(model.refine_parameters(), sort_keys=True).encode()
+            key += "-refine%d-%s" % (refine, hashlib.sha256(settings).hexdigest()[:8])
+        return key
     return "%s" % quality
 
 
@@ -64,14 +69,14 @@ def _l3ic(model):
     return _CODECS[model]
 
 
-def measure(codec, quality, path):
+def measure(codec, quality, path, refine=0):
     """One (codec, quality, image) point."""
     reference = np.asarray(Image.open(path).convert("RGB"))
     pixels = reference.shape[0] * reference.shape[1]
     if codec == "l3ic":
         c = _l3ic(quality)
         start = time.perf_counter()
-        data = c.encode(reference)
+        data = c.encode(reference, refine=refine)
         mid = time.perf_counter()
         decoded = c.decode(data)
         end = time.perf_counter()
@@ -95,8 +100,8 @@ def measure(codec, quality, path):
 
 
 def _task(args):
-    codec, quality, path, cache_file = args
-    result = measure(codec, quality, path)
+    codec, quality, path, cache_file, refine = args
+    result = measure(codec, quality, path, refine)
     os.makedirs(os.path.dirname(cache_file), exist_ok=True)
     tmp = cache_file + ".tmp%d" % os.getpid()
     with open(tmp, "w") as f:
@@ -105,21 +110,21 @@ def _task(args):
     return result
 
 
-def plan(codecs, images, cache):
+def plan(codecs, images, cache, refine=0):
     """All (codec, quality, image) tasks, split into cached results and work to do."""
     done, todo = [], []
     digests = {p: file_digest(p) for p in images}
     for codec in codecs:
         qualities = [m for m in L3IC_MODELS if _model_exists(m)] if codec == "l3ic" else BY_NAME[codec].qualities
         for q in qualities:
-            key = settings_of(codec, q)
+            key = settings_of(codec, q, refine)
             for p in images:
                 cache_file = os.path.join(cache, codec, key, digests[p] + ".json")
                 if os.path.exists(cache_file):
                     with open(cache_file) as f:
                         done.append(json.load(f))
                 else:
-                    todo.append((codec, q, p, cache_file))
+                    todo.append((codec, q, p, cache_file, refine))
     return done, todo
 
 
@@ -245,6 +250,7 @@ def main(argv=None):
     p.add_argument("--codecs", default=",".join(ALL_CODECS))
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--jobs", type=int, default=os.cpu_count())
+    p.add_argument("--refine", type=int, default=0, help="steps of encoder-side refinement for the l3ic models (default 0: off)")
     p.add_argument("--reference", help="JSON of quoted PSNR-at-rate curves to compare l3ic with (e.g. benchmarks/reference/kodak.json)")
     p.add_argument("--baseline", help="results.json of an earlier run: its l3ic curve joins the tables and plots as "
                                       "l3ic-baseline, to measure what new models gained")
@@ -260,7 +266,7 @@ def main(argv=None):
         codecs.append(c)
     images = list_images(args.images)
     os.makedirs(args.out, exist_ok=True)
-    results, todo = plan(codecs, images, os.path.join(args.out, "cache"))
+    results, todo = plan(codecs, images, os.path.join(args.out, "cache"), args.refine)
     print("%d results cached, %d to compute" % (len(results), len(todo)), file=sys.stderr)
     if todo:
         from tqdm import tqdm

@@ -1,9 +1,12 @@
 """Export a trained run to ONNX: ``python -m export.to_onnx runs/NAME --out models/NAME``.
 
 Writes ``encoder.onnx`` (uint8 image NHWC -> uint8 symbols NCHW, quantised
-inside the graph), ``decoder.onnx`` (uint8 symbols NCHW -> float32 image NHWC
-in [0, 1]) and ``manifest.json``, plus ``keras/`` (weights and config, so the
-model can be fine-tuned and re-exported).  Before writing anything it checks
+inside the graph, and the float latents before rounding), ``decoder.onnx``
+(uint8 symbols NCHW -> float32 image NHWC in [0, 1]), ``decoder_gradient.onnx``
+(the decoder's squared error against an image and its gradient with respect to
+the latents, for encoder-side refinement, see ``export.adjoint``) and
+``manifest.json``, plus ``keras/`` (weights and config, so the model can be
+fine-tuned and re-exported).  Before writing anything it checks
 TF-vs-ONNX Runtime parity and the op set, and fails with a clear message if
 either is off.
 
@@ -27,7 +30,13 @@ IR_VERSION = 8  # ...and IR version <= 8
 ALLOWED_OPS = {
     "Conv", "LeakyRelu", "Add", "Sub", "Mul", "Div", "DepthToSpace", "Transpose", "Cast",
     "Clip", "Round", "Relu", "Identity", "Max", "Min", "Reshape", "Shape", "Concat",
+    "SpaceToDepth", "ConvTranspose", "ReduceSum", "Greater", "Less", "Gather", "Slice",  # decoder_gradient.onnx
 }
+GRAPHS = ("encoder.onnx", "decoder.onnx", "decoder_gradient.onnx")
+REFINE_LAMBDA_SCALE = 1.5  # refinement's rate weight / training's: keeps the unrefined rate (held-out training images)
+REFINE_LEARNING_RATE = 0.01  # Adam step on the latents, decayed linearly to 0 (held-out training images)
+GRADIENT_TOLERANCE = 1e-2  # decoder_gradient parity: |TF - ORT| / |TF| (L2 norms; float noise flips the clip/ReLU
+# masks of a few elements where the output is saturated, so an element-wise maximum would be too strict)
 SYMBOL_MISMATCH_LIMIT = 1e-3  # fraction of symbols allowed to differ, all on rounding boundaries
 BOUNDARY = 1e-3  # |y - (k + 1/2)| below this counts as "on a rounding boundary"
 PIXEL_TOLERANCE = 1e-3  # decoder parity on the [0, 1] scale
@@ -60,21 +69,30 @@ def load_trained(source):
 
 
 def graph_functions(model, codebook):
-    """The two tf.functions that become encoder.onnx and decoder.onnx."""
+    """The tf.functions that become encoder.onnx, decoder.onnx and decoder_gradient.onnx."""
     import tensorflow as tf
+    from export.adjoint import squared_error_and_gradient
     channels = model.config["channels"]
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")])
     def encoder(image):
         y = model.analysis(tf.cast(image, tf.float32) / 255.0)
-        return {"symbols": tf.transpose(codebook.to_symbols(y), [0, 3, 1, 2])}
+        return {"symbols": tf.transpose(codebook.to_symbols(y), [0, 3, 1, 2]),
+                "latents": tf.transpose(codebook.clip(y), [0, 3, 1, 2])}
 
     @tf.function(input_signature=[tf.TensorSpec([None, channels, None, None], tf.uint8, name="symbols")])
     def decoder(symbols):
         q = codebook.from_symbols(tf.transpose(symbols, [0, 2, 3, 1]))
         return {"image": tf.clip_by_value(model.synthesis(q), 0.0, 1.0)}
 
-    return encoder, decoder
+    @tf.function(input_signature=[tf.TensorSpec([None, channels, None, None], tf.float32, name="latents"),
+                                  tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")])
+    def decoder_gradient(latents, image):
+        x = tf.cast(image, tf.float32) / 255.0
+        sse, gradient = squared_error_and_gradient(model.synthesis, tf.transpose(latents, [0, 2, 3, 1]), x)
+        return {"sse": sse, "gradient": tf.transpose(gradient, [0, 3, 1, 2])}
+
+    return {"encoder.onnx": encoder, "decoder.onnx": decoder, "decoder_gradient.onnx": decoder_gradient}
 
 
 def order_channels_by_importance(model, codebook, images):
@@ -112,34 +130,74 @@ def to_onnx(function, path):
     return ops
 
 
-def check_parity(model, codebook, encoder_path, decoder_path, images):
-    """TF vs ONNX Runtime on ``images``: symbol mismatches (only on rounding boundaries) and pixel error."""
+def check_parity(model, codebook, folder, images):
+    """TF vs ONNX Runtime on ``images`` for the three graphs in ``folder``.
+
+    Encoder: symbols may differ only on rounding boundaries (and rarely), the
+    float latents by float noise.  Decoder: pixel error.  Decoder gradient:
+    squared error and gradient relative to their TF magnitude.
+    """
     import onnxruntime as ort
     import tensorflow as tf
-    enc = ort.InferenceSession(encoder_path, providers=["CPUExecutionProvider"])
-    dec = ort.InferenceSession(decoder_path, providers=["CPUExecutionProvider"])
-    mismatched, total, worst_pixel = 0, 0, 0.0
+    from export.adjoint import squared_error_and_gradient
+    enc, dec, grad = (ort.InferenceSession(os.path.join(folder, name), providers=["CPUExecutionProvider"]) for name in GRAPHS)
+    mismatched, total, worst_pixel, worst_latent, worst_gradient = 0, 0, 0.0, 0.0, 0.0
     for im in images:
         y = model.analysis(tf.constant(im[None], tf.float32) / 255.0).numpy()
         tf_symbols = np.transpose(codebook.to_symbols(y).numpy(), [0, 3, 1, 2])
-        ort_symbols = enc.run(None, {"image": im[None]})[0]
+        ort_symbols, ort_latents = enc.run(["symbols", "latents"], {"image": im[None]})
         if ort_symbols.shape != tf_symbols.shape or ort_symbols.dtype != np.uint8:
             fail("encoder output shape/dtype %s %s differs from TF %s" % (ort_symbols.shape, ort_symbols.dtype, tf_symbols.shape))
+        worst_latent = max(worst_latent, float(np.max(np.abs(np.transpose(codebook.clip(y).numpy(), [0, 3, 1, 2]) - ort_latents))))
         differ = ort_symbols != tf_symbols
         frac = np.abs(np.transpose(y, [0, 3, 1, 2]) - np.floor(np.transpose(y, [0, 3, 1, 2])) - 0.5)
         if np.any(differ & (frac > BOUNDARY)):
             fail("encoder parity: %d symbols differ away from a rounding boundary" % int(np.sum(differ & (frac > BOUNDARY))))
         mismatched += int(differ.sum())
         total += differ.size
-        tf_image = np.clip(model.synthesis(codebook.from_symbols(np.transpose(tf_symbols, [0, 2, 3, 1]))).numpy(), 0, 1)
+        q = codebook.from_symbols(np.transpose(tf_symbols, [0, 2, 3, 1]))
+        tf_image = np.clip(model.synthesis(q).numpy(), 0, 1)
         ort_image = dec.run(None, {"symbols": tf_symbols})[0]
         worst_pixel = max(worst_pixel, float(np.max(np.abs(tf_image - ort_image))))
+        tf_sse, tf_grad = squared_error_and_gradient(model.synthesis, q, tf.constant(im[None], tf.float32) / 255.0)
+        ort_sse, ort_grad = grad.run(["sse", "gradient"], {"latents": np.transpose(q.numpy(), [0, 3, 1, 2]), "image": im[None]})
+        tf_grad = np.transpose(tf_grad.numpy(), [0, 3, 1, 2])
+        worst_gradient = max(worst_gradient, abs(float(ort_sse) - float(tf_sse)) / max(float(tf_sse), 1.0),
+                             float(np.linalg.norm(ort_grad - tf_grad)) / max(float(np.linalg.norm(tf_grad)), 1e-6))
     if mismatched > SYMBOL_MISMATCH_LIMIT * total:
         fail("encoder parity: %d of %d symbols differ" % (mismatched, total))
-    if worst_pixel > PIXEL_TOLERANCE:
-        fail("decoder parity: max |TF - ORT| = %.2e > %.0e" % (worst_pixel, PIXEL_TOLERANCE))
+    if worst_pixel > PIXEL_TOLERANCE or worst_latent > PIXEL_TOLERANCE:
+        fail("parity: max |TF - ORT| = %.2e (decoder), %.2e (latents) > %.0e" % (worst_pixel, worst_latent, PIXEL_TOLERANCE))
+    if worst_gradient > GRADIENT_TOLERANCE:
+        fail("decoder_gradient parity: relative error %.2e > %.0e" % (worst_gradient, GRADIENT_TOLERANCE))
     return {"images": len(images), "symbols_compared": total, "symbols_on_boundary_differing": mismatched,
-            "decoder_max_abs_error": worst_pixel}
+            "decoder_max_abs_error": worst_pixel, "latents_max_abs_error": worst_latent,
+            "decoder_gradient_max_relative_error": worst_gradient}
+
+
+def graph_records(folder, ops):
+    """The manifest entries describing the ONNX files in ``folder``: ops, file hashes, inputs and outputs."""
+    return {
+        "ops": ops,
+        "files": {f: {"sha256": file_sha256(os.path.join(folder, f)), "bytes": os.path.getsize(os.path.join(folder, f))}
+                  for f in GRAPHS},
+        "io": {"encoder": {"input": "image", "input_type": "uint8 NHWC, RGB, H and W multiples of stride",
+                           "output": "symbols", "output_type": "uint8 NCHW codebook indices",
+                           "latents": "float32 NCHW, before rounding, clipped to the codebook range"},
+               "decoder": {"input": "symbols", "output": "image", "output_type": "float32 NHWC in [0, 1]"},
+               "decoder_gradient": {"inputs": "latents (float32 NCHW codebook values), image (uint8 NHWC)",
+                                    "outputs": "sse (squared error of the clipped output on 0..255), gradient (d sse / d latents, NCHW)"}},
+    }
+
+
+def refine_record(training_lambda):
+    """Parameters of encoder-side refinement (runtime.refine) for a model trained with ``training_lambda``."""
+    return {"lambda": REFINE_LAMBDA_SCALE * float(training_lambda), "learning_rate": REFINE_LEARNING_RATE}
+
+
+def export_graphs(functions, folder, names=GRAPHS):
+    """Convert the named tf.functions to ONNX files in ``folder``; returns the ops they use."""
+    return sorted(set().union(*(to_onnx(functions[name], os.path.join(folder, name)) for name in names)))
 
 
 def measure(model_dir, folder, limit=None):
@@ -155,6 +213,9 @@ def parse_args(argv=None):
     p.add_argument("--remeasure", metavar="MODEL_DIR",
                    help="only measure an installed model again (--sample, --eval) and update its manifest, "
                         "e.g. after a better entropy coder")
+    p.add_argument("--upgrade", metavar="MODEL_DIR",
+                   help="re-export encoder.onnx and decoder_gradient.onnx of an installed model from its keras/ weights "
+                        "(for encoder-side refinement), keeping decoder.onnx and so every file already made with it")
     p.add_argument("--name", help="model name stored in files (default: the --out folder name)")
     p.add_argument("--parity-images", help="folder of (non-evaluation) images for the parity check and channel ranking "
                                          "(default: the run's validation images)")
@@ -207,12 +268,55 @@ def remeasure(args):
     print("updated %s: %s" % (path, json.dumps({k: manifest.get(k) for k in ("sample", "rd")})))
 
 
+def upgrade(args):
+    """Give an installed model the graphs that refinement needs, leaving its decoder.onnx untouched.
+
+    The new encoder must produce exactly the installed encoder's symbols on the
+    parity images, so the model's files and numbers stay valid.
+    """
+    import onnxruntime as ort
+    from export.quantizer import Codebook
+    folder = args.upgrade
+    with open(os.path.join(folder, "manifest.json")) as f:
+        manifest = json.load(f)
+    model, config, _ = load_trained(os.path.join(folder, "keras"))
+    codebook = Codebook(config["codebook_min"], config["codebook_size"])
+    images = parity_images(args.parity_images, config)
+    staging = tempfile.mkdtemp(prefix=".export-", dir=os.path.abspath(folder))
+    try:
+        functions = graph_functions(model, codebook)
+        export_graphs(functions, staging, ("encoder.onnx", "decoder_gradient.onnx"))
+        shutil.copy(os.path.join(folder, "decoder.onnx"), staging)
+        old = ort.InferenceSession(os.path.join(folder, "encoder.onnx"), providers=["CPUExecutionProvider"])
+        new = ort.InferenceSession(os.path.join(staging, "encoder.onnx"), providers=["CPUExecutionProvider"])
+        for im in images:
+            if not np.array_equal(old.run(["symbols"], {"image": im[None]})[0], new.run(["symbols"], {"image": im[None]})[0]):
+                fail("the re-exported encoder does not reproduce the installed encoder's symbols")
+        parity = check_parity(model, codebook, staging, images)
+        ops = sorted(set(manifest["ops"]) | {n.op_type for name in ("encoder.onnx", "decoder_gradient.onnx")
+                                               for n in _load_onnx(os.path.join(staging, name)).graph.node})
+        manifest.update(graph_records(staging, ops), parity=parity, refine=refine_record(manifest["training"]["lambda"]))
+        write_json(os.path.join(staging, "manifest.json"), manifest)
+        for name in ("encoder.onnx", "decoder_gradient.onnx", "manifest.json"):
+            os.replace(os.path.join(staging, name), os.path.join(folder, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print("upgraded %s: %s" % (folder, json.dumps({"parity": parity, "refine": manifest["refine"]})))
+
+
+def _load_onnx(path):
+    import onnx
+    return onnx.load(path)
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.remeasure:
         return remeasure(args)
+    if args.upgrade:
+        return upgrade(args)
     if not (args.source and args.out):
-        fail("give a source and --out (or --remeasure MODEL_DIR)")
+        fail("give a source and --out (or --remeasure / --upgrade MODEL_DIR)")
     from export.model import STRIDE
     from export.quantizer import Codebook
     model, config, weights = load_trained(args.source)
@@ -221,12 +325,10 @@ def main(argv=None):
     images = parity_images(args.parity_images, config)
 
     order = None if args.no_reorder else order_channels_by_importance(model, codebook, images[:3])
-    encoder, decoder = graph_functions(model, codebook)
     staging = tempfile.mkdtemp(prefix=".export-", dir=os.path.dirname(os.path.abspath(args.out)) or ".")
     try:
-        enc_path, dec_path = os.path.join(staging, "encoder.onnx"), os.path.join(staging, "decoder.onnx")
-        ops = sorted(set(to_onnx(encoder, enc_path)) | set(to_onnx(decoder, dec_path)))
-        parity = check_parity(model, codebook, enc_path, dec_path, images)
+        ops = export_graphs(graph_functions(model, codebook), staging)
+        parity = check_parity(model, codebook, staging, images)
         print("parity ok: %s" % json.dumps(parity), flush=True)
         os.makedirs(os.path.join(staging, "keras"))
         model.save_weights(os.path.join(staging, "keras", "model.weights.h5"))
@@ -243,18 +345,14 @@ def main(argv=None):
             "channel_order": "importance" if order is not None else "trained",
             "opset": OPSET,
             "ir_version": IR_VERSION,
-            "ops": ops,
-            "files": {f: {"sha256": file_sha256(os.path.join(staging, f)), "bytes": os.path.getsize(os.path.join(staging, f))}
-                      for f in ("encoder.onnx", "decoder.onnx")},
-            "io": {"encoder": {"input": "image", "input_type": "uint8 NHWC, RGB, H and W multiples of stride",
-                               "output": "symbols", "output_type": "uint8 NCHW codebook indices"},
-                   "decoder": {"input": "symbols", "output": "image", "output_type": "float32 NHWC in [0, 1]"}},
+            **graph_records(staging, ops),
             "parameters": model.parameter_counts(),
             "training": {"data": _relative(config.get("data")), "images": config.get("train_images"), "steps": config.get("trained_steps"),
                          "init": config.get("init"), "total_steps": total_steps(config), "lambda": config.get("lambda"),
                          "distortion": config.get("distortion"), "batch": config.get("batch"), "crop": config.get("crop"),
                          "precision": config.get("precision_used")},
             "parity": parity,
+            "refine": refine_record(config["lambda"]) if config.get("distortion", "mse") == "mse" else None,
             "exported": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         write_json(os.path.join(staging, "manifest.json"), manifest)
@@ -301,7 +399,7 @@ def write_json(path, obj):
 def install(staging, out):
     """Replace the files of ``out`` with the staged ones (other files there are kept)."""
     os.makedirs(out, exist_ok=True)
-    for name in ("encoder.onnx", "decoder.onnx", "manifest.json"):
+    for name in GRAPHS + ("manifest.json",):
         os.replace(os.path.join(staging, name), os.path.join(out, name))
     shutil.rmtree(os.path.join(out, "keras"), ignore_errors=True)
     shutil.move(os.path.join(staging, "keras"), os.path.join(out, "keras"))

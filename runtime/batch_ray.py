@@ -27,7 +27,7 @@ import time
 
 from runtime import batch, cli
 from runtime.atomic import write_atomic
-from runtime.encode import IMAGE_SUFFIXES, encode_one, model_choice
+from runtime.encode import IMAGE_SUFFIXES, encode_one, model_choice, refine_choice
 from runtime.errors import L3icError
 from runtime.image import DEFAULT_MAX_PIXELS
 from runtime.model import QUALITIES
@@ -44,6 +44,7 @@ def parse_args(argv):
     p.add_argument("-m", "--model", help="model: low, medium (default), high, or a model folder (on every node)")
     p.add_argument("-q", "--quality", choices=QUALITIES, help="same as -m low|medium|high")
     p.add_argument("--target-bpp", type=float, help="per image, the best installed quality model within this many bits per pixel")
+    p.add_argument("--refine", type=int, default=0, metavar="STEPS", help="steps of encoder-side refinement (default 0 = off)")
     p.add_argument("--strip", action="store_true", help="drop ICC profile and EXIF")
     p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--manifest", help="results file, JSON lines (default: OUTPUT/%s)" % MANIFEST)
@@ -121,7 +122,7 @@ def run(args, model, jobs):
         logging.getLogger("ray.data").setLevel(logging.ERROR)
     workers = args.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // args.threads)
     workers = min(workers, len(jobs))
-    options = (model, args.target_bpp, args.strip, args.force, False, args.max_pixels)
+    options = (model, args.target_bpp, args.strip, args.force, False, args.max_pixels, refine_choice(args))
     rows = [{"input": src, "output": dst} for src, dst in jobs]
     blocks = min(len(rows), 16 * workers)  # small blocks: an actor takes a block at a time, so they balance the load
     dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(

@@ -11,6 +11,7 @@ from PIL import Image
 
 from runtime import container, fse
 from runtime import image as images
+from runtime.refine import refine_symbols
 from runtime.errors import L3icError, ModelError
 from runtime.model import DEFAULT_MODEL, Model, installed_qualities
 
@@ -34,23 +35,27 @@ class Codec:
         self.max_pixels = max_pixels
 
     # ---- encoding ------------------------------------------------------------
-    def encode(self, image, strip=False):
+    def encode(self, image, strip=False, refine=0):
         """Compress an image to l3ic bytes.
 
         ``image``: uint8 array (H, W, 3) RGB, (H, W, 4) RGBA or (H, W) gray, or a
         Pillow image in any mode.  ICC profile and EXIF of a Pillow image are
-        kept unless ``strip``; alpha is kept losslessly.
+        kept unless ``strip``; alpha is kept losslessly.  ``refine``: steps of
+        encoder-side refinement (``runtime.refine``; 0 = off): a better
+        rate-distortion trade-off for about one decoder pass and a half per step.
         """
+        refine = _checked_refine(refine)
         picture = self._picture(image, strip)
         header = self._header(picture)
-        symbols = self._symbols_of(picture.rgb(), header)
+        symbols = self._symbols_of(picture.rgb(), header, refine)
         tiles = [self._code_tile(symbols, header.tile_rect(t)) for t in range(header.n_tiles)]
         return container.write(header, tiles, picture.side_data)
 
-    def encode_latents(self, image):
+    def encode_latents(self, image, refine=0):
         """The quantised latents of an image: int16 codebook values, shape (C, ceil(H/s), ceil(W/s))."""
+        refine = _checked_refine(refine)
         picture = self._picture(image, strip=True)
-        symbols = self._symbols_of(picture.rgb(), self._header(picture))
+        symbols = self._symbols_of(picture.rgb(), self._header(picture), refine)
         return symbols.astype(np.int16) + self.model.codebook_min
 
     def _picture(self, image, strip):
@@ -60,23 +65,26 @@ class Codec:
             return images.from_pil(image, strip)
         return images.from_array(image)
 
-    def _symbols_of(self, rgb, header):
+    def _symbols_of(self, rgb, header, refine=0):
         """Run the encoder tile by tile, each tile with HALO latent cells of image context around it.
 
         The context makes a tiled encode match a whole-image encode (up to
         float rounding), while memory stays bounded by the tile size.
         """
         if header.n_tiles == 1:
-            return self.model.encode(_pad_to(rgb, self.model.stride))
+            return self._encode_window(_pad_to(rgb, self.model.stride), refine)
         s = self.model.stride
         symbols = np.empty((header.channels, header.latent_h, header.latent_w), np.uint8)
         for t in range(header.n_tiles):
             core, window = _with_halo(header, header.tile_rect(t))
             (ya, yb), (xa, xb) = window
-            out = self.model.encode(_pad_to(rgb[ya * s:yb * s, xa * s:xb * s], s))
+            out = self._encode_window(_pad_to(rgb[ya * s:yb * s, xa * s:xb * s], s), refine)
             (cy, ch), (cx, cw) = core
             symbols[:, ya + cy:ya + cy + ch, xa + cx:xa + cx + cw] = out[:, cy:cy + ch, cx:cx + cw]
         return symbols
+
+    def _encode_window(self, rgb, refine):
+        return refine_symbols(self.model, rgb, refine) if refine else self.model.encode(rgb)
 
     def _header(self, picture):
         m = self.model
@@ -232,6 +240,12 @@ def _channel_list(channels, count):
     return wanted
 
 
+def _checked_refine(refine):
+    if isinstance(refine, bool) or not isinstance(refine, (int, np.integer)) or refine < 0:
+        raise L3icError("refine must be a number of steps >= 0, got %r" % (refine,))
+    return int(refine)
+
+
 def tile_shape(latent_h, latent_w):
     """Tile size for a latent: the whole latent when small (fewer FSE tables, better rate), else fixed tiles."""
     if latent_h <= WHOLE_IMAGE_LATENT and latent_w <= WHOLE_IMAGE_LATENT:
@@ -310,7 +324,7 @@ def _to_uint8(unit_float):
     return np.clip(np.rint(unit_float * 255.0), 0, 255).astype(np.uint8)
 
 
-def encode_to_target(picture, target_bpp, codec_for, models=None):
+def encode_to_target(picture, target_bpp, codec_for, models=None, refine=0):
     """Encode with the highest-quality model whose file is within ``target_bpp``; returns (bytes, model name).
 
     ``codec_for(name)`` returns a Codec for a model name (callers cache them).
@@ -321,7 +335,7 @@ def encode_to_target(picture, target_bpp, codec_for, models=None):
     pixels = picture.width * picture.height
     smallest = None
     for name in models if models is not None else installed_qualities():
-        data = codec_for(name).encode(picture)
+        data = codec_for(name).encode(picture, refine=refine)
         bpp = 8.0 * len(data) / pixels
         if bpp <= target_bpp:
             return data, name

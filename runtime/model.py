@@ -1,7 +1,8 @@
 """Shipped models and their ONNX Runtime sessions.
 
-A model is a folder with ``encoder.onnx``, ``decoder.onnx`` and
-``manifest.json`` (written by ``export.to_onnx``).  The quality names
+A model is a folder with ``encoder.onnx``, ``decoder.onnx``,
+``manifest.json`` and, for encoder-side refinement, ``decoder_gradient.onnx``
+(written by ``export.to_onnx``).  The quality names
 ``low``/``medium``/``high`` refer to the folders shipped in ``models/``; they
 are found next to the installed package (package data ``runtime/models``) or,
 in a source checkout, in the repository's ``models/`` folder.  Any other value
@@ -98,7 +99,7 @@ class Model:
         self.codebook_size = int(self.manifest["codebook"]["size"])
         self.decoder_hash = bytes.fromhex(self.manifest["files"]["decoder.onnx"]["sha256"])[:16]
         self.providers = resolve_providers(providers)
-        self._encoder = self._decoder = None
+        self._encoder = self._decoder = self._decoder_gradient = None
 
     def _read_manifest(self):
         path = os.path.join(self.folder, "manifest.json")
@@ -116,6 +117,9 @@ class Model:
         """Create the inference session for encoder.onnx or decoder.onnx after checking its hash."""
         import onnxruntime as ort
         path = os.path.join(self.folder, name)
+        if name not in self.manifest["files"]:
+            raise ModelError("model %r has no %s (exported before it existed): "
+                             "python -m export.to_onnx --upgrade %s adds it" % (self.name, name, self.folder))
         if not os.path.isfile(path):
             raise ModelError("model file missing: %s" % path)
         if file_sha256(path) != self.manifest["files"][name]["sha256"]:
@@ -144,10 +148,36 @@ class Model:
             self._decoder = self._session("decoder.onnx")
         return self._decoder
 
+    @property
+    def decoder_gradient(self):
+        if self._decoder_gradient is None:
+            self._decoder_gradient = self._session("decoder_gradient.onnx")
+        return self._decoder_gradient
+
+    def refine_parameters(self):
+        """The manifest's settings for encoder-side refinement (``runtime.refine``)."""
+        params = self.manifest.get("refine")
+        if not isinstance(params, dict) or "lambda" not in params or "learning_rate" not in params:
+            raise ModelError("model %r has no refinement settings in its manifest: "
+                             "python -m export.to_onnx --upgrade %s adds them" % (self.name, self.folder))
+        return params
+
     def encode(self, rgb):
         """uint8 RGB (H, W, 3), H and W multiples of the stride -> symbols uint8 (C, H/s, W/s)."""
-        return self.encoder.run(None, {"image": np.ascontiguousarray(rgb)[None]})[0][0]
+        return self.encoder.run(["symbols"], {"image": np.ascontiguousarray(rgb)[None]})[0][0]
+
+    def latents(self, rgb):
+        """Like ``encode`` but the float latents before rounding (codebook values, C x H/s x W/s)."""
+        self.refine_parameters()  # models exported before refinement lack this output too
+        return self.encoder.run(["latents"], {"image": np.ascontiguousarray(rgb)[None]})[0][0]
+
+    def squared_error_and_gradient(self, latents, rgb):
+        """Squared error (0..255 scale) of decoding float codebook values ``latents`` (C, h, w) against uint8
+        RGB (8h, 8w, 3), and its gradient with respect to the latents."""
+        sse, gradient = self.decoder_gradient.run(
+            ["sse", "gradient"], {"latents": np.ascontiguousarray(latents, np.float32)[None], "image": np.ascontiguousarray(rgb)[None]})
+        return float(sse), gradient[0]
 
     def decode(self, symbols):
         """symbols uint8 (C, h, w) -> float32 RGB in [0, 1] of shape (h*s, w*s, 3)."""
-        return self.decoder.run(None, {"symbols": np.ascontiguousarray(symbols)[None]})[0][0]
+        return self.decoder.run(["image"], {"symbols": np.ascontiguousarray(symbols)[None]})[0][0]

@@ -17,7 +17,8 @@ carrying the l3ic message; a bad save option is a ``ValueError``.
 
 Save options: ``quality`` (``"low"``, ``"medium"``, ``"high"``) or ``model``
 (a model name or folder), or ``target_bpp`` (the best installed quality model
-whose file fits); ``strip=True`` drops ICC and EXIF; ``icc_profile=`` and
+whose file fits); ``refine`` (steps of encoder-side refinement, default 0);
+``strip=True`` drops ICC and EXIF; ``icc_profile=`` and
 ``exif=`` replace the image's own (an empty value drops it).  As with the
 command-line tools, EXIF orientation is applied before encoding.
 
@@ -110,15 +111,17 @@ def _save(im, fp, filename):
         raise ValueError("l3ic target_bpp= chooses the model itself: drop quality=/model=")
     if target is not None and not float(target) > 0:
         raise ValueError("l3ic target_bpp must be positive, got %r" % (target,))
-    strip = params.get("strip", False)
+    strip, refine = params.get("strip", False), params.get("refine", 0)
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+        raise ValueError("l3ic refine must be a number of steps >= 0, got %r" % (refine,))
     try:
         picture = images.from_pil(im, strip=strip)
         if not strip:
             _override_metadata(picture, params)
         if target is not None:
-            data, _ = encode_to_target(picture, float(target), _codec, installed_qualities())
+            data, _ = encode_to_target(picture, float(target), _codec, installed_qualities(), refine)
         else:
-            data = _codec(model or quality or DEFAULT_MODEL).encode(picture)
+            data = _codec(model or quality or DEFAULT_MODEL).encode(picture, refine=refine)
     except L3icError as e:
         raise OSError("cannot write l3ic image: %s" % e) from e
     fp.write(data)

@@ -70,7 +70,9 @@ def test_export_parity_ops_and_runtime_round_trip(trained_run):
     assert manifest["provisional"] is True and manifest["channels"] == 4 and manifest["stride"] == 8
     assert manifest["training"]["steps"] == 60
     assert manifest["parity"]["decoder_max_abs_error"] <= 1e-3
-    for name in ("encoder.onnx", "decoder.onnx"):
+    assert manifest["parity"]["decoder_gradient_max_relative_error"] <= to_onnx.GRADIENT_TOLERANCE
+    assert manifest["refine"]["lambda"] == to_onnx.REFINE_LAMBDA_SCALE * manifest["training"]["lambda"]
+    for name in to_onnx.GRAPHS:
         model = onnx.load(os.path.join(out, name))
         assert model.ir_version <= 8
         assert all(o.version <= 15 for o in model.opset_import if o.domain in ("", "ai.onnx"))
@@ -88,6 +90,53 @@ def test_export_parity_ops_and_runtime_round_trip(trained_run):
     decoded = codec.decode(codec.encode(image))
     assert decoded.shape == image.shape
     assert np.max(np.abs(decoded.astype(int) - expected)) <= 1
+
+
+def test_decoder_adjoint_equals_tensorflows_gradient():
+    """export.adjoint writes the decoder's gradient out by hand (it must export to plain ONNX); it has to be
+    the same function as the one GradientTape derives, detail blocks and saturated (clipped) pixels included."""
+    import tensorflow as tf
+    from export.adjoint import squared_error_and_gradient
+    from export.model import L3icModel
+    model = L3icModel(5, 16, 2, detail=1).build_for()
+    rng = np.random.default_rng(0)
+    for v in model.synthesis.trainable_weights:  # the identity-initialised detail blocks must do something
+        v.assign(rng.normal(0, 0.08, v.shape).astype(np.float32))
+    q = tf.constant(rng.integers(-3, 4, (1, 4, 6, 5)).astype(np.float32))
+    x = tf.constant(rng.random((1, 32, 48, 3)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(q)
+        expected_sse = tf.reduce_sum(tf.square((tf.clip_by_value(model.synthesis(q), 0.0, 1.0) - x) * 255.0))
+    expected = tape.gradient(expected_sse, q).numpy()
+    sse, gradient = squared_error_and_gradient(model.synthesis, q, x)
+    clipped = np.mean((model.synthesis(q).numpy() < 0) | (model.synthesis(q).numpy() > 1))
+    assert 0.05 < clipped < 0.95  # the clip is active on part of the image, so its mask is exercised
+    assert float(sse) == pytest.approx(float(expected_sse), rel=1e-5)
+    np.testing.assert_allclose(gradient.numpy(), expected, rtol=1e-4, atol=1e-3 * np.abs(expected).max())
+
+
+def test_upgrade_adds_refinement_and_keeps_the_decoder(trained_run):
+    """--upgrade re-exports the encoder and decoder_gradient.onnx of an installed model; decoder.onnx, and so every
+    file made with it, stays byte for byte."""
+    import shutil
+    root, run = trained_run
+    folder = str(root / "to_upgrade")
+    to_onnx.main([run, "--out", folder, "--parity-images", str(root / "data"), "--sample", ""])
+    with open(os.path.join(folder, "manifest.json")) as f:
+        before = json.load(f)
+    os.remove(os.path.join(folder, "decoder_gradient.onnx"))
+    shutil.copy(os.path.join(folder, "decoder.onnx"), str(root / "decoder.before"))
+    to_onnx.main(["--upgrade", folder, "--parity-images", str(root / "data")])
+    with open(os.path.join(folder, "manifest.json")) as f:
+        after = json.load(f)
+    with open(os.path.join(folder, "decoder.onnx"), "rb") as a, open(str(root / "decoder.before"), "rb") as b:
+        assert a.read() == b.read()
+    assert after["files"]["decoder.onnx"] == before["files"]["decoder.onnx"]
+    assert after["training"] == before["training"] and after["refine"] == before["refine"]
+    from runtime import Codec
+    image = np.asarray(Image.open(str(root / "data" / "img0.png")))
+    codec = Codec(folder, "cpu")
+    assert codec.decode(codec.encode(image, refine=3)).shape == image.shape
 
 
 def test_warm_start_across_channel_counts_keeps_the_lineage(trained_run):

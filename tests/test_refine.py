@@ -1,0 +1,96 @@
+"""Encoder-side refinement: its rate model, the shipped decoder_gradient.onnx, and what users get from it."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from runtime import Codec
+from runtime import image as images
+from runtime.errors import L3icError, ModelError
+from runtime.model import find_model
+from runtime.refine import hard_bits, soft_bits
+from tests.conftest import REPO, photo_like
+
+
+def test_soft_bits_equals_hard_bits_on_integers_and_its_gradient_is_the_derivative():
+    rng = np.random.default_rng(0)
+    q = np.clip(np.rint(rng.normal(0, 2, (3, 20, 30))), -15, 16)
+    assert soft_bits(q, -15, 32)[0] == pytest.approx(hard_bits(q, -15, 32), rel=1e-9)
+    y = np.clip(rng.normal(0, 2, (3, 20, 30)), -15, 16).astype(np.float64)
+    y[np.abs(y - np.rint(y)) < 0.02] += 0.05  # keep clear of the kinks at integers, where the slope changes
+    _, gradient = soft_bits(y, -15, 32)
+    direction = rng.normal(size=y.shape)
+    eps = 1e-4
+    numeric = (soft_bits(y + eps * direction, -15, 32)[0] - soft_bits(y - eps * direction, -15, 32)[0]) / (2 * eps)
+    assert float(np.sum(gradient * direction)) == pytest.approx(numeric, rel=1e-3)
+
+
+def test_decoder_gradient_matches_the_decoder_and_its_own_finite_differences(codec):
+    """The forward part reproduces decoder.onnx; the gradient's length matches the slope of the squared error
+    along it (tests/test_export.py checks it element by element against TensorFlow's own gradient)."""
+    model = codec.model
+    rgb = photo_like(48, 64, seed=3)
+    q = model.encode(rgb).astype(np.float32) + model.codebook_min
+    sse, gradient = model.squared_error_and_gradient(q, rgb)
+    decoded = model.decode((q - model.codebook_min).astype(np.uint8))  # float, clipped to [0, 1]
+    assert sse == pytest.approx(float(np.sum((decoded.astype(np.float64) * 255 - rgb) ** 2)), rel=1e-4)
+    direction = gradient / np.linalg.norm(gradient)
+    eps = 1e-2
+    plus, _ = model.squared_error_and_gradient(q + eps * direction, rgb)
+    minus, _ = model.squared_error_and_gradient(q - eps * direction, rgb)
+    assert float(np.linalg.norm(gradient)) == pytest.approx((plus - minus) / (2 * eps), rel=1e-2)
+
+
+def test_refinement_gives_a_better_rate_distortion_trade_off(codec, sample):
+    """On the bundled photo: the refined file is smaller or equal and decodes to a clearly better image."""
+    crop = sample[:192, :256]
+    plain, refined = codec.encode(crop), codec.encode(crop, refine=20)
+    psnr_plain, psnr_refined = images.psnr(crop, codec.decode(plain)), images.psnr(crop, codec.decode(refined))
+    assert len(refined) <= 1.02 * len(plain)
+    assert psnr_refined > psnr_plain + 0.2
+
+
+def test_refinement_of_a_tiled_image_decodes_like_any_file(codec):
+    rgb = photo_like(1100, 72, seed=5)  # 138 latent rows: two tiles
+    data = codec.encode(rgb, refine=2)
+    assert codec.decode(data).shape == rgb.shape
+    assert images.psnr(rgb, codec.decode(data)) >= images.psnr(rgb, codec.decode(codec.encode(rgb))) - 0.05
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "3"])
+def test_bad_refine_values_are_clear_errors(codec, bad):
+    with pytest.raises(L3icError, match="refine"):
+        codec.encode(photo_like(16, 16), refine=bad)
+
+
+def test_a_model_exported_before_refinement_says_how_to_upgrade(tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(find_model("low"), old, ignore=shutil.ignore_patterns("keras", "decoder_gradient.onnx"))
+    with open(old / "manifest.json") as f:
+        manifest = json.load(f)
+    del manifest["refine"], manifest["files"]["decoder_gradient.onnx"]
+    with open(old / "manifest.json", "w") as f:
+        json.dump(manifest, f)
+    codec = Codec(str(old), "cpu")
+    assert codec.decode(codec.encode(photo_like(16, 24))).shape == (16, 24, 3)  # plain encoding still works
+    with pytest.raises(ModelError, match="--upgrade"):
+        codec.encode(photo_like(16, 24), refine=3)
+
+
+def test_cli_refine_writes_a_smaller_or_better_file_and_rejects_negative_steps(tmp_path):
+    src = tmp_path / "in.png"
+    Image.fromarray(photo_like(64, 96, seed=1)).save(src)
+    env = dict(os.environ, PYTHONPATH=REPO)
+    run = lambda *args: subprocess.run([sys.executable, "-m", "runtime.encode", str(src), *args],
+                                       capture_output=True, text=True, env=env, cwd=str(tmp_path))
+    done = run("-o", str(tmp_path / "out.l3ic"), "--refine", "5", "--verify")
+    assert done.returncode == 0, done.stderr
+    assert "PSNR" in done.stdout
+    bad = run("-o", str(tmp_path / "bad.l3ic"), "--refine", "-2")
+    assert bad.returncode != 0 and "--refine" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "bad.l3ic").exists()
