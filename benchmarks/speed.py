@@ -3,7 +3,8 @@
 For each model and image size, a fresh worker process times (median of
 ``--runs``) every stage of the codec's own code path — model load, encoder
 inference, FSE encode, container write; container read, FSE decode, decoder
-inference — and reports its peak RSS.  The whole CLI (``python -m
+inference — and reports its peak RSS; then it times encoder-side refinement
+(``--refine-steps`` steps) and reports the peak RSS that reached.  The whole CLI (``python -m
 runtime.encode`` / ``decode``, process start included) is timed too, and the
 same image goes through the standard codecs' command-line tools on the same
 machine, so the table shows ratios rather than numbers from elsewhere.
@@ -50,7 +51,7 @@ def median_time(fn, runs):
     return statistics.median(times), result
 
 
-def measure_stages(model, provider, rgb, runs):
+def measure_stages(model, provider, rgb, runs, refine_steps=0):
     """Time each stage of Codec.encode / Codec.decode, calling the codec's own stage methods."""
     from runtime import container
     from runtime.codec import Codec, read_symbols
@@ -71,6 +72,10 @@ def measure_stages(model, provider, rgb, runs):
     assert np.array_equal(decoded, symbols)
     t["bytes"] = len(data)
     t["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    if refine_steps:
+        seconds, _ = median_time(lambda: codec._symbols_of(picture.rgb(), header, refine_steps), 1)
+        t["refine_step"] = (seconds - t["encoder"]) / refine_steps
+        t["refine_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return t
 
 
@@ -111,7 +116,7 @@ def standard_codecs(rgb, runs):
 def worker(args):
     """Run in a fresh process so that peak RSS belongs to one (model, size) alone."""
     rgb = test_image(SIZES[args.size], args.images)
-    result = measure_stages(args.model, args.provider, rgb, args.runs)
+    result = measure_stages(args.model, args.provider, rgb, args.runs, args.refine_steps)
     print(json.dumps(result))
 
 
@@ -121,6 +126,7 @@ def main(argv=None):
     p.add_argument("--sizes", default=",".join(SIZES))
     p.add_argument("--images", help="folder whose first image is used (default: the bundled sample, resized)")
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--refine-steps", type=int, default=5, help="refinement steps to time per model and size (0: skip)")
     p.add_argument("--providers", default=None, help="comma list of cpu,cuda (default: cpu, plus cuda when available)")
     p.add_argument("--no-cli", action="store_true", help="skip whole-process CLI timings and standard codecs")
     p.add_argument("--json", help="also write the results here")
@@ -142,7 +148,7 @@ def main(argv=None):
         for model in models:
             for provider in providers:
                 cmd = [sys.executable, "-m", "benchmarks.speed", "--worker", "--model", model, "--size", size,
-                       "--provider", provider, "--runs", str(args.runs)] + (["--images", args.images] if args.images else [])
+                       "--provider", provider, "--runs", str(args.runs), "--refine-steps", str(args.refine_steps)] + (["--images", args.images] if args.images else [])
                 row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
                 row.update({"model": model, "size": size, "provider": provider})
                 if not args.no_cli and provider == "cpu":
@@ -193,6 +199,12 @@ def print_tables(results):
             r["model"], r["size"], r["provider"], " | ".join(cells), 1000 * enc, 1000 * dec, 100 * share, cli[0], cli[1], r["peak_rss_mib"]))
     print("\n(stages in milliseconds, median of --runs; CLI columns in seconds, whole process; FSE+container = share of "
           "encode+decode time spent outside the networks)")
+    refined = [r for r in results["l3ic"] if "refine_step" in r]
+    if refined:
+        print("\nencoder-side refinement (--refine), one run:\n")
+        print("| model | size | provider | ms per step | peak RSS |\n|---|---|---|---|---|")
+        for r in refined:
+            print("| %s | %s | %s | %.0f | %.0f MiB |" % (r["model"], r["size"], r["provider"], 1000 * r["refine_step"], r["refine_peak_rss_mib"]))
     for size, rows in results["standard"].items():
         if rows:
             print("\nstandard codecs, %s (CLI, process start included):\n" % size)

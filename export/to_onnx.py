@@ -34,7 +34,7 @@ ALLOWED_OPS = {
 }
 GRAPHS = ("encoder.onnx", "decoder.onnx", "decoder_gradient.onnx")
 REFINE_LAMBDA_SCALE = 1.5  # refinement's rate weight / training's: keeps the unrefined rate (held-out training images)
-REFINE_LEARNING_RATE = 0.01  # Adam step on the latents, decayed linearly to 0 (held-out training images)
+REFINE_LEARNING_RATE = 0.05  # Adam step on the latents, decayed linearly to 0 (held-out training images)
 GRADIENT_TOLERANCE = 1e-2  # decoder_gradient parity: |TF - ORT| / |TF| (L2 norms; float noise flips the clip/ReLU
 # masks of a few elements where the output is saturated, so an element-wise maximum would be too strict)
 SYMBOL_MISMATCH_LIMIT = 1e-3  # fraction of symbols allowed to differ, all on rounding boundaries

@@ -18,6 +18,8 @@ from runtime.model import DEFAULT_MODEL, Model, installed_qualities
 WHOLE_IMAGE_LATENT = 256  # latents up to 256 x 256 cells (2048 px at stride 8) are coded as one tile
 TILE_LATENT = 128  # larger images: tiles of 128 x 128 latent cells, coded and run through the networks one by one
 HALO = 10  # latent cells of context around a tile: more than the receptive field of either network
+REFINE_BLOCK = 96  # refinement works on blocks of at most 96 x 96 latent cells (768 px, a Kodak image) plus HALO:
+# its backward pass holds ~1.3 KB per pixel, so this bounds its memory to ~1.2 GB at any image size
 
 
 class Codec:
@@ -66,17 +68,20 @@ class Codec:
         return images.from_array(image)
 
     def _symbols_of(self, rgb, header, refine=0):
-        """Run the encoder tile by tile, each tile with HALO latent cells of image context around it.
+        """Run the encoder block by block, each block with HALO latent cells of image context around it.
 
-        The context makes a tiled encode match a whole-image encode (up to
-        float rounding), while memory stays bounded by the tile size.
+        The blocks are the tiles; with refinement, tiles are cut further into
+        blocks of at most REFINE_BLOCK cells.  The context makes a blockwise
+        encode match a whole-image encode (up to float rounding), while memory
+        stays bounded by the block size.
         """
-        if header.n_tiles == 1:
+        blocks = _encode_blocks(header, refine)
+        if len(blocks) == 1:
             return self._encode_window(_pad_to(rgb, self.model.stride), refine)
         s = self.model.stride
         symbols = np.empty((header.channels, header.latent_h, header.latent_w), np.uint8)
-        for t in range(header.n_tiles):
-            core, window = _with_halo(header, header.tile_rect(t))
+        for block in blocks:
+            core, window = _with_halo(header, block)
             (ya, yb), (xa, xb) = window
             out = self._encode_window(_pad_to(rgb[ya * s:yb * s, xa * s:xb * s], s), refine)
             (cy, ch), (cx, cw) = core
@@ -238,6 +243,15 @@ def _channel_list(channels, count):
     if not wanted or len(set(wanted)) != len(wanted) or min(wanted) < 0 or max(wanted) >= count:
         raise L3icError("channels must be distinct indices in 0..%d" % (count - 1))
     return wanted
+
+
+def _encode_blocks(header, refine):
+    """Latent rectangles the encoder runs on: the tiles, cut into REFINE_BLOCK squares when refining."""
+    tiles = [header.tile_rect(t) for t in range(header.n_tiles)]
+    if not refine:
+        return tiles
+    return [(y + by, x + bx, min(REFINE_BLOCK, h - by), min(REFINE_BLOCK, w - bx))
+            for y, x, h, w in tiles for by in range(0, h, REFINE_BLOCK) for bx in range(0, w, REFINE_BLOCK)]
 
 
 def _checked_refine(refine):

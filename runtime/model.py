@@ -114,7 +114,7 @@ class Model:
         return manifest
 
     def _session(self, name):
-        """Create the inference session for encoder.onnx or decoder.onnx after checking its hash."""
+        """Create the inference session for one of the manifest's ONNX files after checking its hash."""
         import onnxruntime as ort
         path = os.path.join(self.folder, name)
         if name not in self.manifest["files"]:

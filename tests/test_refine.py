@@ -13,7 +13,7 @@ from runtime import Codec
 from runtime import image as images
 from runtime.errors import L3icError, ModelError
 from runtime.model import find_model
-from runtime.refine import hard_bits, soft_bits
+from runtime.refine import hard_bits, soft_bits, soft_round
 from tests.conftest import REPO, photo_like
 
 
@@ -28,6 +28,21 @@ def test_soft_bits_equals_hard_bits_on_integers_and_its_gradient_is_the_derivati
     eps = 1e-4
     numeric = (soft_bits(y + eps * direction, -15, 32)[0] - soft_bits(y - eps * direction, -15, 32)[0]) / (2 * eps)
     assert float(np.sum(gradient * direction)) == pytest.approx(numeric, rel=1e-3)
+
+
+def test_soft_round_hardens_to_rounding_and_its_slope_is_the_derivative():
+    rng = np.random.default_rng(1)
+    y = rng.uniform(-14, 15, 2000)
+    y[np.abs(y - np.floor(y) - 0.5) < 0.05] += 0.2  # the cold case needs a clear nearest integer
+    cold, _ = soft_round(y, 1e-3, np.random.default_rng(0), -15, 16)
+    np.testing.assert_allclose(cold, np.rint(y), atol=1e-6)
+    warm, slope = soft_round(y, 0.3, np.random.default_rng(0), -15, 16)
+    assert np.all((warm >= np.floor(y)) & (warm <= np.floor(y) + 1))
+    eps = 1e-5
+    plus, _ = soft_round(y + eps, 0.3, np.random.default_rng(0), -15, 16)
+    minus, _ = soft_round(y - eps, 0.3, np.random.default_rng(0), -15, 16)
+    inside = (np.abs(y - np.rint(y)) > 1e-3)  # away from the integers, where floor() jumps
+    np.testing.assert_allclose(((plus.astype(np.float64) - minus) / (2 * eps))[inside], slope[inside], rtol=0.05, atol=0.05)
 
 
 def test_decoder_gradient_matches_the_decoder_and_its_own_finite_differences(codec):
@@ -47,12 +62,14 @@ def test_decoder_gradient_matches_the_decoder_and_its_own_finite_differences(cod
 
 
 def test_refinement_gives_a_better_rate_distortion_trade_off(codec, sample):
-    """On the bundled photo: the refined file is smaller or equal and decodes to a clearly better image."""
+    """On the bundled photo: the refined file decodes to a much better image for about the same size (on the
+    medium model's curve, 0.5 dB costs about 10 % more bits; refinement measured +1.2 dB for +4 % here)."""
     crop = sample[:192, :256]
     plain, refined = codec.encode(crop), codec.encode(crop, refine=20)
     psnr_plain, psnr_refined = images.psnr(crop, codec.decode(plain)), images.psnr(crop, codec.decode(refined))
-    assert len(refined) <= 1.02 * len(plain)
-    assert psnr_refined > psnr_plain + 0.2
+    assert len(refined) <= 1.08 * len(plain)
+    assert psnr_refined > psnr_plain + 0.5
+    assert codec.encode(crop, refine=20) == refined  # seeded: the same image gives the same file
 
 
 def test_refinement_of_a_tiled_image_decodes_like_any_file(codec):
@@ -94,3 +111,12 @@ def test_cli_refine_writes_a_smaller_or_better_file_and_rejects_negative_steps(t
     bad = run("-o", str(tmp_path / "bad.l3ic"), "--refine", "-2")
     assert bad.returncode != 0 and "--refine" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "bad.l3ic").exists()
+
+
+def test_pillow_save_takes_refine_and_rejects_bad_values(tmp_path):
+    import runtime.pillow  # noqa: F401  (registers the plugin)
+    image = Image.fromarray(photo_like(32, 48, seed=2))
+    image.save(tmp_path / "x.l3ic", refine=2)
+    assert Image.open(tmp_path / "x.l3ic").size == (48, 32)
+    with pytest.raises(ValueError, match="refine"):
+        image.save(tmp_path / "y.l3ic", refine=-1)
