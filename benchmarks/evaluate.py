@@ -16,12 +16,12 @@ from runtime.codec import Codec
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff")
 
 
-def evaluate_image(model, path, codec=None):
-    """bytes, bpp, PSNR, MS-SSIM and encode/decode seconds of one image."""
+def evaluate_image(model, path, codec=None, refine=0):
+    """bytes, bpp, PSNR, MS-SSIM and encode/decode seconds of one image (``refine``: refinement steps)."""
     codec = codec or Codec(model, "cpu")
     picture = images.load(path, strip=True)
     start = time.perf_counter()
-    data = codec.encode(picture)
+    data = codec.encode(picture, refine=refine)
     encoded = time.perf_counter()
     decoded = np.asarray(codec.decode_to_pil(data).convert(picture.mode))
     done = time.perf_counter()
@@ -39,9 +39,9 @@ def list_images(folder):
     return [os.path.join(folder, n) for n in names]
 
 
-def evaluate_folder(model, folder, limit=None):
+def evaluate_folder(model, folder, limit=None, refine=0):
     """Mean bpp / PSNR / MS-SSIM over the images of a folder (each image weighted equally)."""
     codec = Codec(model, "cpu")
-    results = [evaluate_image(model, p, codec) for p in list_images(folder)[:limit]]
+    results = [evaluate_image(model, p, codec, refine) for p in list_images(folder)[:limit]]
     mean = lambda key: float(np.mean([r[key] for r in results if r[key] is not None]))
     return {"images": len(results), "bpp": mean("bpp"), "psnr": mean("psnr"), "ms_ssim": mean("ms_ssim")}

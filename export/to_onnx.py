@@ -200,10 +200,10 @@ def export_graphs(functions, folder, names=GRAPHS):
     return sorted(set().union(*(to_onnx(functions[name], os.path.join(folder, name)) for name in names)))
 
 
-def measure(model_dir, folder, limit=None):
+def measure(model_dir, folder, limit=None, refine=0):
     """RD of the exported model through the real runtime (file bytes, PSNR, MS-SSIM)."""
     from benchmarks.evaluate import evaluate_folder
-    return evaluate_folder(model_dir, folder, limit=limit)
+    return evaluate_folder(model_dir, folder, limit=limit, refine=refine)
 
 
 def parse_args(argv=None):
@@ -216,6 +216,8 @@ def parse_args(argv=None):
     p.add_argument("--upgrade", metavar="MODEL_DIR",
                    help="re-export encoder.onnx and decoder_gradient.onnx of an installed model from its keras/ weights "
                         "(for encoder-side refinement), keeping decoder.onnx and so every file already made with it")
+    p.add_argument("--refine", type=int, default=0,
+                   help="with --remeasure: measure --eval with this many refinement steps, recorded as rd_refine")
     p.add_argument("--name", help="model name stored in files (default: the --out folder name)")
     p.add_argument("--parity-images", help="folder of (non-evaluation) images for the parity check and channel ranking "
                                          "(default: the run's validation images)")
@@ -253,7 +255,7 @@ def parity_images(folder, config):
 
 
 def remeasure(args):
-    """Rewrite the ``sample`` and ``rd`` records of an installed model's manifest with fresh measurements."""
+    """Rewrite the ``sample`` and ``rd`` (with ``--refine``: ``rd_refine``) records of an installed model's manifest."""
     path = os.path.join(args.remeasure, "manifest.json")
     if not os.path.exists(path):
         fail("%s has no manifest.json" % args.remeasure)
@@ -262,10 +264,14 @@ def remeasure(args):
     if args.sample and os.path.exists(args.sample):
         manifest["sample"] = measure_one(args.remeasure, args.sample)
     if args.eval:
-        manifest["rd"] = dict(measure(args.remeasure, args.eval), dataset=args.eval_name or os.path.basename(os.path.normpath(args.eval)))
+        dataset = args.eval_name or os.path.basename(os.path.normpath(args.eval))
+        if args.refine:
+            manifest["rd_refine"] = dict(measure(args.remeasure, args.eval, refine=args.refine), dataset=dataset, refine=args.refine)
+        else:
+            manifest["rd"] = dict(measure(args.remeasure, args.eval), dataset=dataset)
     write_json(path + ".tmp", manifest)
     os.replace(path + ".tmp", path)
-    print("updated %s: %s" % (path, json.dumps({k: manifest.get(k) for k in ("sample", "rd")})))
+    print("updated %s: %s" % (path, json.dumps({k: manifest.get(k) for k in ("sample", "rd", "rd_refine")})))
 
 
 def upgrade(args):
