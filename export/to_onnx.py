@@ -190,9 +190,12 @@ def graph_records(folder, ops):
     }
 
 
-def refine_record(training_lambda):
-    """Parameters of encoder-side refinement (runtime.refine) for a model trained with ``training_lambda``."""
-    return {"lambda": REFINE_LAMBDA_SCALE * float(training_lambda), "learning_rate": REFINE_LEARNING_RATE}
+def refine_record(training):
+    """Parameters of encoder-side refinement (runtime.refine) for a model with this manifest ``training`` record;
+    None for a model not trained on MSE, whose λ does not fit refinement's MSE objective."""
+    if training.get("distortion", "mse") != "mse":
+        return None
+    return {"lambda": REFINE_LAMBDA_SCALE * float(training["lambda"]), "learning_rate": REFINE_LEARNING_RATE}
 
 
 def export_graphs(functions, folder, names=GRAPHS):
@@ -301,7 +304,7 @@ def upgrade(args):
         parity = check_parity(model, codebook, staging, images)
         ops = sorted(set(manifest["ops"]) | {n.op_type for name in ("encoder.onnx", "decoder_gradient.onnx")
                                                for n in _load_onnx(os.path.join(staging, name)).graph.node})
-        manifest.update(graph_records(staging, ops), parity=parity, refine=refine_record(manifest["training"]["lambda"]))
+        manifest.update(graph_records(staging, ops), parity=parity, refine=refine_record(manifest["training"]))
         write_json(os.path.join(staging, "manifest.json"), manifest)
         for name in ("encoder.onnx", "decoder_gradient.onnx", "manifest.json"):
             os.replace(os.path.join(staging, name), os.path.join(folder, name))
@@ -358,7 +361,7 @@ def main(argv=None):
                          "distortion": config.get("distortion"), "batch": config.get("batch"), "crop": config.get("crop"),
                          "precision": config.get("precision_used")},
             "parity": parity,
-            "refine": refine_record(config["lambda"]) if config.get("distortion", "mse") == "mse" else None,
+            "refine": refine_record(config),
             "exported": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         write_json(os.path.join(staging, "manifest.json"), manifest)

@@ -158,8 +158,8 @@ class Model:
         """The manifest's settings for encoder-side refinement (``runtime.refine``)."""
         params = self.manifest.get("refine")
         if not isinstance(params, dict) or "lambda" not in params or "learning_rate" not in params:
-            raise ModelError("model %r has no refinement settings in its manifest: "
-                             "python -m export.to_onnx --upgrade %s adds them" % (self.name, self.folder))
+            raise ModelError("model %r has no refinement settings in its manifest (not trained for MSE, or exported "
+                             "before refinement existed: python -m export.to_onnx --upgrade %s adds them)" % (self.name, self.folder))
         return params
 
     def encode(self, rgb):

@@ -1,6 +1,5 @@
 """Encoder-side refinement: its rate model, the shipped decoder_gradient.onnx, and what users get from it."""
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from runtime import image as images
 from runtime.errors import L3icError, ModelError
 from runtime.model import find_model
 from runtime.refine import hard_bits, soft_bits, soft_round
-from tests.conftest import REPO, photo_like
+from conftest import photo_like
 
 
 def test_soft_bits_equals_hard_bits_on_integers_and_its_gradient_is_the_derivative():
@@ -102,9 +101,8 @@ def test_a_model_exported_before_refinement_says_how_to_upgrade(tmp_path):
 def test_cli_refine_writes_a_smaller_or_better_file_and_rejects_negative_steps(tmp_path):
     src = tmp_path / "in.png"
     Image.fromarray(photo_like(64, 96, seed=1)).save(src)
-    env = dict(os.environ, PYTHONPATH=REPO)
     run = lambda *args: subprocess.run([sys.executable, "-m", "runtime.encode", str(src), *args],
-                                       capture_output=True, text=True, env=env, cwd=str(tmp_path))
+                                       capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
     done = run("-o", str(tmp_path / "out.l3ic"), "--refine", "5", "--verify")
     assert done.returncode == 0, done.stderr
     assert "PSNR" in done.stdout
