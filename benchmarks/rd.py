@@ -1,8 +1,9 @@
 """Rate-distortion of l3ic against the standard codecs: ``python -m benchmarks.rd --images DIR --out results/NAME``.
 
 Every image goes through every codec at every quality point (for l3ic: each
-shipped model, with ``--refine N`` steps of encoder-side refinement); for each we keep the real file size (bpp), RGB PSNR, MS-SSIM
-(as ``tf.image.ssim_multiscale``) and encode/decode time.  Results are cached
+shipped model, with ``--refine N`` steps of encoder-side refinement); for each
+we keep the real file size (bpp), RGB PSNR, MS-SSIM (as
+``tf.image.ssim_multiscale``) and encode/decode time.  Results are cached
 per (codec, setting, image) under ``results/NAME/cache`` so rerunning one codec
 is cheap.  Writes ``results.json`` (per image and per quality point),
 ``summary.md`` (BD-rates on the mean curves, PSNR at 0.25/0.5/1 bpp) and the

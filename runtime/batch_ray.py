@@ -122,7 +122,7 @@ def run(args, model, jobs):
         logging.getLogger("ray.data").setLevel(logging.ERROR)
     workers = args.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // args.threads)
     workers = min(workers, len(jobs))
-    options = (model, args.target_bpp, args.strip, args.force, False, args.max_pixels, refine_choice(args))
+    options = (model, args.target_bpp, args.strip, args.force, False, args.max_pixels, args.refine)
     rows = [{"input": src, "output": dst} for src, dst in jobs]
     blocks = min(len(rows), 16 * workers)  # small blocks: an actor takes a block at a time, so they balance the load
     dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
@@ -152,6 +152,7 @@ def write_manifest(path, rows):
 def main(argv=None):
     args = parse_args(argv)
     model = model_choice(args)
+    refine_choice(args)  # a bad --refine is an error before Ray starts
     jobs = plan(args)
     try:
         os.makedirs(args.output, exist_ok=True)

@@ -11,9 +11,9 @@ from PIL import Image
 
 from runtime import container, fse
 from runtime import image as images
-from runtime.refine import refine_symbols
 from runtime.errors import L3icError, ModelError
 from runtime.model import DEFAULT_MODEL, Model, installed_qualities
+from runtime.refine import refine_symbols
 
 WHOLE_IMAGE_LATENT = 256  # latents up to 256 x 256 cells (2048 px at stride 8) are coded as one tile
 TILE_LATENT = 128  # larger images: tiles of 128 x 128 latent cells, coded and run through the networks one by one
