@@ -47,14 +47,17 @@ def file_digest(path):
 
 def settings_of(codec, quality, refine=0):
     """What identifies a result in the cache: for l3ic the model's decoder hash, the compiled entropy
-    coder (a better coder changes the file sizes) and the refinement steps and settings, else the tool and setting."""
+    coder (a better coder changes the file sizes) and, with refinement, its steps, settings and code, else the tool
+    and setting."""
     if codec == "l3ic":
         from runtime import _fse
         from runtime.model import Model
         model = Model(quality, "cpu")
         key = "%s-%s-%s" % (quality, model.decoder_hash.hex()[:12], file_digest(_fse.__file__)[:12])
-        if refine:
-            settings = json.dumps(model.refine_parameters(), sort_keys=True).encode()
+        if refine:  # the manifest's settings, the gradient graph and the refinement code all change the files
+            from runtime import codec, refine as refinement
+            settings = json.dumps([model.refine_parameters(), model.manifest["files"]["decoder_gradient.onnx"]["sha256"],
+                                   file_digest(refinement.__file__), codec.REFINE_BLOCK], sort_keys=True).encode()
             key += "-refine%d-%s" % (refine, hashlib.sha256(settings).hexdigest()[:8])
         return key
     return "%s" % quality
