@@ -293,8 +293,7 @@ def upgrade(args):
     images = parity_images(args.parity_images, config)
     staging = tempfile.mkdtemp(prefix=".export-", dir=os.path.abspath(folder))
     try:
-        functions = graph_functions(model, codebook)
-        export_graphs(functions, staging, ("encoder.onnx", "decoder_gradient.onnx"))
+        new_ops = export_graphs(graph_functions(model, codebook), staging, ("encoder.onnx", "decoder_gradient.onnx"))
         shutil.copy(os.path.join(folder, "decoder.onnx"), staging)
         old = ort.InferenceSession(os.path.join(folder, "encoder.onnx"), providers=["CPUExecutionProvider"])
         new = ort.InferenceSession(os.path.join(staging, "encoder.onnx"), providers=["CPUExecutionProvider"])
@@ -302,20 +301,13 @@ def upgrade(args):
             if not np.array_equal(old.run(["symbols"], {"image": im[None]})[0], new.run(["symbols"], {"image": im[None]})[0]):
                 fail("the re-exported encoder does not reproduce the installed encoder's symbols")
         parity = check_parity(model, codebook, staging, images)
-        ops = sorted(set(manifest["ops"]) | {n.op_type for name in ("encoder.onnx", "decoder_gradient.onnx")
-                                               for n in _load_onnx(os.path.join(staging, name)).graph.node})
-        manifest.update(graph_records(staging, ops), parity=parity, refine=refine_record(manifest["training"]))
+        manifest.update(graph_records(staging, sorted(set(manifest["ops"]) | set(new_ops))), parity=parity, refine=refine_record(manifest["training"]))
         write_json(os.path.join(staging, "manifest.json"), manifest)
         for name in ("encoder.onnx", "decoder_gradient.onnx", "manifest.json"):
             os.replace(os.path.join(staging, name), os.path.join(folder, name))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print("upgraded %s: %s" % (folder, json.dumps({"parity": parity, "refine": manifest["refine"]})))
-
-
-def _load_onnx(path):
-    import onnx
-    return onnx.load(path)
 
 
 def main(argv=None):
