@@ -9,7 +9,8 @@ setup(
     python_requires=">=3.8",
     packages=["runtime", "runtime.models", "export", "benchmarks"],
     package_dir={"runtime.models": "models"},
-    package_data={"runtime.models": ["*/encoder.onnx", "*/decoder.onnx", "*/decoder_gradient.onnx", "*/manifest.json"]},
+    package_data={"runtime.models": ["*/encoder.onnx", "*/decoder.onnx", "*/decoder_gradient.onnx", "*/entropy_model.npz",
+                                     "*/manifest.json", "legacy/*/decoder.onnx", "legacy/*/manifest.json"]},
     setup_requires=["cffi>=1.15"],
     cffi_modules=["build_fse.py:ffibuilder"],
     install_requires=[

@@ -29,6 +29,16 @@ def bd_rate(rate_anchor, metric_anchor, rate_test, metric_test):
     return float((10 ** mean_diff - 1) * 100)
 
 
+def overlap(metric_anchor, metric_test):
+    """The quality interval ``bd_rate`` averages over, as (lo, hi), or None when there is none: a BD-rate over a sliver
+    of the test curve says little, so callers report how much of the curve it covers."""
+    xa, xt = np.unique(np.asarray(metric_anchor, float)), np.unique(np.asarray(metric_test, float))
+    if len(xa) < 2 or len(xt) < 2:
+        return None
+    lo, hi = max(xa[0], xt[0]), min(xa[-1], xt[-1])
+    return (float(lo), float(hi)) if hi > lo else None
+
+
 def metric_at_rate(rates, metrics, rate):
     """The quality a curve reaches at ``rate`` bpp (pchip in log-rate; nan outside the measured range)."""
     x, y = _increasing(np.log10(rates), metrics)

@@ -21,7 +21,11 @@ from runtime.codec import Codec
 
 
 def keep_channels(data, keep):
-    """The l3ic file ``data`` with every channel from ``keep`` on stored as the neutral value."""
+    """The l3ic file ``data`` with every channel from ``keep`` on stored as the neutral value.
+
+    The neutral symbol is the codebook's 0: in formats 1 and 2 the latent 0,
+    in format 3 a zero residual, so the hyperprior's mean.
+    """
     parsed = container.L3icFile.parse(data)
     h = parsed.header
     neutral = bytes([-h.codebook_min])
@@ -33,7 +37,7 @@ def keep_channels(data, keep):
         modes = np.concatenate([chunks.modes[:keep], np.full(dropped, fse.CONSTANT, np.uint8)])
         sizes = np.concatenate([chunks.sizes[:keep], np.ones(dropped, np.uint32)])
         tiles.append(container.TileChunks(modes, sizes, chunks.payload[:kept] + neutral * dropped))
-    return container.write(h, tiles, parsed.side_data)
+    return container.write(h, tiles, parsed.side_data, parsed.z_chunks() if h.z_channels else None)
 
 
 def measure(model, paths, keeps):

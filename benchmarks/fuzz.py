@@ -2,8 +2,14 @@
 
 Targets (each gets hostile bytes and may only fail with the runtime's own errors):
 
-* ``container``: ``L3icFile.parse``, every side-data record, every tile's chunks
-  and their FSE decoding (``runtime.codec.read_symbols``); no network.
+* ``container``: ``L3icFile.parse`` of every version (1, 2 and 3), every
+  side-data record, and the full entropy decode of every tile
+  (``runtime.codec.latent_values``; no network): for format 3 that is the ẑ
+  chunks (STATIC, with the model's z tables), the integer hyper-synthesis on
+  the decoded ẑ (``EntropyModel.tile_parameters``) and every tile's STATIC
+  chunks, with the entropy model of the installed model the file names
+  (checked against the header as ``Codec.decode`` does); formats 1 and 2 need
+  no model.  Pixel limit 16384 (bounds the (C, h, w) arrays).
   Allowed: ``L3icError``.
 * ``fse``: the C glue, ``runtime.fse.decode_channels``, called with arbitrary
   modes, sizes, symbol counts, alphabet sizes and payloads taken from the input
@@ -11,9 +17,21 @@ Targets (each gets hostile bytes and may only fail with the runtime's own errors
   chunks are decoded too); inputs whose first byte has its high bit set are
   instead a round trip
   (symbols from the input -> ``encode_channels`` -> ``decode_channels``, which
-  must give them back).  Allowed: ``FSEError`` and ``ValueError`` (misuse).
-* ``decode``: the whole ``Codec("medium").decode`` (container, FSE, decoder
-  network), pixel limit 65536.  Allowed: ``L3icError``.
+  must give them back).  With flag 0x02, the same two paths go through
+  ``fse.StaticTables`` (format 3's STATIC chunks) instead: one of a few table
+  sets built at start-up (the format-3 medium model's latent and z tables when
+  one is installed, and small random valid sets), picked by the second byte;
+  modes, sizes, table indices and payload come from the input
+  (``StaticTables.decode``), or symbols and table indices do
+  (``encode`` -> ``decode`` must give them back).  Allowed: ``FSEError`` and
+  ``ValueError`` (misuse).
+* ``decode``: the whole ``Codec("medium").decode`` (container, FSE, hyperprior,
+  decoder network; format-2 files through the legacy decoder), pixel limit
+  65536.  Allowed: ``L3icError``.
+
+Seeds: files of the installed medium model (format 3 with a hyperprior model:
+RGB, gray, alpha + EXIF + ICC, a 1x1, one in 4 x 4-cell tiles with ragged edge
+tiles) and the frozen format-2 and format-1 golden files (tests/golden).
 
 Anything else that escapes (``IndexError``, ``MemoryError``, a wrong round
 trip, ...) is a *finding*: its input is saved under ``--crashes`` with the
@@ -90,18 +108,23 @@ SANITIZE_ENV = {
 }
 _STATE = struct.Struct("<QQI")  # inputs run, inputs accepted, length of the current input (followed by its bytes)
 _FIXED = struct.Struct("<4sBHIIBBHhHIIII16sBB")  # the container's fixed header (docs/FORMAT.md)
+_HYPER = struct.Struct("<HB")  # format 3, after the fixed header: z channels, hyper stride
 _SIDE_ENTRY = 17
 
 
 # ---- targets ---------------------------------------------------------------------------------
 class Target:
-    """A fuzz target: ``run(data)`` raises only ``allowed`` exceptions on bad input."""
+    """A fuzz target: ``run(data)`` raises only ``allowed`` exceptions on bad input.
+
+    ``paths`` counts which code paths inputs reached (the tests check that the interesting ones are hit)."""
 
     l3ic = True  # inputs are l3ic files (seeds, CRC fixing)
 
     def __init__(self):
+        import collections
         from runtime.errors import L3icError
         self.allowed = (L3icError,)
+        self.paths = collections.Counter()
 
     def run(self, data):
         raise NotImplementedError
@@ -111,26 +134,59 @@ class Target:
 
 
 class ContainerTarget(Target):
+    MAX_PIXELS = 1 << 14  # bounds latent_values' (C, h, w) arrays: C < 700 chunks fit in MAX_LEN bytes
+
     def __init__(self):
         super().__init__()
-        from runtime import container
-        from runtime.codec import read_symbols
-        self.parse, self.read_symbols = container.L3icFile.parse, read_symbols
+        from runtime import Codec, container
+        from runtime.codec import latent_values
+        self.parse, self.latent_values = container.L3icFile.parse, latent_values
+        # the model lookup of Codec.decode (the file's model identity, then its header against the model)
+        self.codec = Codec("medium", "cpu", max_pixels=self.MAX_PIXELS, threads=1)
+        if self.codec.model.has_hyperprior:
+            self.codec.model.entropy_model  # loaded once, here
 
     def run(self, data):
-        parsed = self.parse(data, max_pixels=1 << 16)  # bounds read_symbols' (C, h, w) array
+        parsed = self.parse(data, max_pixels=self.MAX_PIXELS, max_side_data=1 << 20)
         parsed.side_data
-        self.read_symbols(parsed)
+        version = parsed.version
+        self.paths["v%d-parsed" % version] += 1
+        # formats 1 and 2 are decoded without a model (latent_values does not look at it); 3 needs its entropy model
+        model = self.codec._decoder_for(parsed.header) if version >= 3 else None
+        self.latent_values(parsed, model)
+        self.paths["v%d-decoded" % version] += 1
+
+
+def _random_tables(rng, n_tables, alphabet, table_log):
+    """Valid normalized counts: every count >= 1, each row summing to 2^table_log, skewed like real tables."""
+    import numpy as np
+    counts = np.ones((n_tables, alphabet), np.int64)
+    for row in counts:
+        p = rng.dirichlet(np.full(alphabet, 0.3))
+        row += rng.multinomial((1 << table_log) - alphabet, p)
+    return counts
 
 
 class FSETarget(Target):
     l3ic = False
 
     def __init__(self):
+        super().__init__()
+        import numpy as np
         from runtime import fse
         from runtime.errors import FSEError
         self.fse = fse
         self.allowed = (FSEError, ValueError)
+        rng = np.random.default_rng(7)
+        self.tables = [fse.StaticTables(_random_tables(rng, k, a, log), log)  # small random valid sets
+                       for k, a, log in ((3, 5, 5), (1, 2, 5), (2, 256, 12), (17, 32, 9))]
+        try:  # the real ones, when a format-3 model is installed
+            from runtime.model import Model
+            model = Model("medium", "cpu")
+            if model.has_hyperprior:
+                self.tables[:0] = [model.entropy_model.latent_tables, model.entropy_model.z_tables]
+        except Exception as e:  # noqa: BLE001 - a missing model is not a reason not to fuzz the rest
+            print("fse target: no format-3 medium model (%s); random static tables only" % e, file=sys.stderr)
 
     def run(self, data):
         import numpy as np
@@ -140,6 +196,8 @@ class FSETarget(Target):
         n_symbols = int.from_bytes(data[2:4], "little") * (16 if flags & 0x40 else 1)
         n_channels = data[4] % 8
         rest = data[5:]
+        if flags & 0x02:
+            return self._run_static(data, flags, n_symbols, n_channels, rest)
         width = 0
         if flags & 0x04:  # rasters: CONTEXT chunks are allowed
             width = 1 + (data[4] >> 3) % 32
@@ -166,6 +224,51 @@ class FSETarget(Target):
             sizes = _exact_sizes(modes, sizes, len(payload), n_symbols, alphabet, self.fse)
         self.fse.decode_channels(payload, modes, sizes, n_symbols, alphabet, width)
 
+    def _run_static(self, data, flags, n_symbols, n_channels, rest):
+        """Flag 0x02: STATIC chunks (format 3) through ``StaticTables``; data[1] picks the table set, data[4] >> 3
+        the number of bytes of table indices (repeated over the (channels, symbols) array)."""
+        import numpy as np
+        tables = self.tables[data[1] % len(self.tables)]
+        alphabet = tables.alphabet_size
+        index_len = 1 + (data[4] >> 3)
+        if flags & 0x80:  # round trip: symbols and table indices from the input
+            self.paths["static-roundtrip"] += 1
+            n_symbols = min(n_symbols, 4096)
+            index_bytes, rest = rest[:index_len], rest[index_len:]
+            index = np.resize(np.frombuffer(index_bytes or b"\x00", np.uint8) % tables.n_tables, (n_channels, n_symbols))
+            raw = np.frombuffer(rest or b"\x00", np.uint8).astype(np.int64)
+            bits = (data[1] >> 3) % 9
+            symbols = np.resize(raw % alphabet if flags & 0x20 else raw & (1 << bits) - 1, (n_channels, n_symbols))
+            symbols = np.ascontiguousarray(np.minimum(symbols, alphabet - 1), np.uint8)
+            index = np.ascontiguousarray(index, np.uint8)
+            coded = tables.encode(symbols, index)
+            self.paths.update("static-encoded-" + self.fse.MODE_NAMES[m] for m in coded.modes.tolist())
+            back = tables.decode(coded.payload, coded.modes, coded.sizes, index)
+            if not np.array_equal(back, symbols):
+                raise AssertionError("STATIC round trip changed the symbols")
+            return
+        self.paths["static-decode"] += 1
+        modes, rest = list(rest[:n_channels]), rest[n_channels:]
+        size_bytes = 4 if flags & 0x20 else 2
+        sizes = [int.from_bytes(rest[i * size_bytes:(i + 1) * size_bytes], "little") for i in range(n_channels)]
+        rest = rest[n_channels * size_bytes:]
+        index_bytes, payload = rest[:index_len], rest[index_len:]
+        index = np.frombuffer(index_bytes or b"\x00", np.uint8)
+        rows = n_channels
+        if flags & 0x10:  # Python-level misuse: negative / huge values, wrong shapes, out-of-range table indices
+            sizes = [s - 3 if s % 2 else s << 20 for s in sizes]
+            modes = [m - 128 for m in modes]
+            rows += index_len % 3 - 1
+        else:
+            index = index % tables.n_tables
+        if flags & 0x08:  # exact layouts: the modes STATIC decoding knows, sizes that add up
+            modes = [(self.fse.CONSTANT, self.fse.RAW, self.fse.EMPTY, self.fse.STATIC)[m % 4] for m in modes]
+            sizes = _exact_sizes(modes, sizes, len(payload), n_symbols, alphabet, self.fse)
+        index = np.ascontiguousarray(np.resize(index, (max(rows, 0), n_symbols)), np.uint8)
+        tables.decode(payload, modes, sizes, index)
+        self.paths["static-decoded"] += 1
+        self.paths.update("static-decoded-" + self.fse.MODE_NAMES[m] for m in modes)
+
     def seeds(self):
         import numpy as np
         rng = np.random.default_rng(0)
@@ -184,6 +287,22 @@ class FSETarget(Target):
             coded = self.fse.encode_channels(symbols, 32, width)
             for flags in (0x04, 0x0C, 0x24):
                 seeds.append(self._seed(flags, 32, rows * width, channels, coded))
+        # STATIC chunks: every table set; channels of each kind (STATIC, CONSTANT, RAW-ish noise, skewed)
+        for which, tables in enumerate(self.tables):
+            for n, index_bytes in ((64, bytes([which * 5 % 251, 1, 2, 3])), (700, bytes(range(0, 250, 9))), (1, b"\x07")):
+                channels = 4
+                index = np.ascontiguousarray(np.resize(np.frombuffer(index_bytes, np.uint8) % tables.n_tables, (channels, n)))
+                a = tables.alphabet_size
+                symbols = np.stack([np.full(n, a // 2), np.minimum(rng.geometric(0.4, n) - 1, a - 1),
+                                    rng.integers(0, a, n), np.minimum(rng.geometric(0.05, n) - 1, a - 1)]).astype(np.uint8)
+                coded = tables.encode(symbols, index)
+                head = bytes([which]) + n.to_bytes(2, "little") + bytes([channels | (len(index_bytes) - 1) << 3])
+                for flags in (0x02, 0x0A, 0x22):
+                    size_bytes = 4 if flags & 0x20 else 2
+                    seeds.append(bytes([flags]) + head + coded.modes.tobytes()
+                                 + b"".join(int(s).to_bytes(size_bytes, "little") for s in coded.sizes)
+                                 + index_bytes + coded.payload)
+                seeds.append(bytes([0xA2]) + head + index_bytes + symbols.tobytes())  # round trip
         return seeds
 
     @staticmethod
@@ -194,10 +313,11 @@ class FSETarget(Target):
 
 
 def _exact_sizes(modes, sizes, total, n_symbols, alphabet, fse):
-    """Chunk sizes that fit each mode and add up to the payload size (FSE and CONTEXT chunks share what is left)."""
+    """Chunk sizes that fit each mode and add up to the payload size (FSE, CONTEXT and STATIC chunks share what
+    is left)."""
     fixed = {fse.CONSTANT: 1, fse.EMPTY: 0}
     out = [fixed.get(m, fse.raw_size(n_symbols, alphabet) if m == fse.RAW else 0) for m in modes]
-    free = [i for i, m in enumerate(modes) if m in (fse.FSE, fse.CONTEXT)]
+    free = [i for i, m in enumerate(modes) if m in (fse.FSE, fse.CONTEXT, fse.STATIC)]
     left = total - sum(out)
     for k, i in enumerate(free):
         share = left if k == len(free) - 1 else min(left, sizes[i] % (left + 1)) if left > 0 else 0
@@ -229,18 +349,41 @@ class AbortTarget(Target):
         return [b"KILL me", b"spare me"]
 
 
+class RaiseTarget(AbortTarget):
+    """For testing the harness: raises an exception the runtime never may on inputs starting with ``RAISE``."""
+
+    def run(self, data):
+        if data[:5] == b"RAISE":
+            raise IndexError("a planted bug")
+
+    def seeds(self):
+        return [b"RAISE me", b"spare me"]
+
+
 def make_target(name):
-    return {"container": ContainerTarget, "fse": FSETarget, "decode": DecodeTarget, "_abort": AbortTarget}[name]()
+    return {"container": ContainerTarget, "fse": FSETarget, "decode": DecodeTarget, "_abort": AbortTarget,
+            "_raise": RaiseTarget}[name]()
+
+
+_SEEDS = {}
 
 
 def _l3ic_seeds():
-    """Small real files: RGB, gray, alpha + EXIF + ICC side data, a tiled one, a 1x1."""
+    """Small real files of the installed medium model (format 3 for a hyperprior model): RGB, gray, alpha + EXIF +
+    ICC side data, a tiled one with ragged edge tiles, a 1x1; and the frozen format-2 and format-1 golden files."""
+    key = os.environ.get("L3IC_MODELS")
+    if key not in _SEEDS:
+        _SEEDS[key] = _make_l3ic_seeds()
+    return list(_SEEDS[key])
+
+
+def _make_l3ic_seeds():
     import numpy as np
     from runtime import Codec
     from runtime import codec as codec_module
     rng = np.random.default_rng(1)
     codec = Codec("medium", "cpu", threads=1)
-    smooth = np.clip(np.cumsum(rng.normal(0, 6, (40, 48, 3)), axis=1) + 128, 0, 255).astype(np.uint8)
+    smooth = np.clip(np.cumsum(rng.normal(0, 6, (48, 48, 3)), axis=1) + 128, 0, 255).astype(np.uint8)
     alpha = np.dstack([smooth[:16, :24], (np.arange(16 * 24) % 256).astype(np.uint8).reshape(16, 24)])
     seeds = [codec.encode(smooth[:24, :40]), codec.encode(smooth[:20, :17, 0]), codec.encode(alpha),
              codec.encode(smooth[:1, :1])]
@@ -251,12 +394,17 @@ def _l3ic_seeds():
     image.info["icc_profile"] = b"icc profile bytes" * 3
     image.info["exif"] = exif.tobytes()
     seeds.append(codec.encode(image))
+    # tiles of 4 x 4 latent cells (format 3 needs multiples of the hyper stride 4); a 6 x 5 latent gives
+    # tiles of 4 and 2 rows by 4 and 1 columns: ragged edge tiles
     saved = codec_module.WHOLE_IMAGE_LATENT, codec_module.TILE_LATENT
-    codec_module.WHOLE_IMAGE_LATENT, codec_module.TILE_LATENT = 2, 2
+    codec_module.WHOLE_IMAGE_LATENT, codec_module.TILE_LATENT = 4, 4
     try:
-        seeds.append(codec.encode(smooth[:40, :36]))  # 5 x 5 latent in 2 x 2 tiles: ragged edge tiles
+        seeds.append(codec.encode(smooth[:48, :40]))
     finally:
         codec_module.WHOLE_IMAGE_LATENT, codec_module.TILE_LATENT = saved
+    for name in ("rgb.l3ic", "rgb.v1.l3ic", "gray.l3ic"):  # frozen older formats (decoded by the legacy decoder)
+        with open(os.path.join(REPO, "tests", "golden", name), "rb") as f:
+            seeds.append(f.read())
     return seeds
 
 
@@ -271,9 +419,15 @@ def fix_crcs(data):
     channels, latent_h, latent_w, tile_h, tile_w, side_count, name_len = fields[9:14] + fields[15:17]
     if 0 in (channels, latent_h, latent_w, tile_h, tile_w):
         return bytes(data)
-    table = _FIXED.size + name_len
+    name_start, z_channels = _FIXED.size, 0
+    if buf[4] == 3:  # format 3: z channels u16, hyper stride u8 before the name; the z chunks come first
+        if len(buf) < _FIXED.size + _HYPER.size:
+            return bytes(data)
+        z_channels = _HYPER.unpack_from(buf, _FIXED.size)[0]
+        name_start += _HYPER.size
+    table = name_start + name_len
     index = table + _SIDE_ENTRY * side_count
-    count = -(-latent_h // tile_h) * -(-latent_w // tile_w) * channels
+    count = -(-latent_h // tile_h) * -(-latent_w // tile_w) * channels + z_channels
     if index + 6 * count + 4 > len(buf):
         return bytes(data)
     pos, lengths = index + count, []
@@ -305,7 +459,8 @@ def fix_crcs(data):
 _INTERESTING = (0, 1, 2, 3, 7, 8, 15, 16, 31, 32, 63, 64, 127, 128, 255, 256, 4096, 32767, 32768, 65535, 65536,
                 1 << 24, (1 << 31) - 1, 1 << 31, (1 << 32) - 1)
 _HEADER_FIELDS = ((5, 2), (7, 4), (11, 4), (15, 1), (16, 1), (17, 2), (19, 2), (21, 2), (23, 4), (27, 4), (31, 4),
-                  (35, 4), (55, 1), (56, 1))  # (offset, size) of the fixed header's fields after the magic
+                  (35, 4), (55, 1), (56, 1), (57, 2), (59, 1))  # (offset, size) of the header's fields after the
+# magic (the last two: format 3's z channels and hyper stride)
 
 
 class Mutator:
@@ -367,6 +522,7 @@ class Stats:
         self.inputs = self.accepted = self.findings = self.crashes = 0
         self.unique = set()
         self.corpus = 0
+        self.paths = {}  # code path -> inputs that reached it (Target.paths)
 
 
 def _save_finding(folder, target, data, report, kind):
@@ -428,6 +584,7 @@ def fuzz_inprocess(target_name, iterations=None, seconds=None, seed=0, crashes=N
     if state is not None:
         _STATE.pack_into(state, 0, stats.inputs, stats.accepted, 0)
     stats.corpus = len(corpus)
+    stats.paths = dict(getattr(target, "paths", {}))
     if corpus_out:
         os.makedirs(corpus_out, exist_ok=True)
         for data in corpus:
@@ -490,7 +647,7 @@ def _child_main(args):
     stats = fuzz_inprocess(args.target, seconds=args.seconds, seed=args.seed, crashes=args.crashes, state=state,
                            corpus_out=args.corpus, skip=skip)
     print(json.dumps({"inputs": stats.inputs, "findings": stats.findings, "unique": sorted(stats.unique),
-                      "corpus": stats.corpus}))
+                      "corpus": stats.corpus, "paths": stats.paths}))
     return 0
 
 
@@ -503,7 +660,7 @@ def fuzz_target(target, seconds, engine, seed, crashes, env, work):
     with open(state_path, "wb") as f:
         f.write(bytes(_STATE.size + MAX_LEN + 64))
     summary = {"target": target, "engine": engine, "inputs": 0, "accepted": 0, "findings": 0, "crashes": 0, "unique": set(),
-               "children": 0, "corpus": 0}
+               "children": 0, "corpus": 0, "paths": {}}
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline - 1:
         left = deadline - time.monotonic()
@@ -529,6 +686,8 @@ def fuzz_target(target, seconds, engine, seed, crashes, env, work):
             summary["findings"] += report["findings"]
             summary["unique"].update(report["unique"])
             summary["corpus"] = report["corpus"]
+            for path, n in report.get("paths", {}).items():
+                summary["paths"][path] = summary["paths"].get(path, 0) + n
             continue
         if child.returncode == 0:  # libFuzzer ran out of time without a finding
             continue
@@ -630,7 +789,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.fuzz", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=60, help="time per target (default 60)")
-    p.add_argument("--target", default="all", choices=TARGETS + ("all", "_abort"))
+    p.add_argument("--target", default="all", choices=TARGETS + ("all", "_abort", "_raise"))
     p.add_argument("--engine", default="auto", choices=["auto", "atheris", "builtin"])
     p.add_argument("--sanitize", action="store_true", help="use an ASan + UBSan build of the FSE extension")
     p.add_argument("--seed", type=int, default=0)
@@ -676,6 +835,9 @@ def main(argv=None):
                                                  summary["findings"],
                                       summary["crashes"], args.engine, sanitizer,
                                       "; " + ", ".join(summary["unique"]) if summary["unique"] else ""), flush=True)
+            if summary["paths"]:
+                print("  %s paths: %s" % (target, ", ".join("%s %d" % kv for kv in sorted(summary["paths"].items()))),
+                      flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:

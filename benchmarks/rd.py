@@ -7,7 +7,9 @@ we keep the real file size (bpp), RGB PSNR, MS-SSIM (as
 per (codec, setting, image) under ``results/NAME/cache`` so rerunning one codec
 is cheap.  Writes ``results.json`` (per image and per quality point),
 ``summary.md`` (BD-rates on the mean curves, PSNR at 0.25/0.5/1 bpp) and the
-plots ``rd_psnr.png`` / ``rd_msssim.png``.
+plots ``rd_psnr.png`` / ``rd_msssim.png``.  ``--published`` adds l3ic's BD-rate against published mean curves
+(CompressAI's Kodak results, ``benchmarks/reference/compressai-kodak.json``); l3ic's PSNR BD-rate against each
+classical codec is also reported image by image, since the acceptance limits are per image.
 """
 import argparse
 import hashlib
@@ -22,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 import numpy as np
 from PIL import Image
 
-from benchmarks.bdrate import bd_rate, metric_at_rate
+from benchmarks.bdrate import bd_rate, metric_at_rate, overlap
 from benchmarks.codecs import BY_NAME, available
 from benchmarks.metrics import ms_ssim, ms_ssim_db, psnr
 
@@ -31,6 +33,7 @@ L3IC_MODELS = ("low", "medium", "high")
 REPORT_RATES = (0.25, 0.5, 1.0)
 ANCHOR = "x265"
 BASELINE = "l3ic-baseline"  # the l3ic curve of --baseline
+PER_IMAGE_LIMITS = {"x265": 45.0}  # acceptance, PSNR BD-rate per image: at most +45 % against x265-444, below 0 % otherwise
 
 
 def list_images(folder):
@@ -196,7 +199,122 @@ def reference_bd(curves, path):
     return {name: bd_rate(ref["bpp"], values, rates, tested) for name, values in ref["psnr"].items()}
 
 
-def summary_markdown(curves, bd, at_rates, images, quoted):
+def _finite(value):
+    """A number for JSON, None (null) for nan or inf: the standard has no NaN, and null reads as 'no value'."""
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def bd_over_overlap(anchor, test, metric):
+    """BD-rate of ``test`` against ``anchor`` (lists of points) on one metric, the quality interval it averages over, and
+    the share of the test curve's own range that interval covers: a BD-rate over part of the curve is not extrapolated
+    to the rest, so the coverage is reported with it.  None for all three when the curves share no interval."""
+    ra, da = _curve(anchor, metric)
+    rt, dt = _curve(test, metric)
+    span = overlap(da, dt)
+    if span is None:
+        return None, None, None
+    own = max(dt) - min(dt)
+    return _finite(bd_rate(ra, da, rt, dt)), list(span), (span[1] - span[0]) / own
+
+
+def load_published(path):
+    """Published mean curves (CompressAI's format: bpp, psnr_rgb, linear ms_ssim_rgb per point) as rd's lists of points,
+    MS-SSIM turned into dB as for the measured codecs; returns (source text, {name: points})."""
+    try:
+        with open(path) as f:
+            ref = json.load(f)
+        curves = {}
+        for name, c in ref["curves"].items():
+            ms = c.get("ms_ssim_rgb", c.get("ms_ssim")) or [None] * len(c["bpp"])
+            psnrs = c.get("psnr_rgb", c.get("psnr")) or [None] * len(c["bpp"])
+            curves[name] = sorted(({"bpp": float(b), "psnr": q, "ms_ssim_db": ms_ssim_db(m) if m is not None else None}
+                                   for b, q, m in zip(c["bpp"], psnrs, ms, strict=True)), key=lambda p: p["bpp"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SystemExit("error: --published %s: not a file of published curves (%s)" % (path, e))
+    return ref.get("source", ""), curves
+
+
+def published_bd(curves, path):
+    """BD-rate (PSNR and MS-SSIM dB) of l3ic against every published curve, with each one's overlap and coverage."""
+    if not path or "l3ic" not in curves:
+        return {}
+    source, published = load_published(path)
+    against = {}
+    for name, points in published.items():
+        row = {"overlap": {}, "coverage": {}}
+        for metric in ("psnr", "ms_ssim_db"):
+            row[metric], row["overlap"][metric], row["coverage"][metric] = bd_over_overlap(points, curves["l3ic"], metric)
+        against[name] = row
+    return {"file": path, "source": source, "against": against}
+
+
+def per_image_curves(rows, codec):
+    """Each image's own PSNR curve for one codec, as {image: points}; points without a finite PSNR (lossless) are dropped."""
+    images = {}
+    for r in rows:
+        if r["codec"] == codec and r["psnr"] is not None and np.isfinite(r["psnr"]):
+            images.setdefault(r["image"], []).append({"bpp": r["bpp"], "psnr": r["psnr"]})
+    return images
+
+
+def per_image_bd(rows):
+    """PSNR BD-rate of l3ic against every measured classical codec, image by image ({image: {codec: percent}}), because
+    the acceptance limits are per image and mean curves hide the worst images; None where a pair does not overlap."""
+    tested = per_image_curves(rows, "l3ic")
+    names = {r["codec"] for r in rows} - {"l3ic"}
+    codecs = [c for c in ALL_CODECS if c in names] + sorted(names - set(ALL_CODECS))
+    anchors = {c: per_image_curves(rows, c) for c in codecs}
+    table = {}
+    for image in sorted(tested):
+        table[image] = {c: bd_over_overlap(anchors[c][image], tested[image], "psnr")[0] if image in anchors[c] else None
+                        for c in codecs}
+    return table
+
+
+def per_image_summary(table):
+    """Per codec: the worst (largest) and median per-image BD-rate, how many images break the acceptance limit, and how
+    many had no overlap (no BD-rate: neither passed nor failed, so counted apart)."""
+    codecs = list(dict.fromkeys(c for row in table.values() for c in row))
+    stats = {}
+    for codec in codecs:
+        known = {image: row[codec] for image, row in table.items() if row.get(codec) is not None}
+        limit = PER_IMAGE_LIMITS.get(codec, 0.0)
+        worst = max(known, key=known.get) if known else None
+        stats[codec] = {"images": sum(codec in row for row in table.values()), "worst": known.get(worst), "worst_image": worst,
+                        "median": float(np.median(list(known.values()))) if known else None, "limit": limit,
+                        "above_limit": sum(v > limit for v in known.values()), "no_overlap": sum(row.get(codec, 0) is None for row in table.values())}
+    return stats
+
+
+def _pct(value):
+    return "%+.1f%%" % value if value is not None else "no overlap"
+
+
+def published_markdown(published):
+    lines = ["", "| l3ic BD-rate against published curves (%s; mean curves of the 24 Kodak images) | PSNR | MS-SSIM |"
+             % published["file"], "|---|---|---|"]
+    for name, row in published["against"].items():
+        cells = []
+        for m in ("psnr", "ms_ssim_db"):
+            cover = row["coverage"][m]
+            cells.append(_pct(row[m]) + (" (over %.0f%% of l3ic's range)" % (100 * cover) if cover is not None and cover < 0.995 else ""))
+        lines.append("| %s | %s | %s |" % (name, *cells))
+    return lines + ["", "Published curves: " + published["source"]]
+
+
+def per_image_markdown(table, stats):
+    codecs = list(stats)
+    lines = ["", "| l3ic PSNR BD-rate per image against | worst | median | above limit | no overlap |", "|---|---|---|---|---|"]
+    for c, s in stats.items():
+        worst = "%s (%s)" % (_pct(s["worst"]), s["worst_image"]) if s["worst"] is not None else "-"
+        median = _pct(s["median"]) if s["median"] is not None else "-"
+        lines.append("| %s | %s | %s | %d/%d above %+.0f%% | %d |" % (c, worst, median, s["above_limit"], s["images"], s["limit"], s["no_overlap"]))
+    lines += ["", "| image | %s |" % " | ".join("vs " + c for c in codecs), "|---|%s" % ("---|" * len(codecs))]
+    lines += ["| %s | %s |" % (image, " | ".join(_pct(row.get(c)) for c in codecs)) for image, row in table.items()]
+    return lines
+
+
+def summary_markdown(curves, bd, at_rates, images, quoted, published=None, per_image=None):
     lines = ["RD on %d images (mean curves). BD-rate: pchip Bjontegaard; negative = fewer bits than the anchor." % images, ""]
     lines += ["| codec | PSNR @0.25 bpp | @0.5 | @1.0 | BD-rate vs %s (PSNR) | (MS-SSIM) |" % ANCHOR, "|---|---|---|---|---|---|"]
     for codec in curves:
@@ -212,6 +330,10 @@ def summary_markdown(curves, bd, at_rates, images, quoted):
     if quoted:
         lines += ["", "| l3ic PSNR BD-rate against quoted curves (benchmarks/reference) | PSNR |", "|---|---|"]
         lines += ["| %s | %s |" % (k, "%+.1f%%" % v if not np.isnan(v) else "-") for k, v in quoted.items()]
+    if published:
+        lines += published_markdown(published)
+    if per_image:
+        lines += per_image_markdown(per_image, per_image_summary(per_image))
     if "l3ic" in curves:
         lines += ["", "| l3ic model | bpp | PSNR | MS-SSIM | MS-SSIM dB | encode s | decode s |", "|---|---|---|---|---|---|---|"]
         for p in curves["l3ic"]:
@@ -256,6 +378,8 @@ def main(argv=None):
     p.add_argument("--jobs", type=int, default=os.cpu_count())
     p.add_argument("--refine", type=int, default=0, help="steps of encoder-side refinement for the l3ic models (default 0: off)")
     p.add_argument("--reference", help="JSON of quoted PSNR-at-rate curves to compare l3ic with (e.g. benchmarks/reference/kodak.json)")
+    p.add_argument("--published", help="JSON of published mean curves to compare l3ic with (CompressAI's format; "
+                                       "benchmarks/reference/compressai-kodak.json, valid with the Kodak images)")
     p.add_argument("--baseline", help="results.json of an earlier run: its l3ic curve joins the tables and plots as "
                                       "l3ic-baseline, to measure what new models gained")
     args = p.parse_args(argv)
@@ -283,11 +407,14 @@ def main(argv=None):
         curves[BASELINE] = baseline_curve(args.baseline)
     bd, at_rates = bd_table(curves), psnr_at_rates(curves)
     quoted = reference_bd(curves, args.reference)
+    published, per_image = published_bd(curves, args.published), per_image_bd(results)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"images": [os.path.basename(p) for p in images], "curves": curves, "bd_rate": bd,
-                   "psnr_at_bpp": at_rates, "bd_rate_vs_quoted": quoted, "per_image": sorted(results, key=lambda r: (r["codec"], str(r["quality"]), r["image"]))},
+                   "psnr_at_bpp": at_rates, "bd_rate_vs_quoted": quoted, "bd_rate_vs_published": published,
+                   "per_image_bd_rate": per_image, "per_image_bd_summary": per_image_summary(per_image),
+                   "per_image": sorted(results, key=lambda r: (r["codec"], str(r["quality"]), r["image"]))},
                   f, indent=1)
-    summary = summary_markdown(curves, bd, at_rates, len(images), quoted)
+    summary = summary_markdown(curves, bd, at_rates, len(images), quoted, published, per_image)
     with open(os.path.join(args.out, "summary.md"), "w") as f:
         f.write(summary)
     plot(curves, args.out)

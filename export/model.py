@@ -92,26 +92,50 @@ class Synthesis(keras.Model):
 
 
 class L3icModel(keras.Model):
-    """Encoder + decoder pair with the hyper-parameters needed to rebuild it."""
+    """Encoder + decoder pair with the hyper-parameters needed to rebuild it.
 
-    def __init__(self, channels, width=128, blocks=3, detail=0, **kwargs):
+    With ``z_channels`` > 0 the model has a hyperprior (``export.hyperprior``):
+    the entropy model of format 3.  Without, it is a format-2 model whose
+    channels are coded with per-file histograms.
+    """
+
+    def __init__(self, channels, width=128, blocks=3, detail=0, z_channels=0, hyper_width=64, **kwargs):
         super().__init__(**kwargs)
-        self.config = {"channels": channels, "width": width, "blocks": blocks, "detail": detail}
+        self.config = {"channels": channels, "width": width, "blocks": blocks, "detail": detail,
+                       "z_channels": z_channels, "hyper_width": hyper_width}
         self.analysis = Analysis(channels, width, blocks, name="analysis")
         self.synthesis = Synthesis(channels, width, blocks, detail, name="synthesis")
+        if z_channels:
+            from export import hyperprior
+            self.hyper_analysis = hyperprior.HyperAnalysis(z_channels, hyper_width, name="hyper_analysis")
+            self.hyper_synthesis = hyperprior.HyperSynthesis(channels, hyper_width, name="hyper_synthesis")
+            self.z_prior = hyperprior.ZPrior(z_channels, name="z_prior")
+
+    @property
+    def has_hyperprior(self):
+        return bool(self.config["z_channels"])
 
     @classmethod
     def from_config_dict(cls, config):
-        """The net described by a run's or a release's config.json (``detail`` is 0 in releases before it existed)."""
-        return cls(config["channels"], config["width"], config["blocks"], config.get("detail", 0))
+        """The net described by a run's or a release's config.json (``detail`` and ``z_channels`` default to 0)."""
+        return cls(config["channels"], config["width"], config["blocks"], config.get("detail", 0),
+                   config.get("z_channels", 0), config.get("hyper_width", 64))
 
     def build_for(self, size=64):
-        """Create all variables by running a dummy image through both halves."""
+        """Create all variables by running a dummy image through both halves (and the hyperprior)."""
         y = self.analysis(tf.zeros([1, size, size, 3]))
         self.synthesis(tf.cast(y, tf.float32))
+        if self.has_hyperprior:
+            z = self.hyper_analysis(y)
+            self.hyper_synthesis(tf.round(z))
+            self.z_prior.build()
         self.built = True  # Keras does not mark a container of called sub-models as built
         return self
 
     def parameter_counts(self):
         count = lambda m: int(sum(int(tf.size(v)) for v in m.trainable_weights))
-        return {"encoder": count(self.analysis), "decoder": count(self.synthesis)}
+        counts = {"encoder": count(self.analysis), "decoder": count(self.synthesis)}
+        if self.has_hyperprior:
+            counts["hyper_encoder"] = count(self.hyper_analysis)
+            counts["hyper_decoder"] = count(self.hyper_synthesis) + count(self.z_prior)
+        return counts

@@ -13,6 +13,13 @@ either is off.
 Channels are reordered by importance (the PSNR lost when a channel is replaced
 by the zero symbol, measured on the parity images) so that channel 0 matters
 most: decoding the first k channels of a file gives the best k-channel preview.
+
+A model with a hyperprior (format 3) differs: ``encoder.onnx`` gives the float
+latents and the rounded side information ``z_symbols``, ``decoder.onnx`` takes
+float latents (ŷ = mean + residual), and ``entropy_model.npz`` holds the
+integer hyper-synthesis and the static FSE tables (``export.hyperprior``).
+Its channels keep their trained order (a warm start inherits the released
+models' importance order).
 """
 import argparse
 import datetime
@@ -33,10 +40,12 @@ ALLOWED_OPS = {
     "SpaceToDepth", "ConvTranspose", "ReduceSum", "Greater", "Less", "Gather", "Slice",  # decoder_gradient.onnx
 }
 GRAPHS = ("encoder.onnx", "decoder.onnx", "decoder_gradient.onnx")
+ENTROPY_MODEL = "entropy_model.npz"
 REFINE_LAMBDA_SCALE = 1.5  # refinement's rate weight / training's: keeps the unrefined rate (held-out training images)
 REFINE_LEARNING_RATE = 0.05  # Adam step on the latents, decayed linearly to 0 (held-out training images)
 GRADIENT_TOLERANCE = 1e-2  # decoder_gradient parity: |TF - ORT| / |TF| (L2 norms; float noise flips the clip/ReLU
 # masks of a few elements where the output is saturated, so an element-wise maximum would be too strict)
+LATENT_LIMIT = 1000.0  # format 3: the encoder's float latents are clipped to +-this (finite for any input)
 SYMBOL_MISMATCH_LIMIT = 1e-3  # fraction of symbols allowed to differ, all on rounding boundaries
 BOUNDARY = 1e-3  # |y - (k + 1/2)| below this counts as "on a rounding boundary"
 PIXEL_TOLERANCE = 1e-3  # decoder parity on the [0, 1] scale
@@ -73,6 +82,8 @@ def graph_functions(model, codebook):
     import tensorflow as tf
     from export.adjoint import squared_error_and_gradient
     channels = model.config["channels"]
+    if model.has_hyperprior:
+        return hyper_graph_functions(model)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")])
     def encoder(image):
@@ -93,6 +104,69 @@ def graph_functions(model, codebook):
         return {"sse": sse, "gradient": tf.transpose(gradient, [0, 3, 1, 2])}
 
     return {"encoder.onnx": encoder, "decoder.onnx": decoder, "decoder_gradient.onnx": decoder_gradient}
+
+
+def hyper_graph_functions(model):
+    """encoder.onnx, decoder.onnx and decoder_gradient.onnx of a format-3 model (float latents in and out)."""
+    import tensorflow as tf
+    from export import hyperprior as hp
+    from export.adjoint import squared_error_and_gradient
+    channels = model.config["channels"]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")])
+    def encoder(image):
+        y = tf.cast(model.analysis(tf.cast(image, tf.float32) / 255.0), tf.float32)
+        z = tf.round(tf.clip_by_value(model.hyper_analysis(y), float(hp.Z_MIN), float(hp.Z_MIN + hp.Z_SIZE - 1)))
+        return {"latents": tf.transpose(tf.clip_by_value(y, -LATENT_LIMIT, LATENT_LIMIT), [0, 3, 1, 2]),
+                "z_symbols": tf.transpose(tf.cast(z - float(hp.Z_MIN), tf.uint8), [0, 3, 1, 2])}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, channels, None, None], tf.float32, name="latents")])
+    def decoder(latents):
+        return {"image": tf.clip_by_value(model.synthesis(tf.transpose(latents, [0, 2, 3, 1])), 0.0, 1.0)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, channels, None, None], tf.float32, name="latents"),
+                                  tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")])
+    def decoder_gradient(latents, image):
+        x = tf.cast(image, tf.float32) / 255.0
+        sse, gradient = squared_error_and_gradient(model.synthesis, tf.transpose(latents, [0, 2, 3, 1]), x)
+        return {"sse": sse, "gradient": tf.transpose(gradient, [0, 3, 1, 2])}
+
+    return {"encoder.onnx": encoder, "decoder.onnx": decoder, "decoder_gradient.onnx": decoder_gradient}
+
+
+def check_hyper_parity(model, folder, images):
+    """TF vs ONNX Runtime for a format-3 model: latents (float noise), ẑ (only on rounding boundaries), decoder."""
+    import onnxruntime as ort
+    import tensorflow as tf
+    from export import hyperprior as hp
+    enc, dec = (ort.InferenceSession(os.path.join(folder, name), providers=["CPUExecutionProvider"]) for name in GRAPHS[:2])
+    worst_latent = worst_pixel = 0.0
+    mismatched = total = 0
+    for im in images:
+        y = tf.cast(model.analysis(tf.constant(im[None], tf.float32) / 255.0), tf.float32)
+        z = np.transpose(model.hyper_analysis(y).numpy(), [0, 3, 1, 2])
+        latents, z_symbols = enc.run(["latents", "z_symbols"], {"image": im[None]})
+        worst_latent = max(worst_latent, float(np.max(np.abs(np.transpose(y.numpy(), [0, 3, 1, 2]) - latents))))
+        expected = np.clip(np.round(z), hp.Z_MIN, hp.Z_MIN + hp.Z_SIZE - 1) - hp.Z_MIN
+        differ = z_symbols != expected
+        if np.any(differ & (np.abs(z - np.floor(z) - 0.5) > BOUNDARY)):
+            fail("encoder parity: z symbols differ away from a rounding boundary")
+        mismatched, total = mismatched + int(differ.sum()), total + differ.size
+        tf_image = np.clip(model.synthesis(np.transpose(latents, [0, 2, 3, 1])).numpy(), 0, 1)
+        worst_pixel = max(worst_pixel, float(np.max(np.abs(tf_image - dec.run(None, {"latents": latents})[0]))))
+    if mismatched > SYMBOL_MISMATCH_LIMIT * total or worst_pixel > PIXEL_TOLERANCE or worst_latent > PIXEL_TOLERANCE:
+        fail("parity: %d of %d z symbols differ, max |TF - ORT| %.2e (decoder), %.2e (latents)" % (mismatched, total, worst_pixel, worst_latent))
+    return {"images": len(images), "z_symbols_compared": total, "z_symbols_on_boundary_differing": mismatched,
+            "decoder_max_abs_error": worst_pixel, "latents_max_abs_error": worst_latent}
+
+
+def write_entropy_model(model, codebook, folder):
+    """entropy_model.npz: the integer hyper-synthesis and the FSE tables, checked by loading it as the runtime does."""
+    from export.hyperprior import entropy_model_arrays
+    from runtime.hyperprior import EntropyModel
+    path = os.path.join(folder, ENTROPY_MODEL)
+    np.savez(path, **entropy_model_arrays(model, codebook))
+    EntropyModel(path, model.config["channels"], codebook.size)  # raises if the runtime would refuse it
 
 
 def order_channels_by_importance(model, codebook, images):
@@ -177,16 +251,39 @@ def check_parity(model, codebook, folder, images):
 
 def graph_records(folder, ops):
     """The manifest entries describing the ONNX files in ``folder``: ops, file hashes, inputs and outputs."""
+    if os.path.exists(os.path.join(folder, ENTROPY_MODEL)):
+        return hyper_graph_records(folder, ops)
     return {
         "ops": ops,
-        "files": {f: {"sha256": file_sha256(os.path.join(folder, f)), "bytes": os.path.getsize(os.path.join(folder, f))}
-                  for f in GRAPHS},
+        "files": file_records(folder, GRAPHS),
         "io": {"encoder": {"input": "image", "input_type": "uint8 NHWC, RGB, H and W multiples of stride",
                            "output": "symbols", "output_type": "uint8 NCHW codebook indices",
                            "latents": "float32 NCHW, before rounding, clipped to the codebook range"},
                "decoder": {"input": "symbols", "output": "image", "output_type": "float32 NHWC in [0, 1]"},
                "decoder_gradient": {"inputs": "latents (float32 NCHW codebook values), image (uint8 NHWC)",
                                     "outputs": "sse (squared error of the clipped output on 0..255), gradient (d sse / d latents, NCHW)"}},
+    }
+
+
+def file_records(folder, names):
+    return {f: {"sha256": file_sha256(os.path.join(folder, f)), "bytes": os.path.getsize(os.path.join(folder, f))}
+            for f in names}
+
+
+def hyper_graph_records(folder, ops):
+    """``graph_records`` of a format-3 model."""
+    return {
+        "format": 3,
+        "ops": ops,
+        "files": file_records(folder, GRAPHS + (ENTROPY_MODEL,)),
+        "io": {"encoder": {"input": "image", "input_type": "uint8 NHWC, RGB, H and W multiples of stride",
+                           "latents": "float32 NCHW, the analysis transform's output y",
+                           "z_symbols": "uint8 NCHW, the hyperprior's side information, rounded (symbol = z - z_min)"},
+               "decoder": {"input": "latents", "input_type": "float32 NCHW, mean + residual",
+                           "output": "image", "output_type": "float32 NHWC in [0, 1]"},
+               "decoder_gradient": {"inputs": "latents (float32 NCHW), image (uint8 NHWC)",
+                                    "outputs": "sse (squared error of the clipped output on 0..255), gradient (d sse / d latents, NCHW)"},
+               "entropy_model": "integer hyper-synthesis ẑ -> mean, scale index; FSE tables (runtime.hyperprior)"},
     }
 
 
@@ -325,11 +422,17 @@ def main(argv=None):
     name = args.name or os.path.basename(os.path.normpath(args.out))
     images = parity_images(args.parity_images, config)
 
-    order = None if args.no_reorder else order_channels_by_importance(model, codebook, images[:3])
-    staging = tempfile.mkdtemp(prefix=".export-", dir=os.path.dirname(os.path.abspath(args.out)) or ".")
+    reorder = not (args.no_reorder or model.has_hyperprior)
+    order = order_channels_by_importance(model, codebook, images[:3]) if reorder else None
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".export-", dir=os.path.dirname(os.path.abspath(args.out)))
     try:
         ops = export_graphs(graph_functions(model, codebook), staging)
-        parity = check_parity(model, codebook, staging, images)
+        if model.has_hyperprior:
+            write_entropy_model(model, codebook, staging)
+            parity = check_hyper_parity(model, staging, images)
+        else:
+            parity = check_parity(model, codebook, staging, images)
         print("parity ok: %s" % json.dumps(parity), flush=True)
         os.makedirs(os.path.join(staging, "keras"))
         model.save_weights(os.path.join(staging, "keras", "model.weights.h5"))
@@ -400,7 +503,7 @@ def write_json(path, obj):
 def install(staging, out):
     """Replace the files of ``out`` with the staged ones (other files there are kept)."""
     os.makedirs(out, exist_ok=True)
-    for name in GRAPHS + ("manifest.json",):
+    for name in GRAPHS + ((ENTROPY_MODEL,) if os.path.exists(os.path.join(staging, ENTROPY_MODEL)) else ()) + ("manifest.json",):
         os.replace(os.path.join(staging, name), os.path.join(out, name))
     shutil.rmtree(os.path.join(out, "keras"), ignore_errors=True)
     shutil.move(os.path.join(staging, "keras"), os.path.join(out, "keras"))

@@ -28,6 +28,7 @@ DEFAULTS = {
     "steps": 20000, "batch": 16, "crop": 128, "lr": 3e-4, "warmup": 500, "decay_from": 0.8,
     "clip_norm": 1.0, "noise_fraction": 0.2, "codebook_min": -15, "codebook_size": 32,
     "seed": 0, "precision": "auto", "holdout": 8, "val_size": 256,
+    "z_channels": 0, "hyper_width": 64, "hyper_steps": 0, "hyper_lr_scale": 10.0,
 }
 
 
@@ -51,6 +52,11 @@ def parse_args(argv=None):
     p.add_argument("--decay-from", type=float, help="fraction of --steps after which the rate decays to 1%%")
     p.add_argument("--clip-norm", type=float, help="global gradient-norm clip")
     p.add_argument("--noise-fraction", type=float, help="fraction of steps using additive noise instead of rounding")
+    p.add_argument("--z-channels", type=int, help="hyperprior side-information channels (0: no hyperprior, a "
+                                                   "format-2 model with per-file histograms)")
+    p.add_argument("--hyper-width", type=int, help="feature width of the hyper-analysis and hyper-synthesis")
+    p.add_argument("--hyper-steps", type=int, help="first steps train only the hyperprior, on frozen transforms")
+    p.add_argument("--hyper-lr-scale", type=float, help="the hyperprior's learning rate relative to --lr")
     p.add_argument("--codebook-min", type=int)
     p.add_argument("--codebook-size", type=int)
     p.add_argument("--seed", type=int)
@@ -139,8 +145,16 @@ class Trainer:
         self.stride = STRIDE
         self.codebook = Codebook(config["codebook_min"], config["codebook_size"])
         self.model = L3icModel.from_config_dict(config).build_for()
+        self.hyper = self.model.has_hyperprior
+        self.transform_variables = self.model.analysis.trainable_variables + self.model.synthesis.trainable_variables
         self.optimizer = keras.optimizers.Adam(learning_rate=config["lr"], global_clipnorm=config["clip_norm"])
-        self.optimizer.build(self.model.trainable_variables)
+        self.optimizer.build(self.transform_variables)
+        if self.hyper:
+            m = self.model
+            self.hyper_variables = (m.hyper_analysis.trainable_variables + m.hyper_synthesis.trainable_variables
+                                    + m.z_prior.trainable_variables)
+            self.hyper_optimizer = keras.optimizers.Adam(learning_rate=config["lr"], global_clipnorm=config["clip_norm"])
+            self.hyper_optimizer.build(self.hyper_variables)
         self.noise = tf.random.Generator.from_seed(config["seed"] + 1)
         self.step = 0
 
@@ -152,7 +166,10 @@ class Trainer:
         self.sampler = data.CropSampler(train_paths, config["crop"], config["seed"])
         self.val_images = data.center_crops(val_paths, config["val_size"]) if val_paths else []
         self.n_train = len(self.sampler.images)
-        self._train_step = {True: self._make_step(True), False: self._make_step(False)}
+        if self.hyper:
+            self._train_step = {(n, j): self._make_hyper_step(n, j) for n in (True, False) for j in (True, False)}
+        else:
+            self._train_step = {True: self._make_step(True), False: self._make_step(False)}
 
     # ---- the training step -------------------------------------------------
     def _distortion(self, x, x_hat):
@@ -186,8 +203,80 @@ class Trainer:
 
         return step
 
+    def hyper_rate(self, y, use_noise):
+        """(bits of the batch, ŷ): the hyperprior's code length of y and z, and the decoder's input.
+
+        ŷ = μ + round(y - μ) with μ from the integer hyper-synthesis of ẑ;
+        the rate is measured on the rounded residual and ẑ, or, with
+        ``use_noise``, on them with uniform noise instead of rounding.
+        """
+        from export import hyperprior as hp
+        tf, m = self.tf, self.model
+        z = m.hyper_analysis(y)
+        z_hat = hp.quantise_z(z)
+        mean, index = m.hyper_synthesis(z_hat)
+        y_hat = hp.quantise_residual(y, mean, self.codebook)
+        if use_noise:
+            r = tf.clip_by_value(y - mean, self.codebook.minimum - 0.5, self.codebook.maximum + 0.5)
+            r = r + self.noise.uniform(tf.shape(r), -0.5, 0.5, dtype=tf.float32)
+            z_coded = z + self.noise.uniform(tf.shape(z), -0.5, 0.5, dtype=tf.float32)
+        else:
+            r, z_coded = y_hat - mean, z_hat
+        bits = tf.reduce_sum(hp.residual_bits(r, hp.sigma_of(index))) + tf.reduce_sum(m.z_prior.bits(z_coded))
+        return bits, y_hat
+
+    def _make_hyper_step(self, use_noise, joint):
+        """A step of a hyperprior model; not ``joint``: only the hyperprior learns, on the frozen analysis."""
+        tf = self.tf
+
+        @tf.function
+        def step(images, lr):
+            x = tf.cast(images, tf.float32) / 255.0
+            pixels = tf.cast(tf.shape(x)[0] * tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
+            with tf.GradientTape() as tape:
+                y = tf.cast(self.model.analysis(x), tf.float32)
+                if not joint:
+                    y = tf.stop_gradient(y)
+                bits, y_hat = self.hyper_rate(y, use_noise)
+                bpp = bits / pixels
+                if joint:
+                    x_hat = tf.cast(self.model.synthesis(y_hat), tf.float32)
+                    loss = self._distortion(x, x_hat) + self.config["lambda"] * bpp
+                    mse = tf.reduce_mean(tf.square(x - tf.clip_by_value(x_hat, 0.0, 1.0)))
+                else:
+                    loss, mse = self.config["lambda"] * bpp, tf.constant(1.0)
+            variables = self.hyper_variables + (self.transform_variables if joint else [])
+            grads = tape.gradient(loss, variables)
+            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+            if finite:
+                n = len(self.hyper_variables)
+                self.hyper_optimizer.learning_rate.assign(lr * self.config["hyper_lr_scale"])
+                self.hyper_optimizer.apply_gradients(zip(grads[:n], variables[:n]))
+                if joint:
+                    self.optimizer.learning_rate.assign(lr)
+                    self.optimizer.apply_gradients(zip(grads[n:], variables[n:]))
+            return loss, bpp, 10.0 * tf.math.log(1.0 / mse) / tf.math.log(10.0), finite
+
+        return step
+
+    def _validate_hyper(self):
+        """Mean bpp (code length of the hard symbols under the hyperprior, z included) and PSNR."""
+        tf = self.tf
+        bpps, psnrs = [], []
+        for im in self.val_images:
+            x = tf.constant(im[None], tf.float32) / 255.0
+            y = tf.cast(self.model.analysis(x), tf.float32)
+            bits, y_hat = self.hyper_rate(y, use_noise=False)
+            x_hat = tf.clip_by_value(tf.cast(self.model.synthesis(y_hat), tf.float32), 0.0, 1.0)
+            bpps.append(float(bits) / (im.shape[0] * im.shape[1]))
+            mse = float(tf.reduce_mean(tf.square(tf.round(x_hat * 255.0) - x * 255.0)))
+            psnrs.append(10 * math.log10(255.0 ** 2 / max(mse, 1e-10)))
+        return {"val_bpp": float(np.mean(bpps)), "val_psnr": float(np.mean(psnrs)), "val_images": len(bpps)}
+
     def validate(self):
         """Mean bpp (the runtime's entropy coder on the hard symbols, chunk bytes only) and PSNR on the validation crops."""
+        if self.hyper:
+            return self._validate_hyper()
         from runtime import fse
         tf = self.tf
         bpps, psnrs = [], []
@@ -212,7 +301,7 @@ class Trainer:
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(tmp)
         self.model.save_weights(os.path.join(tmp, "model.weights.h5"))
-        np.savez(os.path.join(tmp, "optimizer.npz"), *[v.numpy() for v in self.optimizer.variables])
+        np.savez(os.path.join(tmp, "optimizer.npz"), *[v.numpy() for v in self._optimizer_variables()])
         state = {"step": self.step, "sampler": self.sampler.get_state(),
                  "noise_state": self.noise.state.numpy().tolist(), "precision": self.precision}
         with open(os.path.join(tmp, "state.json"), "w") as f:
@@ -223,6 +312,9 @@ class Trainer:
         os.rename(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
 
+    def _optimizer_variables(self):
+        return list(self.optimizer.variables) + (list(self.hyper_optimizer.variables) if self.hyper else [])
+
     def restore(self):
         folder = os.path.join(self.out, "checkpoint")
         if not os.path.exists(os.path.join(folder, "state.json")):
@@ -231,7 +323,7 @@ class Trainer:
             raise SystemExit("error: no checkpoint to resume in %s" % self.out)
         self.model.load_weights(os.path.join(folder, "model.weights.h5"))
         with np.load(os.path.join(folder, "optimizer.npz")) as saved:
-            for i, v in enumerate(self.optimizer.variables):
+            for i, v in enumerate(self._optimizer_variables()):
                 v.assign(saved["arr_%d" % i])
         with open(os.path.join(folder, "state.json")) as f:
             state = json.load(f)
@@ -253,7 +345,10 @@ class Trainer:
         while self.step < steps:
             images = self.sampler.batch(config["batch"])
             lr = learning_rate(config, self.step)
-            loss, bpp, psnr, finite = self._train_step[self.step < noise_steps](images, self.tf.constant(lr, self.tf.float32))
+            key = self.step < noise_steps
+            if self.hyper:
+                key = (key or self.step < config["hyper_steps"], self.step >= config["hyper_steps"])
+            loss, bpp, psnr, finite = self._train_step[key](images, self.tf.constant(lr, self.tf.float32))
             self.step += 1
             if not bool(finite):
                 skipped += 1
@@ -277,6 +372,8 @@ class Trainer:
         rate = (self.step - step0) / max(1e-9, time.time() - t0)
         eta = (self.config["steps"] - self.step) / max(rate, 1e-9)
         phase = "noise" if self.step <= noise_steps else "round"
+        if self.step <= self.config.get("hyper_steps", 0):
+            phase = "hyperprior only"
         print("step %d/%d loss %.2f bpp %.3f psnr %.2f lr %.2e %s %.2f steps/s eta %dm"
               % (self.step, self.config["steps"], loss, bpp, psnr, lr, phase, rate, eta // 60), flush=True)
         self.log({"step": self.step, "loss": loss, "bpp": bpp, "psnr": psnr, "lr": lr, "steps_per_s": rate})
@@ -310,7 +407,8 @@ def warm_start(model, folder, codebook=None, images=()):
     source = L3icModel.from_config_dict(cfg).build_for()
     source.load_weights(os.path.join(folder, "model.weights.h5"))
     n = min(cfg["channels"], model.config["channels"])
-    for dst, src in zip(model.weights, source.weights):
+    transforms = lambda m: m.analysis.weights + m.synthesis.weights  # a hyperprior, if any, starts fresh
+    for dst, src in zip(transforms(model), transforms(source)):
         value = np.asarray(src.numpy())
         if tuple(dst.shape) == value.shape:
             dst.assign(value)

@@ -1,4 +1,11 @@
-"""The l3ic codec: image -> encoder.onnx -> symbols -> FSE -> container, and back.
+"""The l3ic codec: image -> encoder.onnx -> symbols -> entropy model -> FSE -> container, and back.
+
+Format 3 (models with a hyperprior): encoder.onnx gives the latents y and the
+side information ẑ; the entropy model (``runtime.hyperprior``) turns ẑ into a
+mean and a table index for every latent element; the residuals round(y - mean)
+are coded with those static FSE tables.  Decoding runs the same entropy model
+on the decoded ẑ, so it knows every symbol's table before reading it.
+Format 2 (earlier models): the symbols are coded with per-file tables.
 
 ``Codec`` is the one code path behind the Python API, the command-line tools
 and the Pillow plugin.  It owns one ``Model`` (ONNX Runtime sessions created
@@ -12,14 +19,16 @@ from PIL import Image
 from runtime import container, fse
 from runtime import image as images
 from runtime.errors import L3icError, ModelError
-from runtime.model import DEFAULT_MODEL, Model, installed_qualities
+from runtime.model import DEFAULT_MODEL, Model, find_decoder, installed_qualities
 from runtime.refine import refine_symbols
 
 WHOLE_IMAGE_LATENT = 256  # latents up to 256 x 256 cells (2048 px at stride 8) are coded as one tile
 TILE_LATENT = 128  # larger images: tiles of 128 x 128 latent cells, coded and run through the networks one by one
-HALO = 10  # latent cells of context around a tile: more than the receptive field of either network
-REFINE_BLOCK = 96  # refinement works on blocks of at most 96 x 96 latent cells (768 px, a Kodak image) plus HALO:
-# its backward pass holds ~1.3 KB per pixel, so this bounds its memory to ~1.2 GB at any image size
+HALO = 12  # latent cells of context around a block the decoder runs on: more than its receptive field
+ENCODE_HALO = 24  # the encoder's: its receptive field plus the hyper-analysis's, so that a window's latents and
+# ẑ match a whole-image encode; a multiple of the hyper stride, so that a window's ẑ cells are the image's
+REFINE_BLOCK = 80  # refinement works on blocks of at most 80 x 80 latent cells plus ENCODE_HALO:
+# its backward pass holds ~1.3 KB per pixel, so this bounds its memory to ~1.4 GB at any image size
 
 
 class Codec:
@@ -35,6 +44,7 @@ class Codec:
     def __init__(self, model=DEFAULT_MODEL, providers=None, max_pixels=images.DEFAULT_MAX_PIXELS, threads=None):
         self.model = Model(model, providers, threads)
         self.max_pixels = max_pixels
+        self._decoders = {self.model.decoder_hash: self.model}  # model identity -> Model (legacy decoders)
 
     # ---- encoding ------------------------------------------------------------
     def encode(self, image, strip=False, refine=0):
@@ -49,16 +59,30 @@ class Codec:
         refine = _checked_refine(refine)
         picture = self._picture(image, strip)
         header = self._header(picture)
-        symbols = self._symbols_of(picture.rgb(), header, refine)
-        tiles = [self._code_tile(symbols, header.tile_rect(t)) for t in range(header.n_tiles)]
-        return container.write(header, tiles, picture.side_data)
+        analysed = self._analyse(picture.rgb(), header, refine)
+        if not self.model.has_hyperprior:
+            tiles = [self._code_tile(analysed[0], header.tile_rect(t)) for t in range(header.n_tiles)]
+            return container.write(header, tiles, picture.side_data)
+        latents, z = analysed
+        tiles = [self._code_tile_hyper(latents, z, header.tile_rect(t)) for t in range(header.n_tiles)]
+        return container.write(header, tiles, picture.side_data, z_chunks=self._code_z(z))
 
     def encode_latents(self, image, refine=0):
-        """The quantised latents of an image: int16 codebook values, shape (C, ceil(H/s), ceil(W/s))."""
+        """The quantised latents of an image as the decoder sees them, shape (C, ceil(H/s), ceil(W/s)).
+
+        Format-2 models: int16 codebook values.  Format-3 models: float32
+        ŷ = mean + round(y - mean), the mean coming from the hyperprior.
+        """
         refine = _checked_refine(refine)
         picture = self._picture(image, strip=True)
-        symbols = self._symbols_of(picture.rgb(), self._header(picture), refine)
-        return symbols.astype(np.int16) + self.model.codebook_min
+        header = self._header(picture)
+        analysed = self._analyse(picture.rgb(), header, refine)
+        if not self.model.has_hyperprior:
+            return analysed[0].astype(np.int16) + self.model.codebook_min
+        latents, z = analysed
+        em, m = self.model.entropy_model, self.model
+        mean, _ = em.tile_parameters(z, (0, 0, header.latent_h, header.latent_w))
+        return em.latent_values(em.residual_symbols(latents, mean, m.codebook_min, m.codebook_size), mean, m.codebook_min)
 
     def _picture(self, image, strip):
         if isinstance(image, images.Picture):
@@ -67,26 +91,39 @@ class Codec:
             return images.from_pil(image, strip)
         return images.from_array(image)
 
-    def _symbols_of(self, rgb, header, refine=0):
+    def _analyse(self, rgb, header, refine=0):
         """Run the encoder block by block, each block with HALO latent cells of image context around it.
 
-        The blocks are the tiles; with refinement, tiles are cut further into
-        blocks of at most REFINE_BLOCK cells.  The context makes a blockwise
-        encode match a whole-image encode (up to float rounding), while memory
-        stays bounded by the block size.
+        Returns the encoder's outputs for the whole image: [symbols] (format
+        2) or [latents, ẑ symbols] (format 3; ẑ at 1/hyper_stride of the
+        latent).  The blocks are the tiles; with refinement, tiles are cut
+        further into blocks of at most REFINE_BLOCK cells.  The context makes
+        a blockwise encode match a whole-image encode (up to float rounding),
+        while memory stays bounded by the block size.
         """
         blocks = _encode_blocks(header, refine)
-        if len(blocks) == 1:
-            return self._encode_window(_pad_to(rgb, self.model.stride), refine)
         s = self.model.stride
-        symbols = np.empty((header.channels, header.latent_h, header.latent_w), np.uint8)
+        factors = [1, header.hyper_stride] if self.model.has_hyperprior else [1]
+        # Windows are padded to a whole number of ẑ cells: a stride-2 convolution's "same" padding depends on
+        # the parity of its input, so only then does a window sample ẑ on the image's grid.
+        pad = s * factors[-1]
+        if len(blocks) == 1:
+            outs = self._encode_window(_pad_to(rgb, pad), refine)
+            return [np.ascontiguousarray(o[:, :-(-header.latent_h // f), :-(-header.latent_w // f)])
+                    for o, f in zip(outs, factors)]
+        outputs = None
         for block in blocks:
-            core, window = _with_halo(header, block)
+            core, window = _with_halo(header, block, ENCODE_HALO)
             (ya, yb), (xa, xb) = window
-            out = self._encode_window(_pad_to(rgb[ya * s:yb * s, xa * s:xb * s], s), refine)
+            outs = self._encode_window(_pad_to(rgb[ya * s:yb * s, xa * s:xb * s], pad), refine)
+            if outputs is None:
+                outputs = [np.empty((o.shape[0], -(-header.latent_h // f), -(-header.latent_w // f)), o.dtype)
+                           for o, f in zip(outs, factors)]
             (cy, ch), (cx, cw) = core
-            symbols[:, ya + cy:ya + cy + ch, xa + cx:xa + cx + cw] = out[:, cy:cy + ch, cx:cx + cw]
-        return symbols
+            for whole, out, f in zip(outputs, outs, factors):  # tile corners and HALO are multiples of f
+                whole[:, (ya + cy) // f:-(-(ya + cy + ch) // f), (xa + cx) // f:-(-(xa + cx + cw) // f)] = \
+                    out[:, cy // f:-(-(cy + ch) // f), cx // f:-(-(cx + cw) // f)]
+        return outputs
 
     def _encode_window(self, rgb, refine):
         return refine_symbols(self.model, rgb, refine) if refine else self.model.encode(rgb)
@@ -100,12 +137,29 @@ class Codec:
             model_name=m.name, decoder_hash=m.decoder_hash,
             codebook_size=m.codebook_size, codebook_min=m.codebook_min,
             channels=m.channels, stride=m.stride,
-            latent_h=latent_h, latent_w=latent_w, tile_h=tile_h, tile_w=tile_w)
+            latent_h=latent_h, latent_w=latent_w, tile_h=tile_h, tile_w=tile_w,
+            **(dict(z_channels=m.entropy_model.z_channels, hyper_stride=m.entropy_model.hyper_stride) if m.has_hyperprior else {}))
 
     def _code_tile(self, symbols, rect):
         y, x, h, w = rect
         tile = np.ascontiguousarray(symbols[:, y:y + h, x:x + w]).reshape(symbols.shape[0], h * w)
         coded = fse.encode_channels(tile, self.model.codebook_size, width=w)
+        return container.TileChunks(coded.modes, coded.sizes, coded.payload)
+
+    def _code_tile_hyper(self, latents, z, rect):
+        """Format 3: the residuals of one tile, each coded with the table the entropy model gives it."""
+        m, em = self.model, self.model.entropy_model
+        y, x, h, w = rect
+        mean, index = em.tile_parameters(z, rect)
+        symbols = em.residual_symbols(latents[:, y:y + h, x:x + w], mean, m.codebook_min, m.codebook_size)
+        coded = em.latent_tables.encode(np.ascontiguousarray(symbols).reshape(m.channels, h * w), index.reshape(m.channels, h * w))
+        return container.TileChunks(coded.modes, coded.sizes, coded.payload)
+
+    def _code_z(self, z):
+        """Format 3: ẑ, channel c coded with z table c."""
+        em = self.model.entropy_model
+        rows = np.ascontiguousarray(z).reshape(z.shape[0], -1)
+        coded = em.z_tables.encode(rows, _z_table_rows(rows.shape))
         return container.TileChunks(coded.modes, coded.sizes, coded.payload)
 
     # ---- decoding ------------------------------------------------------------
@@ -121,51 +175,111 @@ class Codec:
 
     def decode_to_pil(self, data, channels=None, region=None):
         """Like ``decode`` but returns a Pillow image carrying alpha, ICC profile and EXIF."""
-        parsed = self._parse(data)
+        parsed, model = self._parse(data)
         h = parsed.header
         region = _checked_region(region, h)
         blocks = _blocks(h, region)
-        symbols = read_symbols(parsed, channels, _tiles_under(h, blocks))
-        pixels = self._pixels_of(symbols, h, region, blocks)
+        values = latent_values(parsed, model, channels, _tiles_under(h, blocks))
+        pixels = _pixels_of(model, values, h, region, blocks)
         return images.to_pil(pixels, h.mode, _crop_side_data(parsed.side_data, h, region))
 
     def decode_latents(self, latents):
-        """Run the decoder on int codebook values (C, h, w) -> uint8 RGB (h*s, w*s, 3)."""
+        """Run the decoder on latent values (C, h, w), as ``encode_latents`` gives them -> uint8 RGB (h*s, w*s, 3).
+
+        Format-2 models take integer codebook values; format-3 models any finite values.
+        """
         latents = np.asarray(latents)
         m = self.model
         if latents.ndim != 3 or latents.shape[0] != m.channels:
             raise ValueError("latents must have shape (%d, h, w), got %s" % (m.channels, latents.shape))
-        symbols = latents.astype(np.int64) - m.codebook_min
-        if symbols.min() < 0 or symbols.max() >= m.codebook_size:
-            raise ValueError("latent values must lie in the codebook %d..%d" % (m.codebook_min, m.codebook_min + m.codebook_size - 1))
-        return _to_uint8(m.decode(symbols.astype(np.uint8)))
+        if not m.has_hyperprior:
+            symbols = latents.astype(np.int64) - m.codebook_min
+            if symbols.min() < 0 or symbols.max() >= m.codebook_size:
+                raise ValueError("latent values must lie in the codebook %d..%d" % (m.codebook_min, m.codebook_min + m.codebook_size - 1))
+        elif not np.all(np.isfinite(latents)):
+            raise ValueError("latent values must be finite")
+        return _to_uint8(m.decode(latents.astype(np.float32)))
 
     def _parse(self, data):
+        """The parsed file and the model that decodes it: this codec's, or the legacy decoder the file names."""
         parsed = container.L3icFile.parse(data, max_pixels=self.max_pixels)
-        h, m = parsed.header, self.model
-        if h.decoder_hash != m.decoder_hash or h.channels != m.channels or h.stride != m.stride \
-                or h.codebook_size != m.codebook_size or h.codebook_min != m.codebook_min:
-            raise ModelError("this file was made with model %r (decoder %s), not with %r (decoder %s)"
-                             % (h.model_name, h.decoder_hash.hex()[:12], m.name, m.decoder_hash.hex()[:12]))
-        return parsed
+        return parsed, self._decoder_for(parsed.header)
 
-    def _pixels_of(self, symbols, header, region=None, blocks=None):
-        """Run the decoder block by block, each with HALO cells of latent context, and paste the region together."""
-        region = region or _checked_region(None, header)
-        blocks = blocks if blocks is not None else _blocks(header, region)
-        s = self.model.stride
-        rx, ry, rw, rh = region
-        rgb = np.empty((rh, rw, 3), np.uint8)
-        for block in blocks:
-            ((cy, ch), (cx, cw)), ((ya, yb), (xa, xb)) = _with_halo(header, block)
-            out = _to_uint8(self.model.decode(symbols[:, ya:yb, xa:xb]))
-            # pixels of the block's core, clipped to the region
-            y0, x0 = max((ya + cy) * s, ry), max((xa + cx) * s, rx)
-            y1, x1 = min((ya + cy + ch) * s, ry + rh), min((xa + cx + cw) * s, rx + rw)
-            rgb[y0 - ry:y1 - ry, x0 - rx:x1 - rx] = out[y0 - ya * s:y1 - ya * s, x0 - xa * s:x1 - xa * s]
-        if header.mode == "L":
-            return np.rint(rgb.mean(axis=2)).astype(np.uint8)
-        return rgb
+    def _decoder_for(self, h):
+        m = self._decoders.get(h.decoder_hash)
+        if m is None:  # a file of an earlier release of this model decodes with its legacy decoder
+            folder = find_decoder(h.model_name, h.decoder_hash, current=False) if h.model_name == self.model.name else None
+            if folder is None:
+                m = self.model
+                raise ModelError("this file was made with model %r (decoder %s), not with %r (decoder %s)"
+                                 % (h.model_name, h.decoder_hash.hex()[:12], m.name, m.decoder_hash.hex()[:12]))
+            m = self._decoders[h.decoder_hash] = Model(folder, self.model.providers, self.model.threads)
+        if h.channels != m.channels or h.stride != m.stride or h.codebook_size != m.codebook_size \
+                or h.codebook_min != m.codebook_min or h.version != m.format \
+                or (m.has_hyperprior and (h.z_channels, h.hyper_stride) != (m.entropy_model.z_channels, m.entropy_model.hyper_stride)):
+            raise ModelError("this file's header does not match model %r (%d channels, stride %d, format %d)"
+                             % (m.name, m.channels, m.stride, m.format))
+        return m
+
+
+def _pixels_of(model, values, header, region=None, blocks=None):
+    """Run the decoder block by block, each with HALO cells of latent context, and paste the region together."""
+    region = region or _checked_region(None, header)
+    blocks = blocks if blocks is not None else _blocks(header, region)
+    s = model.stride
+    rx, ry, rw, rh = region
+    rgb = np.empty((rh, rw, 3), np.uint8)
+    for block in blocks:
+        ((cy, ch), (cx, cw)), ((ya, yb), (xa, xb)) = _with_halo(header, block)
+        out = _to_uint8(model.decode(values[:, ya:yb, xa:xb]))
+        # pixels of the block's core, clipped to the region
+        y0, x0 = max((ya + cy) * s, ry), max((xa + cx) * s, rx)
+        y1, x1 = min((ya + cy + ch) * s, ry + rh), min((xa + cx + cw) * s, rx + rw)
+        rgb[y0 - ry:y1 - ry, x0 - rx:x1 - rx] = out[y0 - ya * s:y1 - ya * s, x0 - xa * s:x1 - xa * s]
+    if header.mode == "L":
+        return np.rint(rgb.mean(axis=2)).astype(np.uint8)
+    return rgb
+
+
+def latent_values(parsed, model, channels=None, tiles=None):
+    """Entropy-decode the chosen channels of the chosen tiles into latent values, float32 (C, latent_h, latent_w).
+
+    These are what the decoder network takes.  Format 3: ŷ = mean + residual,
+    and channels not asked for hold the hyperprior's mean (its best guess).
+    Formats 1 and 2: codebook values, and channels not asked for hold 0.
+    Tiles not asked for hold 0.
+    """
+    h = parsed.header
+    if h.version < 3:
+        return read_symbols(parsed, channels, tiles).astype(np.float32) + h.codebook_min
+    wanted = _channel_list(channels, h.channels)
+    em = model.entropy_model
+    z = decode_z(parsed, em)
+    values = np.zeros((h.channels, h.latent_h, h.latent_w), np.float32)
+    for t in range(h.n_tiles) if tiles is None else tiles:
+        y, x, th, tw = rect = h.tile_rect(t)
+        mean, index = em.tile_parameters(z, rect)
+        chunks = parsed.tile_chunks(t, wanted)
+        symbols = em.latent_tables.decode(chunks.payload, chunks.modes, chunks.sizes,
+                                          np.ascontiguousarray(index[wanted]).reshape(len(wanted), th * tw))
+        block = em.latent_values(np.zeros(mean.shape, np.uint8), mean, 0)  # the means
+        block[wanted] += symbols.reshape(len(wanted), th, tw).astype(np.float32) + h.codebook_min
+        values[:, y:y + th, x:x + tw] = block
+    return values
+
+
+def decode_z(parsed, entropy_model):
+    """The ẑ symbols of a format-3 file, uint8 (z_channels, zh, zw)."""
+    h = parsed.header
+    zh, zw = h.z_shape
+    chunks = parsed.z_chunks()
+    rows = entropy_model.z_tables.decode(chunks.payload, chunks.modes, chunks.sizes, _z_table_rows((h.z_channels, zh * zw)))
+    return rows.reshape(h.z_channels, zh, zw)
+
+
+def _z_table_rows(shape):
+    """Table indices for ẑ coded as rows (z_channels, n): channel c uses z table c."""
+    return np.ascontiguousarray(np.broadcast_to(np.arange(shape[0], dtype=np.uint8)[:, None], shape))
 
 
 def read_symbols(parsed, channels=None, tiles=None):
@@ -193,15 +307,23 @@ def _decoded_tiles(parsed, wanted, tiles=None):
 
 
 def read_latents(data, channels=None, max_pixels=images.DEFAULT_MAX_PIXELS):
-    """Latent codebook values of an l3ic file without running any network: int16 (len(channels), h, w).
+    """Latent values of an l3ic file without running the decoder network, shape (len(channels), h, w).
 
-    This is random access: only the chosen channels are entropy-decoded, and
-    only they are held in memory.  ``max_pixels`` refuses files claiming
-    larger images before anything is allocated, as ``Codec.decode`` does.
+    Formats 1 and 2: int16 codebook values, and this is random access: only
+    the chosen channels are entropy-decoded, and only they are held in memory.
+    Format 3: float32 ŷ = mean + residual (``latent_values``), which needs the
+    installed model the file names for its entropy model (not its networks).
+    ``max_pixels`` refuses files claiming larger images before anything is
+    allocated, as ``Codec.decode`` does.
     """
     parsed = container.L3icFile.parse(data, max_pixels=max_pixels)
     h = parsed.header
     wanted = _channel_list(channels, h.channels)
+    if h.version >= 3:
+        folder = find_decoder(h.model_name, h.decoder_hash)
+        if folder is None:
+            raise ModelError("this file needs model %r (identity %s), which is not installed" % (h.model_name, h.decoder_hash.hex()[:12]))
+        return latent_values(parsed, Model(folder, "cpu"), wanted)[wanted]
     latents = np.empty((len(wanted), h.latent_h, h.latent_w), np.int16)
     for (y, x, th, tw), block in _decoded_tiles(parsed, wanted):
         latents[:, y:y + th, x:x + tw] = block.astype(np.int16) + h.codebook_min
@@ -230,6 +352,8 @@ def describe(parsed, n_bytes):
         "bytes": n_bytes, "bpp": 8.0 * n_bytes / (h.width * h.height),
         "format_version": parsed.version,
     }
+    if h.z_channels:
+        info["z_channels"], info["hyper_stride"] = h.z_channels, h.hyper_stride
     record = parsed.side_record(images.SOURCE)
     if record is not None:
         info["source"] = images.read_source_record(record)
@@ -316,15 +440,15 @@ def _crop_side_data(side_data, header, region):
     return cropped
 
 
-def _with_halo(header, rect):
+def _with_halo(header, rect, halo=HALO):
     """For a tile rect, the latent window to run a network on and where the tile sits inside it.
 
     Returns ((cy, ch), (cx, cw)) = the tile's offset and size within the window,
     and ((ya, yb), (xa, xb)) = the window, clipped to the latent.
     """
     y, x, h, w = rect
-    ya, xa = max(0, y - HALO), max(0, x - HALO)
-    yb, xb = min(header.latent_h, y + h + HALO), min(header.latent_w, x + w + HALO)
+    ya, xa = max(0, y - halo), max(0, x - halo)
+    yb, xb = min(header.latent_h, y + h + halo), min(header.latent_w, x + w + halo)
     return ((y - ya, h), (x - xa, w)), ((ya, yb), (xa, xb))
 
 

@@ -1,4 +1,4 @@
-"""The l3ic container, bitstream format version 2 (byte-exact spec: docs/FORMAT.md).
+"""The l3ic container, bitstream format version 3 (byte-exact spec: docs/FORMAT.md).
 
 The container knows the image geometry, the model identity, the tile grid and
 where every (tile, channel) chunk lies; it never looks inside a chunk (that is
@@ -28,8 +28,7 @@ import zstandard
 from runtime.errors import FormatError
 
 MAGIC = b"L3IC"
-FORMAT_VERSION = 2  # what write() produces
-READABLE_VERSIONS = (1, 2)  # version 1 is version 2 without the CONTEXT coding mode
+READABLE_VERSIONS = (1, 2, 3)  # 1 is 2 without the CONTEXT mode; 3 adds the hyperprior's z chunks and STATIC mode
 
 MAX_PIXELS = 1 << 31
 """Default limit on width * height accepted by ``L3icFile.parse`` (override per call)."""
@@ -39,14 +38,16 @@ MAX_SIDE_DATA = 256 << 20
 
 MAX_MODEL_NAME = 64
 COLOUR_MODES = ("RGB", "L")  # colour mode byte -> name
-# FSE, CONSTANT, RAW, EMPTY (and CONTEXT from version 2): chunk contents are runtime/fse.py's business
-_MAX_CODING_MODE = {1: 3, 2: 4}
+# Coding modes by version: FSE 0, CONSTANT 1, RAW 2, EMPTY 3, CONTEXT 4 (version 2), STATIC 5 (version 3 only,
+# which has no per-file tables); chunk contents are runtime/fse.py's business.
+_CODING_MODES = {1: frozenset(range(4)), 2: frozenset(range(5)), 3: frozenset((1, 2, 3, 5))}
 _ZSTD_LEVEL = 10  # side data is small (ICC, EXIF) or compresses well (alpha): a middling level
 
 # Fixed header, offsets 0..56: magic, version, flags, width, height, colour mode,
 # stride, codebook size, codebook min, channels, latent h/w, tile h/w,
 # decoder hash, side-data count, model-name length.
 _FIXED = struct.Struct("<4sBHIIBBHhHIIII16sBB")
+_HYPER = struct.Struct("<HB")  # version 3 only, right after the fixed header: z channels, hyper stride
 _SIDE = struct.Struct("<4sBIII")  # tag, compression, stored length, decompressed length, CRC32
 _U32 = struct.Struct("<I")
 _MIN_ENTRY = 6  # smallest channel-index entry: mode u8 + 1-byte varint + CRC32
@@ -91,6 +92,8 @@ class Header:
     latent_w: int
     tile_h: int
     tile_w: int
+    z_channels: int = 0  # format 3: channels of the hyperprior's side information ẑ; 0 = format 2
+    hyper_stride: int = 0  # format 3: ẑ has one cell per hyper_stride x hyper_stride latent cells
 
     def __post_init__(self):
         problem = self._problem()
@@ -125,9 +128,29 @@ class Header:
         if not (1 <= self.tile_h <= self.latent_h and 1 <= self.tile_w <= self.latent_w):
             return "tile size %dx%d is outside 1x1..%dx%d (the latent size)" % (
                 self.tile_h, self.tile_w, self.latent_h, self.latent_w)
-        if self.n_tiles * self.channels >= 1 << 32:
+        if self.n_tiles * self.channels + self.z_channels >= 1 << 32:
             return "%d tiles x %d channels is 2^32 chunks or more" % (self.n_tiles, self.channels)
+        if self.z_channels or self.hyper_stride:
+            return self._hyper_problem()
         return None
+
+    def _hyper_problem(self) -> Optional[str]:
+        if not (1 <= self.z_channels < 1 << 16 and 1 <= self.hyper_stride < 1 << 8):
+            return "z channels %d / hyper stride %d outside 1..65535 / 1..255" % (self.z_channels, self.hyper_stride)
+        for tile, latent in ((self.tile_h, self.latent_h), (self.tile_w, self.latent_w)):
+            if tile != latent and tile % self.hyper_stride:
+                return "tile size %d is not a multiple of the hyper stride %d" % (tile, self.hyper_stride)
+        return None
+
+    @property
+    def version(self) -> int:
+        """The format version this header is written in: 3 with a hyperprior, else 2."""
+        return 3 if self.z_channels else 2
+
+    @property
+    def z_shape(self) -> Tuple[int, int]:
+        """(h, w) of the ẑ map (format 3)."""
+        return _ceil_div(self.latent_h, self.hyper_stride), _ceil_div(self.latent_w, self.hyper_stride)
 
     @property
     def tile_rows(self) -> int:
@@ -196,8 +219,11 @@ def _side_record(tag: str, data: bytes) -> Tuple[bytes, bytes]:
 
 
 def write(header: Header, tiles: Sequence[TileChunks],
-          side_data: Optional[Mapping[str, bytes]] = None) -> bytes:
+          side_data: Optional[Mapping[str, bytes]] = None, z_chunks: Optional[TileChunks] = None) -> bytes:
     """The complete l3ic file for ``header``, one ``TileChunks`` per tile (row-major), and side data.
+
+    A header with ``z_channels`` makes a format-3 file, which needs
+    ``z_chunks``: the coded ẑ, one chunk per z channel, stored before the tiles.
 
     ``side_data`` maps 4-character ASCII tags (e.g. "ICCP", "EXIF") to bytes;
     each record is stored zstd-compressed when that is smaller.  Inputs that
@@ -206,21 +232,26 @@ def write(header: Header, tiles: Sequence[TileChunks],
     side_data = side_data or {}
     if len(tiles) != header.n_tiles:
         raise ValueError("header has %d tiles, got %d" % (header.n_tiles, len(tiles)))
+    if (z_chunks is not None) != bool(header.z_channels):
+        raise ValueError("z chunks are needed exactly when the header has z channels (format 3)")
     if len(side_data) > 255:
         raise ValueError("at most 255 side-data records, got %d" % len(side_data))
     if sum(len(v) for v in side_data.values()) > MAX_SIDE_DATA:
         raise ValueError("side data exceeds %d bytes, which readers refuse by default" % MAX_SIDE_DATA)
+    version = header.version
+    groups = ([z_chunks] if z_chunks is not None else []) + list(tiles)
     modes, lengths, crcs = bytearray(), [], []
-    for t, tile in enumerate(tiles):
-        if tile.modes.shape != (header.channels,):
-            raise ValueError("tile %d has %d chunks, header has %d channels"
-                             % (t, len(tile.modes), header.channels))
-        if int(tile.modes.min()) < 0 or int(tile.modes.max()) > _MAX_CODING_MODE[FORMAT_VERSION]:
-            raise ValueError("tile %d has a coding mode outside 0..%d" % (t, _MAX_CODING_MODE[FORMAT_VERSION]))
+    for t, tile in enumerate(groups):
+        expected = header.z_channels if z_chunks is not None and t == 0 else header.channels
+        if tile.modes.shape != (expected,):
+            raise ValueError("chunk group %d has %d chunks, expected %d" % (t, len(tile.modes), expected))
+        if not set(tile.modes.tolist()) <= _CODING_MODES[version]:
+            raise ValueError("chunk group %d has a coding mode outside %s (format %d)"
+                             % (t, sorted(_CODING_MODES[version]), version))
         payload, pos = memoryview(tile.payload), 0
         for size in tile.sizes.tolist():
             if size >= 1 << 32:
-                raise ValueError("tile %d has a chunk of %d bytes (max 2^32-1)" % (t, size))
+                raise ValueError("chunk group %d has a chunk of %d bytes (max 2^32-1)" % (t, size))
             lengths.append(_varint(size))
             crcs.append(_U32.pack(zlib.crc32(payload[pos:pos + size])))
             pos += size
@@ -228,12 +259,13 @@ def write(header: Header, tiles: Sequence[TileChunks],
     side = [_side_record(tag, data) for tag, data in side_data.items()]
     name = header.model_name.encode("utf-8")
     head = b"".join([
-        _FIXED.pack(MAGIC, FORMAT_VERSION, 0, header.width, header.height, COLOUR_MODES.index(header.mode),
+        _FIXED.pack(MAGIC, version, 0, header.width, header.height, COLOUR_MODES.index(header.mode),
                     header.stride, header.codebook_size, header.codebook_min, header.channels,
                     header.latent_h, header.latent_w, header.tile_h, header.tile_w,
                     header.decoder_hash, len(side), len(name)),
+        _HYPER.pack(header.z_channels, header.hyper_stride) if version == 3 else b"",
         name, *(entry for entry, _ in side), bytes(modes), *lengths, *crcs])
-    return b"".join([head, _U32.pack(zlib.crc32(head)), *(t.payload for t in tiles),
+    return b"".join([head, _U32.pack(zlib.crc32(head)), *(t.payload for t in groups),
                      *(stored for _, stored in side)])
 
 
@@ -294,9 +326,10 @@ class L3icFile:
         self.header = header
         self.version = version  # the file's format version, one of READABLE_VERSIONS
         self._data = data
-        self._modes = modes  # (n_tiles * channels,) uint8
-        self._offsets = offsets  # (n_tiles * channels + 1,) int64: chunk i is data[offsets[i]:offsets[i + 1]]
-        self._crcs = crcs  # (n_tiles * channels,) uint32
+        # Chunk i: the z channels first (format 3), then tile by tile, channel by channel.
+        self._modes = modes  # (z_channels + n_tiles * channels,) uint8
+        self._offsets = offsets  # (... + 1,) int64: chunk i is data[offsets[i]:offsets[i + 1]]
+        self._crcs = crcs  # (...,) uint32
         self._side = side  # (tag, compression, offset, stored length, raw length, crc) per record
         self.side_tags = tuple(rec[0] for rec in side)  # type: Tuple[str, ...]
 
@@ -317,7 +350,7 @@ class L3icFile:
         version = mv[4]
         if version not in READABLE_VERSIONS:
             raise FormatError("unsupported l3ic format version %d (this runtime reads versions %s)"
-                              % (version, " and ".join(map(str, READABLE_VERSIONS))))
+                              % (version, ", ".join(map(str, READABLE_VERSIONS))))
         if size < _FIXED.size:
             raise _truncated("fixed header", _FIXED.size, size)
         (_, _, flags, width, height, mode, stride, codebook_size, codebook_min, channels,
@@ -326,11 +359,20 @@ class L3icFile:
             raise FormatError("unsupported l3ic flags 0x%04x (this runtime knows none)" % flags)
         if 0 in (channels, latent_h, latent_w, tile_h, tile_w):
             raise FormatError("invalid l3ic header: zero channel count, latent size or tile size")
+        z_channels = hyper_stride = 0
+        name_start = _FIXED.size
+        if version == 3:
+            if size < _FIXED.size + _HYPER.size:
+                raise _truncated("hyperprior header", _FIXED.size + _HYPER.size, size)
+            z_channels, hyper_stride = _HYPER.unpack_from(mv, _FIXED.size)
+            name_start += _HYPER.size
+            if not (z_channels and hyper_stride):
+                raise FormatError("invalid l3ic header: format 3 with zero z channels or hyper stride")
 
         # Layout first, so the header CRC is checked before the fields are interpreted.
-        table = _FIXED.size + name_len
+        table = name_start + name_len
         index = table + side_count * _SIDE.size
-        count = _ceil_div(latent_h, tile_h) * _ceil_div(latent_w, tile_w) * channels
+        count = _ceil_div(latent_h, tile_h) * _ceil_div(latent_w, tile_w) * channels + z_channels
         if index + _MIN_ENTRY * count + 4 > size:
             raise _truncated("channel index (%d entries)" % count, index + _MIN_ENTRY * count + 4, size)
         buf = np.frombuffer(mv, np.uint8)
@@ -342,17 +384,19 @@ class L3icFile:
         if mode >= len(COLOUR_MODES):
             raise FormatError("invalid l3ic header: colour mode %d is reserved" % mode)
         try:
-            name = bytes(mv[_FIXED.size:table]).decode("utf-8")
+            name = bytes(mv[name_start:table]).decode("utf-8")
             header = Header(width, height, COLOUR_MODES[mode], name, decoder_hash, codebook_size,
-                            codebook_min, channels, stride, latent_h, latent_w, tile_h, tile_w)
+                            codebook_min, channels, stride, latent_h, latent_w, tile_h, tile_w,
+                            z_channels, hyper_stride)
         except (UnicodeDecodeError, ValueError) as e:
             raise FormatError("invalid l3ic header: %s" % str(e).splitlines()[0])
         if width * height > max_pixels:
             raise FormatError("l3ic image is %dx%d, over the limit of %d pixels" % (width, height, max_pixels))
         modes = buf[index:index + count]
-        if int(modes.max()) > _MAX_CODING_MODE[version]:
+        bad = sorted(set(np.unique(modes).tolist()) - _CODING_MODES[version])
+        if bad:
             raise FormatError("corrupt l3ic file: unknown coding mode %d for format version %d in channel index"
-                              % (int(modes.max()), version))
+                              % (bad[0], version))
 
         # Fewer than 2^32 chunks (Header checks it) of < 2^32 bytes: the sum fits in uint64.
         ends = np.cumsum(lengths, dtype=np.uint64)
@@ -390,15 +434,24 @@ class L3icFile:
         n_tiles, n_channels = self.header.n_tiles, self.header.channels
         if not 0 <= tile < n_tiles:
             raise IndexError("tile %d out of range (%d tiles)" % (tile, n_tiles))
+        return self._chunks(self.header.z_channels + tile * n_channels, n_channels, channels, "tile %d" % tile)
+
+    def z_chunks(self) -> TileChunks:
+        """The chunks of all ẑ channels (format 3), CRC-checked."""
+        if not self.header.z_channels:
+            raise ValueError("a format-%d file has no z chunks" % self.version)
+        return self._chunks(0, self.header.z_channels, None, "z")
+
+    def _chunks(self, first: int, n_channels: int, channels: Optional[Iterable[int]], where: str) -> TileChunks:
         wanted = list(range(n_channels) if channels is None else channels)
-        entries = np.array(wanted, np.int64) + tile * n_channels
+        entries = np.array(wanted, np.int64) + first
         parts = []
         for channel, i in zip(wanted, entries.tolist()):
             if not 0 <= channel < n_channels:
                 raise IndexError("channel %d out of range (%d channels)" % (channel, n_channels))
             chunk = self._data[self._offsets[i]:self._offsets[i + 1]]
             if zlib.crc32(chunk) != self._crcs[i]:
-                raise FormatError("corrupt l3ic file: checksum mismatch in tile %d channel %d" % (tile, channel))
+                raise FormatError("corrupt l3ic file: checksum mismatch in %s channel %d" % (where, channel))
             parts.append(chunk)
         sizes = (self._offsets[entries + 1] - self._offsets[entries]).astype(np.uint32)
         return TileChunks(self._modes[entries], sizes, b"".join(parts))

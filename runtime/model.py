@@ -1,8 +1,9 @@
 """Shipped models and their ONNX Runtime sessions.
 
 A model is a folder with ``encoder.onnx``, ``decoder.onnx``,
-``manifest.json`` and, for encoder-side refinement, ``decoder_gradient.onnx``
-(written by ``export.to_onnx``).  The quality names
+``manifest.json``, for encoder-side refinement ``decoder_gradient.onnx``, and,
+for a format-3 model, ``entropy_model.npz`` (its hyperprior and FSE tables,
+see ``runtime.hyperprior``), all written by ``export.to_onnx``.  The quality names
 ``low``/``medium``/``high`` refer to the folders shipped in ``models/``; they
 are found next to the installed package (package data ``runtime/models``) or,
 in a source checkout, in the repository's ``models/`` folder.  Any other value
@@ -10,6 +11,10 @@ is a path to a model folder.
 
 Model files are checked against the sha256 in the manifest before use, so a
 damaged download is a clear error instead of garbage images.
+
+Files made by earlier releases keep decoding: their decoders ship as
+decode-only models in ``models/legacy/`` and ``find_decoder`` picks one by
+the model identity a file records.
 """
 import hashlib
 import json
@@ -45,6 +50,39 @@ def installed_qualities():
     if not found:
         raise ModelError("no quality model (%s) is installed" % ", ".join(QUALITIES))
     return found
+
+
+def model_identity(manifest):
+    """The 16 bytes a file records to name the model that decodes it.
+
+    sha256(decoder.onnx)[:16] for format-2 models; for format-3 models the
+    entropy model decides decoding too, so sha256(sha256(decoder.onnx) ||
+    sha256(entropy_model.npz))[:16] (the digests as 32 raw bytes each).
+    """
+    files = manifest["files"]
+    decoder = bytes.fromhex(files["decoder.onnx"]["sha256"])
+    if int(manifest.get("format", 2)) < 3:
+        return decoder[:16]
+    return hashlib.sha256(decoder + bytes.fromhex(files["entropy_model.npz"]["sha256"])).digest()[:16]
+
+
+def find_decoder(name, identity, current=True):
+    """Folder of an installed model called ``name`` whose identity is ``identity``, or None.
+
+    Looks at the legacy decoders and, if ``current``, at the current release.
+    """
+    candidates = [_named_model(name) if current else None] + [os.path.join(root, "legacy", entry) for root in model_roots()
+                                         if os.path.isdir(os.path.join(root, "legacy"))
+                                         for entry in sorted(os.listdir(os.path.join(root, "legacy")))]
+    for folder in filter(None, candidates):
+        try:
+            with open(os.path.join(folder, "manifest.json")) as f:
+                manifest = json.load(f)
+            if manifest["name"] == name and model_identity(manifest) == identity:
+                return folder
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
 
 
 def find_model(model):
@@ -97,33 +135,43 @@ class Model:
         self.stride = int(self.manifest["stride"])
         self.codebook_min = int(self.manifest["codebook"]["minimum"])
         self.codebook_size = int(self.manifest["codebook"]["size"])
-        self.decoder_hash = bytes.fromhex(self.manifest["files"]["decoder.onnx"]["sha256"])[:16]
+        self.format = int(self.manifest.get("format", 2))  # the bitstream version this model writes
+        self.has_hyperprior = self.format >= 3
+        self.decoder_hash = model_identity(self.manifest)
         self.providers = resolve_providers(providers)
-        self._encoder = self._decoder = self._decoder_gradient = None
+        self._encoder = self._decoder = self._decoder_gradient = self._entropy_model = None
 
     def _read_manifest(self):
         path = os.path.join(self.folder, "manifest.json")
         try:
             with open(path) as f:
                 manifest = json.load(f)
-            for name in ("encoder.onnx", "decoder.onnx"):
-                manifest["files"][name]["sha256"]
+            manifest["files"]["decoder.onnx"]["sha256"]
+            if int(manifest.get("format", 2)) >= 3:
+                manifest["files"]["entropy_model.npz"]["sha256"]
             manifest["codebook"]["minimum"], manifest["codebook"]["size"], manifest["stride"], manifest["channels"]
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ModelError("cannot read model manifest %s: %s" % (path, e))
         return manifest
 
-    def _session(self, name):
-        """Create the inference session for one of the manifest's ONNX files after checking its hash."""
-        import onnxruntime as ort
+    def _checked_file(self, name):
+        """Path of one of the manifest's files after checking its hash."""
         path = os.path.join(self.folder, name)
         if name not in self.manifest["files"]:
+            if name == "encoder.onnx":
+                raise ModelError("model %r in %s only decodes (a legacy decoder for files of an earlier release)" % (self.name, self.folder))
             raise ModelError("model %r has no %s (exported before it existed): "
                              "python -m export.to_onnx --upgrade %s adds it" % (self.name, name, self.folder))
         if not os.path.isfile(path):
             raise ModelError("model file missing: %s" % path)
         if file_sha256(path) != self.manifest["files"][name]["sha256"]:
             raise ModelError("model file %s does not match the sha256 in its manifest (damaged or replaced)" % path)
+        return path
+
+    def _session(self, name):
+        """Create the inference session for one of the manifest's ONNX files after checking its hash."""
+        import onnxruntime as ort
+        path = self._checked_file(name)
         try:
             options = ort.SessionOptions()
             # No memory patterns: a pattern is planned and kept per input shape, and tiled coding runs several
@@ -154,6 +202,16 @@ class Model:
             self._decoder_gradient = self._session("decoder_gradient.onnx")
         return self._decoder_gradient
 
+    @property
+    def entropy_model(self):
+        """The hyperprior of a format-3 model (``runtime.hyperprior.EntropyModel``)."""
+        if self._entropy_model is None:
+            from runtime.hyperprior import EntropyModel
+            if not self.has_hyperprior:
+                raise ModelError("model %r is a format-%d model without a hyperprior" % (self.name, self.format))
+            self._entropy_model = EntropyModel(self._checked_file("entropy_model.npz"), self.channels, self.codebook_size)
+        return self._entropy_model
+
     def refine_parameters(self):
         """The manifest's settings for encoder-side refinement (``runtime.refine``)."""
         params = self.manifest.get("refine")
@@ -163,8 +221,13 @@ class Model:
         return params
 
     def encode(self, rgb):
-        """uint8 RGB (H, W, 3), H and W multiples of the stride -> symbols uint8 (C, H/s, W/s)."""
-        return self.encoder.run(["symbols"], {"image": np.ascontiguousarray(rgb)[None]})[0][0]
+        """uint8 RGB (H, W, 3), H and W multiples of the stride -> what the entropy coder codes.
+
+        Format 2: [symbols uint8 (C, H/s, W/s)].  Format 3: [latents float32
+        (C, H/s, W/s), ẑ symbols uint8 (Zc, H/4s, W/4s)] (rounded in the graph).
+        """
+        names = ["latents", "z_symbols"] if self.has_hyperprior else ["symbols"]
+        return [out[0] for out in self.encoder.run(names, {"image": np.ascontiguousarray(rgb)[None]})]
 
     def latents(self, rgb):
         """Like ``encode`` but the float latents before rounding (codebook values, C x H/s x W/s)."""
@@ -178,6 +241,13 @@ class Model:
             ["sse", "gradient"], {"latents": np.ascontiguousarray(latents, np.float32)[None], "image": np.ascontiguousarray(rgb)[None]})
         return float(sse), gradient[0]
 
-    def decode(self, symbols):
-        """symbols uint8 (C, h, w) -> float32 RGB in [0, 1] of shape (h*s, w*s, 3)."""
-        return self.decoder.run(["image"], {"symbols": np.ascontiguousarray(symbols)[None]})[0][0]
+    def decode(self, values):
+        """Latent values float32 (C, h, w) in codebook units -> float32 RGB in [0, 1] of shape (h*s, w*s, 3).
+
+        A format-2 decoder takes symbol indices: the values are integers of the codebook there.
+        """
+        if self.has_hyperprior:
+            feed = {"latents": np.ascontiguousarray(values, np.float32)[None]}
+        else:
+            feed = {"symbols": np.ascontiguousarray(values - self.codebook_min, np.float32).astype(np.uint8)[None]}
+        return self.decoder.run(["image"], feed)[0][0]

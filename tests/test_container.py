@@ -317,7 +317,7 @@ def test_crafted_files_are_rejected_with_clear_messages():
     z = zstandard.ZstdCompressor().compress
     cases = {
         "bad magic": b"L3ID" + build()[4:],
-        "version 7 (this runtime reads versions 1 and 2)": build(version=7),
+        "version 7 (this runtime reads versions 1, 2, 3)": build(version=7),
         "version 0": build(version=0),
         "flags 0x0001": build(flags=1),
         "flags 0x8000": build(flags=0x8000),

@@ -661,3 +661,443 @@ def test_hostile_context_chunks_never_crash():
             outcomes["ok"] += 1
             assert int(out.max()) < alphabet_size
     assert outcomes["FSEError"] > HOSTILE_TRIALS // 2, outcomes
+
+
+# ---- the STATIC mode (format version 3): static multi-table tANS -----------------------
+
+def discretised_counts(scales, alphabet_size=32, table_log=12, kind="laplace"):
+    """One row of normalized counts per scale: a discretised Laplace or Gaussian centred on the
+    alphabet, every count >= 1, each row summing to exactly 1 << table_log."""
+    total = 1 << table_log
+    x = np.arange(alphabet_size) - alphabet_size // 2
+    rows = []
+    for scale in scales:
+        p = np.exp(-np.abs(x) / scale) if kind == "laplace" else np.exp(-0.5 * (x / scale) ** 2)
+        p = p / p.sum()
+        counts = np.maximum(1, np.floor(p * (total - alphabet_size)).astype(np.int64) + 1)
+        counts[np.argmax(counts)] += total - counts.sum()   # the largest absorbs the rounding
+        assert counts.min() >= 1 and counts.sum() == total
+        rows.append(counts)
+    return np.stack(rows)
+
+
+def draw_from_tables(rng, counts, table_index):
+    """Symbols distributed as their tables say: symbol [c, i] from row table_index[c, i]."""
+    cdf = np.cumsum(counts, axis=1) / counts.sum(axis=1, keepdims=True)
+    u = rng.random(table_index.shape)
+    return (u[..., None] >= cdf[table_index]).sum(-1).clip(0, counts.shape[1] - 1).astype(np.uint8)
+
+
+def static_roundtrip(tables, symbols, table_index):
+    """Encodes, checks the invariants and the mode choice, decodes, compares; returns the encoding."""
+    n_channels, n = symbols.shape
+    enc = tables.encode(symbols, table_index)
+    assert enc.modes.dtype == np.uint8 and enc.sizes.dtype == np.uint32 and enc.modes.shape == (n_channels,)
+    assert len(enc.payload) == int(enc.sizes.sum())
+    raw = fse.raw_size(n, tables.alphabet_size) if n else 0
+    for c in range(n_channels):
+        mode, size = int(enc.modes[c]), int(enc.sizes[c])
+        if n == 0:
+            assert (mode, size) == (fse.EMPTY, 0)
+        elif np.all(symbols[c] == symbols[c, 0]):
+            assert (mode, size) == (fse.CONSTANT, 1)
+        elif mode == fse.RAW:
+            assert size == raw
+        else:
+            assert mode == fse.STATIC and 1 <= size < raw   # STATIC only when strictly smaller
+    out = tables.decode(enc.payload, enc.modes, enc.sizes, table_index)
+    assert out.dtype == np.uint8 and out.shape == symbols.shape
+    np.testing.assert_array_equal(out, symbols)
+    return enc
+
+
+def ideal_bytes(counts, symbols, table_index, table_log):
+    return float(-np.log2(counts[table_index, symbols] / (1 << table_log)).sum()) / 8
+
+
+@pytest.mark.parametrize("table_log, n_tables, kind", [(12, 64, "laplace"), (12, 7, "gauss"), (5, 4, "laplace"),
+                                                       (6, 16, "gauss"), (9, 1, "laplace")])
+def test_static_roundtrip(table_log, n_tables, kind):
+    rng = np.random.default_rng(30 + table_log * 100 + n_tables)
+    counts = discretised_counts(np.geomspace(0.3, 12, n_tables), 32, table_log, kind)
+    tables = fse.StaticTables(counts, table_log)
+    assert (tables.n_tables, tables.alphabet_size, tables.table_log) == (n_tables, 32, table_log)
+    for n in (1, 2, 3, 7, 8, 9, 64, 1000, 4099):
+        index = rng.integers(0, n_tables, (6, n)).astype(np.uint8)
+        index[1] = index[1, 0]   # one table for the whole channel
+        symbols = draw_from_tables(rng, counts, index)
+        symbols[2] = 16   # constant
+        symbols[3] = rng.integers(0, 32, n)   # uniform: RAW unless n is tiny
+        enc = static_roundtrip(tables, symbols, index)
+        if n >= 1000:   # (with table_log 5, 32 symbols all have count 1: uniform tables, so RAW)
+            assert enc.modes[0] == (fse.STATIC if table_log > 5 else fse.RAW) and enc.modes[2] == fse.CONSTANT
+        # any subset of the channels, in any order, with their index rows
+        chunks = chunks_of(enc)
+        for wanted in ([0], [5, 1], [4, 4, 0], [3, 2, 1, 0]):
+            payload = b"".join(chunks[c] for c in wanted)
+            out = tables.decode(payload, enc.modes[wanted], enc.sizes[wanted], np.ascontiguousarray(index[wanted]))
+            np.testing.assert_array_equal(out, symbols[wanted])
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(table_log=st.integers(5, 12), alphabet_size=st.sampled_from([2, 3, 17, 32]), n_tables=st.integers(1, 64),
+       n_channels=st.integers(0, 4), n=st.integers(0, 3000), seed=st.integers(0, 2 ** 32 - 1))
+def test_static_roundtrip_property(table_log, alphabet_size, n_tables, n_channels, n, seed):
+    rng = np.random.default_rng(seed)
+    total = 1 << table_log
+    if alphabet_size > total:
+        return
+    # random tables: every count >= 1, the rest spread by a random (often peaked) distribution
+    p = rng.dirichlet(np.full(alphabet_size, rng.uniform(0.05, 3)), n_tables)
+    counts = 1 + np.floor(p * (total - alphabet_size)).astype(np.int64)
+    counts[np.arange(n_tables), counts.argmax(1)] += total - counts.sum(1)
+    tables = fse.StaticTables(counts, table_log)
+    index = rng.integers(0, n_tables, (n_channels, n)).astype(np.uint8)
+    symbols = draw_from_tables(rng, counts, index)
+    static_roundtrip(tables, symbols, index)
+
+
+def test_static_size_close_to_ideal():
+    rng = np.random.default_rng(31)
+    # tANS's excess over the ideal code length, per symbol, shrinks with the number of states:
+    # ~0.02 % at table_log 12 for 32 symbols, ~0.4 % at table_log 5..6 (measured: 0.0187 %, 0.38 %)
+    for table_log, n_tables, alphabet_size, excess in ((12, 64, 32, 0.0005), (8, 20, 32, 0.003),
+                                                       (6, 3, 32, 0.006), (5, 3, 8, 0.006)):
+        counts = discretised_counts(np.geomspace(0.4, 8, n_tables), alphabet_size, table_log)
+        tables = fse.StaticTables(counts, table_log)
+        for n in (1, 50, 500, 5000, 50000):
+            index = rng.integers(0, n_tables, (2, n)).astype(np.uint8)
+            symbols = draw_from_tables(rng, counts, index)
+            symbols[1, 0] = (symbols[1, -1] + 1) % alphabet_size   # not constant
+            enc = tables.encode(symbols[1:], index[1:])
+            assert enc.modes[0] == fse.STATIC or n < 10
+            # the chunk itself, whichever mode wins: the final state (table_log bits) and the
+            # end mark take under (table_log + 1) / 8 + 1 bytes beyond the symbols' bits
+            chunk = reference_static_encode(counts, table_log, symbols[1], index[1])
+            if enc.modes[0] == fse.STATIC:
+                assert enc.payload == chunk
+            ideal = ideal_bytes(counts, symbols[1:], index[1:], table_log)
+            assert ideal - 2 <= len(chunk) <= ideal * (1 + excess) + (table_log + 1) / 8 + 1, (n, len(chunk), ideal)
+
+
+def test_static_mode_choice():
+    counts = discretised_counts([0.5, 1.0], 32, 12)
+    tables = fse.StaticTables(counts, 12)
+    rng = np.random.default_rng(32)
+    n = 3000
+    index = rng.integers(0, 2, (3, n)).astype(np.uint8)
+    symbols = np.stack([np.full(n, 16), rng.integers(0, 32, n), np.full(n, 3)]).astype(np.uint8)
+    enc = static_roundtrip(tables, symbols, index)
+    # constant channels take one byte, even when improbable; uniform symbols under a peaked table: RAW
+    assert list(enc.modes) == [fse.CONSTANT, fse.RAW, fse.CONSTANT]
+    assert enc.payload[0] == 16 and enc.payload[-1] == 3
+    assert enc.payload[1:-1] == pack_raw(symbols[1], 32)
+    # a channel of a single symbol; two symbols (RAW: 2 bytes at 5 bits each, STATIC needs >= 2)
+    enc = static_roundtrip(tables, np.array([[7]], np.uint8), np.zeros((1, 1), np.uint8))
+    assert (enc.modes[0], enc.payload) == (fse.CONSTANT, b"\x07")
+    empty = static_roundtrip(tables, np.zeros((2, 0), np.uint8), np.zeros((2, 0), np.uint8))
+    assert empty.payload == b"" and list(empty.modes) == [fse.EMPTY] * 2
+    assert tables.decode(b"", [], [], np.zeros((0, 5), np.uint8)).shape == (0, 5)
+
+
+def test_static_chunk_follows_the_layout():
+    """A reference tANS encoder (independent of the C code, from zstd's table construction) gives the
+    same bytes: the STATIC chunk layout documented in l3ic_fse.h."""
+    table_log, alphabet_size = 6, 5
+    counts = np.array([[40, 10, 7, 4, 3], [1, 1, 2, 20, 40], [12, 13, 13, 13, 13]])
+    tables = fse.StaticTables(counts, table_log)
+    rng = np.random.default_rng(33)
+    index = rng.integers(0, 3, (1, 400)).astype(np.uint8)
+    symbols = draw_from_tables(rng, counts, index)
+    enc = tables.encode(symbols, index)
+    assert enc.modes[0] == fse.STATIC
+    assert enc.payload == reference_static_encode(counts, table_log, symbols[0], index[0])
+
+
+def reference_static_encode(counts, table_log, symbols, index):
+    size = 1 << table_log
+    step = (size >> 1) + (size >> 3) + 3   # FSE_TABLESTEP
+    encode_tables = []
+    for row in counts:
+        spread, pos = [0] * size, 0   # zstd's symbol spread
+        for s, c in enumerate(row):
+            for _ in range(int(c)):
+                spread[pos] = s
+                pos = (pos + step) & (size - 1)
+        # encoder: the states of symbol s in spread order are its count .. 2 count - 1
+        state_of = {}
+        next_state = [int(c) for c in row]
+        for u, s in enumerate(spread):
+            state_of[(s, next_state[s])] = size + u
+            next_state[s] += 1
+        encode_tables.append(state_of)
+    bits, nbits = 0, 0
+
+    def put(value, n):
+        nonlocal bits, nbits
+        bits |= (value & ((1 << n) - 1)) << nbits
+        nbits += n
+
+    state = size   # decoder state 0
+    for s, k in zip(symbols[::-1], index[::-1]):
+        c = int(counts[k][s])
+        n_out = 0
+        while (state >> n_out) >= 2 * c:
+            n_out += 1
+        put(state, n_out)
+        state = encode_tables[k][(int(s), state >> n_out)]
+    put(state, table_log)
+    put(1, 1)   # the end mark
+    return bits.to_bytes((nbits + 7) // 8, "little")
+
+
+def test_static_deterministic_and_input_untouched():
+    counts = discretised_counts(np.geomspace(0.3, 10, 40), 32, 12)
+    tables = fse.StaticTables(counts, 12)
+    rng = np.random.default_rng(34)
+    index = rng.integers(0, 40, (5, 4000)).astype(np.uint8)
+    symbols = draw_from_tables(rng, counts, index)
+    copies = symbols.copy(), index.copy()
+    a = tables.encode(symbols, index)
+    b = fse.StaticTables(counts.copy(), 12).encode(symbols, index)
+    assert a.payload == b.payload and (a.modes == b.modes).all() and (a.sizes == b.sizes).all()
+    np.testing.assert_array_equal(symbols, copies[0])
+    np.testing.assert_array_equal(index, copies[1])
+
+
+def test_static_bitstream_is_stable():
+    """STATIC chunks are part of format version 3: a change here breaks files."""
+    counts = discretised_counts(np.geomspace(0.3, 10, 16), 32, 12)
+    tables = fse.StaticTables(counts, 12)
+    rng = np.random.default_rng(35)
+    index = rng.integers(0, 16, (3, 2048)).astype(np.uint8)
+    symbols = draw_from_tables(rng, counts, index)
+    enc = tables.encode(symbols, index)
+    assert list(enc.modes) == [fse.STATIC] * 3
+    assert enc.sizes.tolist() == GOLDEN_STATIC_SIZES
+    assert hashlib.sha256(enc.payload).hexdigest() == GOLDEN_STATIC_SHA256
+
+
+GOLDEN_STATIC_SIZES = [762, 769, 778]
+GOLDEN_STATIC_SHA256 = "6776c2bb670e48112a66ed8bf6de2cb9adef4b061610cfa9267568ad0a4007e3"
+
+
+def test_static_tables_reject_bad_counts():
+    good = discretised_counts([1.0, 2.0], 32, 12)
+    fse.StaticTables(good, 12)
+    bad_sum = good.copy()
+    bad_sum[1, 3] += 1
+    zero = good.copy()
+    zero[0, 0], zero[0, 16] = 0, zero[0, 16] + zero[0, 0]
+    negative = good.copy()
+    negative[0, 0], negative[0, 16] = -1, zero[0, 16] + good[0, 0] + 1
+    for counts, table_log in ((bad_sum, 12), (zero, 12), (negative, 12), (good, 11), (good, 13), (good, 4),
+                              (good, -1), (good, 100), (np.full((1, 32), 1), 5 - 1), (np.full((1, 64), 1), 5),
+                              (np.full((1, 2), 70000), 17)):
+        with pytest.raises(ValueError):
+            fse.StaticTables(counts, table_log)
+    fse.StaticTables(np.full((1, 32), 1), 5)   # 32 ones fill a table of 32
+    fse.StaticTables(np.full((256, 256), 16), 12)   # the largest
+    with pytest.raises(ValueError, match="table_log"):
+        fse.StaticTables(zero, 12)
+    for counts in (np.zeros((0, 32), np.int64), np.full((257, 32), 128), np.full((1, 1), 4096),
+                   np.full((1, 257), 16), good[0], good.astype(float), good.tolist() and "text"):
+        with pytest.raises(ValueError):
+            fse.StaticTables(counts, 12)
+    with pytest.raises(TypeError):
+        fse.StaticTables(good, 12.0)
+
+
+def test_static_rejects_bad_arguments():
+    counts = discretised_counts([1.0, 2.0, 4.0], 32, 12)
+    tables = fse.StaticTables(counts, 12)
+    x = np.zeros((2, 10), np.uint8)
+    idx = np.zeros((2, 10), np.uint8)
+    enc = tables.encode(x, idx)
+    for symbols, index in ((x, idx[:1]), (x, idx[:, :9]), (x, idx.astype(np.int16)), (x, idx.tolist()),
+                           (x, idx[0]), (x, np.zeros((10, 2), np.uint8).T), (x.astype(np.int16), idx),
+                           (x[0], idx[0]), (np.zeros((10, 2), np.uint8).T, idx)):
+        with pytest.raises(ValueError):
+            tables.encode(symbols, index)
+    bad = idx.copy()
+    bad[1, 5] = 3
+    with pytest.raises(ValueError, match="n_tables"):
+        tables.encode(x, bad)
+    big = x.copy()
+    big[0, 9] = 32
+    with pytest.raises(ValueError, match="alphabet"):
+        tables.encode(big, idx)
+    with pytest.raises(ValueError, match="n_tables"):
+        tables.decode(enc.payload, enc.modes, enc.sizes, bad)
+    for index in (idx[:1], np.zeros((3, 10), np.uint8), idx.astype(np.int64), idx.tolist(), idx[0],
+                  np.zeros((10, 2), np.uint8).T):
+        with pytest.raises(ValueError):
+            tables.decode(enc.payload, enc.modes, enc.sizes, index)
+    with pytest.raises(ValueError):
+        tables.decode("text", enc.modes, enc.sizes, idx)
+    with pytest.raises(ValueError):
+        tables.decode(enc.payload, enc.modes, enc.sizes[:1], idx)
+
+
+def test_static_decode_rejects_invalid_chunks():
+    lib = fse.lib
+    counts = discretised_counts([1.0, 3.0], 32, 12)
+    tables = fse.StaticTables(counts, 12)
+    rng = np.random.default_rng(36)
+    index = rng.integers(0, 2, (1, 500)).astype(np.uint8)
+    symbols = draw_from_tables(rng, counts, index)
+    enc = tables.encode(symbols, index)
+    assert enc.modes[0] == fse.STATIC
+    chunk = enc.payload
+
+    def fails(payload, modes, sizes, index, code):
+        with pytest.raises(FSEError) as info:
+            tables.decode(payload, modes, sizes, index)
+        assert info.value.code == code, str(info.value)
+
+    one = np.zeros((1, 5), np.uint8)
+    fails(b"\x05" * 2, [fse.FSE], [2], one, lib.L3IC_FSE_ERR_BAD_MODE)
+    fails(b"\x05" * 4, [fse.CONTEXT], [4], one, lib.L3IC_FSE_ERR_BAD_MODE)
+    fails(b"\x05", [6], [1], one, lib.L3IC_FSE_ERR_BAD_MODE)
+    fails(b"\x05", [fse.STATIC], [1], np.zeros((1, 0), np.uint8), lib.L3IC_FSE_ERR_BAD_MODE)   # n == 0
+    fails(b"", [fse.STATIC], [0], one, lib.L3IC_FSE_ERR_SIZE_MISMATCH)
+    fails(b"\x05", [fse.CONSTANT, fse.STATIC], [1, 0], np.zeros((2, 5), np.uint8), lib.L3IC_FSE_ERR_SIZE_MISMATCH)
+    fails(chunk, [fse.STATIC], [len(chunk) + 1], index, lib.L3IC_FSE_ERR_SIZE_MISMATCH)
+    fails(chunk + b"\x00", [fse.STATIC], [len(chunk)], index, lib.L3IC_FSE_ERR_SIZE_MISMATCH)
+    fails(b"\x20", [fse.CONSTANT], [1], one, lib.L3IC_FSE_ERR_SYMBOL_RANGE)
+    fails(b"\x00" * 3, [fse.RAW], [3], one, lib.L3IC_FSE_ERR_SIZE_MISMATCH)
+    fails(chunk[:-1] + b"\x00", [fse.STATIC], [len(chunk)], index, lib.L3IC_FSE_ERR_CORRUPT)   # no end mark
+    # the right chunk with too few / too many symbols, or other tables
+    fails(chunk, [fse.STATIC], [len(chunk)], np.ascontiguousarray(index[:, :-1]), lib.L3IC_FSE_ERR_CORRUPT)
+    fails(chunk, [fse.STATIC], [len(chunk)], np.concatenate([index, index], 1), lib.L3IC_FSE_ERR_CORRUPT)
+    fails(chunk, [fse.STATIC], [len(chunk)], 1 - index, lib.L3IC_FSE_ERR_CORRUPT)
+    # the whole layout is checked before decoding: a bad second chunk fails before the corrupt first
+    with pytest.raises(FSEError) as info:
+        tables.decode(b"\x00\x05", [fse.STATIC, fse.FSE], [1, 1], np.zeros((2, 5), np.uint8))
+    assert info.value.code == lib.L3IC_FSE_ERR_BAD_MODE and "chunk 1 of 2" in str(info.value)
+    # mode 5 does not exist without tables
+    for width in (0, 5):
+        with pytest.raises(FSEError) as info:
+            fse.decode_channels(chunk, [fse.STATIC], [len(chunk)], 500, 32, width=width)
+        assert info.value.code == lib.L3IC_FSE_ERR_BAD_MODE
+
+
+def test_static_hostile_chunks_never_crash():
+    rng = np.random.default_rng(37)
+    corpus = []
+    for table_log, n_tables, alphabet_size, n in ((12, 64, 32, 3000), (5, 3, 8, 200), (7, 5, 2, 400),
+                                                  (12, 8, 32, 20), (9, 2, 32, 12)):
+        counts = discretised_counts(np.geomspace(0.3, 6, n_tables), alphabet_size, table_log)
+        tables = fse.StaticTables(counts, table_log)
+        index = rng.integers(0, n_tables, (3, n)).astype(np.uint8)
+        symbols = draw_from_tables(rng, counts, index)
+        enc = tables.encode(symbols, index)
+        corpus.append((tables, enc, index))
+    assert all((enc.modes == fse.STATIC).any() for _, enc, _ in corpus)
+    outcomes = {"ok": 0, "FSEError": 0}
+    for trial in range(HOSTILE_TRIALS):
+        tables, enc, index = corpus[int(rng.integers(0, len(corpus)))]
+        c = int(rng.integers(0, enc.modes.size))
+        chunk, rows = bytearray(chunks_of(enc)[c]), index[c:c + 1]
+        kind = int(rng.integers(0, 6))
+        if kind == 0:   # flip bits
+            for _ in range(int(rng.integers(1, 4))):
+                i = int(rng.integers(0, len(chunk)))
+                chunk[i] ^= 1 << int(rng.integers(0, 8))
+        elif kind == 1 and len(chunk) > 1:   # truncate, at either end
+            cut = int(rng.integers(1, len(chunk)))
+            chunk = chunk[cut:] if rng.random() < 0.5 else chunk[:-cut]
+        elif kind == 2:   # random bytes, often 1..8 of them (BIT_initDStream's short path)
+            length = int(rng.integers(1, 9)) if rng.random() < 0.6 else int(rng.integers(1, 2000))
+            chunk = bytearray(rng.integers(0, 256, length, dtype=np.uint8).tobytes())
+        elif kind == 3:   # other table indices or another symbol count
+            n = max(1, rows.shape[1] + int(rng.integers(-3, 4))) if rng.random() < 0.5 else rows.shape[1]
+            rows = rng.integers(0, tables.n_tables, (1, n)).astype(np.uint8)
+        elif kind == 4:   # extra bytes
+            chunk += rng.integers(0, 256, int(rng.integers(1, 9)), dtype=np.uint8).tobytes()
+        else:   # overwrite a span
+            i = int(rng.integers(0, len(chunk)))
+            span = rng.integers(0, 256, min(int(rng.integers(1, 9)), len(chunk) - i), dtype=np.uint8)
+            chunk[i:i + span.size] = span.tobytes()
+        try:
+            out = tables.decode(bytes(chunk), [fse.STATIC], [len(chunk)], rows)
+        except FSEError as error:
+            outcomes["FSEError"] += 1
+            assert error.code in (fse.lib.L3IC_FSE_ERR_CORRUPT,), str(error)
+        else:
+            outcomes["ok"] += 1
+            assert out.shape == rows.shape and int(out.max()) < tables.alphabet_size
+    assert outcomes["FSEError"] > HOSTILE_TRIALS // 2, outcomes
+
+
+def test_static_truncated_and_flipped_chunks_fail():
+    counts = discretised_counts(np.geomspace(0.5, 4, 8), 32, 12)
+    tables = fse.StaticTables(counts, 12)
+    rng = np.random.default_rng(38)
+    index = rng.integers(0, 8, (1, 3000)).astype(np.uint8)
+    symbols = draw_from_tables(rng, counts, index)
+    enc = tables.encode(symbols, index)
+    chunk = enc.payload
+    assert enc.modes[0] == fse.STATIC
+    for cut in range(1, len(chunk)):
+        for damaged in (chunk[:cut], chunk[cut:]):
+            with pytest.raises(FSEError):
+                tables.decode(damaged, [fse.STATIC], [len(damaged)], index)
+    failures = 0
+    for i in range(0, len(chunk), 5):
+        for bit in range(8):
+            damaged = bytearray(chunk)
+            damaged[i] ^= 1 << bit
+            try:
+                out = tables.decode(bytes(damaged), [fse.STATIC], [len(chunk)], index)
+            except FSEError:
+                failures += 1
+            else:
+                assert out.shape == (1, 3000) and int(out.max()) < 32
+    assert failures > 0
+
+
+def test_static_threads_give_the_same_results():
+    counts = discretised_counts(np.geomspace(0.3, 10, 32), 32, 12)
+    tables = fse.StaticTables(counts, 12)
+    rng = np.random.default_rng(39)
+    indices = [rng.integers(0, 32, (8, 20000)).astype(np.uint8) for _ in range(4)]
+    inputs = [draw_from_tables(rng, counts, index) for index in indices]
+    expected = [tables.encode(x, index) for x, index in zip(inputs, indices)]
+    results = [None] * len(inputs)
+
+    def work(i):
+        enc = tables.encode(inputs[i], indices[i])
+        out = tables.decode(enc.payload, enc.modes, enc.sizes, indices[i])
+        results[i] = (enc.payload, bool((out == inputs[i]).all()))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [(e.payload, True) for e in expected]
+
+
+def test_static_short_chunks_never_crash():
+    """Chunks of 1..8 bytes take BIT_initDStream's short path: every 1-byte chunk, many 2..8-byte ones."""
+    rng = np.random.default_rng(40)
+    for table_log, alphabet_size in ((5, 8), (12, 32), (7, 2)):
+        counts = discretised_counts(np.geomspace(0.3, 3, 3), alphabet_size, table_log)
+        tables = fse.StaticTables(counts, table_log)
+        chunks = [bytes([b]) for b in range(256)]
+        chunks += [rng.integers(0, 256, int(rng.integers(2, 9)), dtype=np.uint8).tobytes() for _ in range(1500)]
+        decoded = 0
+        for chunk in chunks:
+            n = int(rng.integers(1, 12))
+            index = rng.integers(0, 3, (1, n)).astype(np.uint8)
+            try:
+                out = tables.decode(chunk, [fse.STATIC], [len(chunk)], index)
+            except FSEError as error:
+                assert error.code == fse.lib.L3IC_FSE_ERR_CORRUPT
+            else:
+                decoded += 1
+                assert out.shape == (1, n) and int(out.max()) < alphabet_size
+                # the checks at the end (exact end, state 0) leave one valid chunk per symbol string
+                assert chunk == reference_static_encode(counts, table_log, out[0], index[0])
+        assert decoded < len(chunks) // 2

@@ -50,6 +50,9 @@
 #if FSE_MAX_SYMBOL_VALUE != 255
 #  error "FSE_MAX_SYMBOL_VALUE must be 255"
 #endif
+#if L3IC_FSE_MIN_TABLELOG != FSE_MIN_TABLELOG
+#  error "L3IC_FSE_MIN_TABLELOG must equal zstd's FSE_MIN_TABLELOG"
+#endif
 
 
 /*-*********************************************
@@ -67,6 +70,8 @@ const char* l3ic_fse_error_message(int code)
     case L3IC_FSE_ERR_SIZE_MISMATCH: return "chunk lengths do not match the payload size or the coding modes";
     case L3IC_FSE_ERR_CORRUPT: return "corrupt entropy-coded chunk";
     case L3IC_FSE_ERR_INTERNAL: return "internal error in the FSE encoder";
+    case L3IC_FSE_ERR_BAD_TABLE: return "invalid static FSE tables (table_log outside 5..12, a count below 1, or a row of counts not summing to 1 << table_log)";
+    case L3IC_FSE_ERR_TABLE_INDEX: return "table index outside the static tables";
     default: return "unknown error code";
     }
 }
@@ -788,5 +793,278 @@ int l3ic_fse_decode_channels(const uint8_t* src, size_t src_size,
         free(w->t);
     }
     free(w);
+    return err;
+}
+
+
+/*-*********************************************
+*  Static tables (mode 5, bitstream version 3)
+***********************************************/
+struct l3ic_fse_tables {
+    unsigned n_tables;
+    unsigned alphabet_size;
+    unsigned table_log;
+    size_t ctable_u32;     /* FSE_CTable entries per CTable */
+    size_t dtable_u32;     /* FSE_DTable entries per DTable */
+    FSE_CTable* ctables;   /* n_tables CTables, back to back */
+    FSE_DTable* dtables;   /* n_tables DTables, back to back */
+    /* per table: FSE_initCState()'s view of its CTable (the stateTable and symbolTT
+     * an FSE_CState_t points at), and what FSE_initDState() puts in DState.table */
+    const void* state_table[L3IC_FSE_MAX_TABLES];
+    const void* symbol_tt[L3IC_FSE_MAX_TABLES];
+    const void* decode_table[L3IC_FSE_MAX_TABLES];
+};
+
+/* The workspace either table builder needs, for the largest alphabet and tableLog. */
+typedef union {
+    unsigned c[FSE_BUILD_CTABLE_WORKSPACE_SIZE_U32(FSE_MAX_SYMBOL_VALUE, FSE_MAX_TABLELOG)];
+    unsigned d[FSE_BUILD_DTABLE_WKSP_SIZE_U32(FSE_MAX_TABLELOG, FSE_MAX_SYMBOL_VALUE)];
+} build_wksp;
+
+int l3ic_fse_tables_create(const int16_t* counts, unsigned n_tables, unsigned alphabet_size,
+                           unsigned table_log, l3ic_fse_tables** out)
+{
+    l3ic_fse_tables* t;
+    build_wksp* wksp;
+    short norm[FSE_MAX_SYMBOL_VALUE + 1];
+    unsigned k, s;
+    int err = L3IC_FSE_OK;
+
+    if (counts == NULL || out == NULL || n_tables < 1 || n_tables > L3IC_FSE_MAX_TABLES || !alphabet_ok(alphabet_size))
+        return L3IC_FSE_ERR_ARG;
+    if (table_log < L3IC_FSE_MIN_TABLELOG || table_log > L3IC_FSE_MAX_TABLELOG) return L3IC_FSE_ERR_BAD_TABLE;
+    for (k = 0; k < n_tables; k++) {   /* validate every row before building anything */
+        const int16_t* const row = counts + (size_t)k * alphabet_size;
+        unsigned long total = 0;
+        for (s = 0; s < alphabet_size; s++) {
+            if (row[s] < 1) return L3IC_FSE_ERR_BAD_TABLE;   /* a 0 would make the symbol uncodable */
+            total += (unsigned long)row[s];   /* <= 256 * 32767: no overflow */
+        }
+        if (total != (1ul << table_log)) return L3IC_FSE_ERR_BAD_TABLE;
+    }
+
+    t = (l3ic_fse_tables*)calloc(1, sizeof(*t));
+    wksp = (build_wksp*)malloc(sizeof(*wksp));
+    if (t == NULL || wksp == NULL) { err = L3IC_FSE_ERR_ALLOC; goto done; }
+    t->n_tables = n_tables;
+    t->alphabet_size = alphabet_size;
+    t->table_log = table_log;
+    t->ctable_u32 = FSE_CTABLE_SIZE_U32(table_log, alphabet_size - 1);
+    t->dtable_u32 = FSE_DTABLE_SIZE_U32(table_log);
+    t->ctables = (FSE_CTable*)malloc(n_tables * t->ctable_u32 * sizeof(FSE_CTable));
+    t->dtables = (FSE_DTable*)malloc(n_tables * t->dtable_u32 * sizeof(FSE_DTable));
+    if (t->ctables == NULL || t->dtables == NULL) { err = L3IC_FSE_ERR_ALLOC; goto done; }
+    for (k = 0; k < n_tables; k++) {
+        FSE_CTable* const ct = t->ctables + k * t->ctable_u32;
+        FSE_DTable* const dt = t->dtables + k * t->dtable_u32;
+        FSE_CState_t view;
+        size_t r;
+        for (s = 0; s < alphabet_size; s++) norm[s] = (short)counts[(size_t)k * alphabet_size + s];
+        r = FSE_buildCTable_wksp(ct, norm, alphabet_size - 1, table_log, wksp->c, sizeof(wksp->c));
+        if (!FSE_isError(r)) r = FSE_buildDTable_wksp(dt, norm, alphabet_size - 1, table_log, wksp->d, sizeof(wksp->d));
+        if (FSE_isError(r)) { err = L3IC_FSE_ERR_INTERNAL; goto done; }   /* the counts were checked: a bug */
+        FSE_initCState(&view, ct);
+        t->state_table[k] = view.stateTable;
+        t->symbol_tt[k] = view.symbolTT;
+        t->decode_table[k] = dt + 1;   /* as FSE_initDState() sets DState.table */
+    }
+    *out = t;
+    t = NULL;
+
+done:
+    free(wksp);
+    l3ic_fse_tables_free(t);
+    return err;
+}
+
+void l3ic_fse_tables_free(l3ic_fse_tables* tables)
+{
+    if (tables == NULL) return;
+    free(tables->ctables);
+    free(tables->dtables);
+    free(tables);
+}
+
+size_t l3ic_fse_static_bound(size_t n_channels, size_t n_symbols, unsigned alphabet_size)
+{
+    return l3ic_fse_encode_bound(n_channels, n_symbols, alphabet_size);
+}
+
+/* Codes n >= 1 symbols (every one < alphabet_size, every index < n_tables) as a
+ * STATIC chunk into buf (capacity > sizeof(size_t) bytes).
+ * @return : the chunk length, or 0 if it needs more than capacity - sizeof(size_t) - 1 bytes. */
+static size_t encode_static_chunk(const l3ic_fse_tables* t, const uint8_t* sym, const uint8_t* idx, size_t n,
+                                  uint8_t* buf, size_t capacity)
+{
+    BIT_CStream_t bits;
+    FSE_CState_t state;
+    size_t i;
+
+    if (ERR_isError(BIT_initCStream(&bits, buf, capacity))) return 0;
+    FSE_initCState(&state, t->ctables + idx[n - 1] * t->ctable_u32);   /* value 1 << tableLog: decoder state 0 */
+    for (i = n; i-- > 0;) {
+        state.stateTable = t->state_table[idx[i]];
+        state.symbolTT = t->symbol_tt[idx[i]];
+        FSE_encodeSymbol(&bits, &state, sym[i]);   /* at most tableLog bits */
+        BIT_flushBits(&bits);   /* clamps at the end of buf; overflow shows in BIT_closeCStream() */
+    }
+    FSE_flushCState(&bits, &state);
+    return BIT_closeCStream(&bits);   /* 0 on overflow */
+}
+
+/* Decodes a STATIC chunk of len >= 1 bytes into n >= 1 symbols (every index < n_tables).
+ * Reads only chunk[0 .. len): zstd's BIT_ functions clamp their pointers, and after an
+ * overflow (more bits asked for than the chunk holds) read no memory at all.
+ * @return : L3IC_FSE_OK or L3IC_FSE_ERR_CORRUPT. */
+static int decode_static_chunk(const l3ic_fse_tables* t, const uint8_t* chunk, size_t len,
+                               const uint8_t* idx, uint8_t* out, size_t n)
+{
+    BIT_DStream_t bits;
+    FSE_DState_t state;
+    size_t i;
+
+    if (ERR_isError(BIT_initDStream(&bits, chunk, len))) return L3IC_FSE_ERR_CORRUPT;   /* e.g. last byte 0 */
+    FSE_initDState(&state, &bits, t->dtables + idx[0] * t->dtable_u32);   /* state < 1 << tableLog */
+    for (i = 0; i < n; i++) {
+        /* Every entry's newState + (any nbBits-bit value) is < 1 << tableLog, so the
+         * state stays inside the table whatever the bits are. */
+        state.table = t->decode_table[idx[i]];
+        out[i] = FSE_decodeSymbol(&state, &bits);
+        if (BIT_reloadDStream(&bits) == BIT_DStream_overflow) return L3IC_FSE_ERR_CORRUPT;
+    }
+    if (!BIT_endOfDStream(&bits) || state.state != 0) return L3IC_FSE_ERR_CORRUPT;
+    return L3IC_FSE_OK;
+}
+
+int l3ic_fse_encode_static(const l3ic_fse_tables* tables, const uint8_t* symbols, const uint8_t* table_idx,
+                           size_t n_channels, size_t n_symbols, uint8_t* dst, size_t dst_capacity,
+                           uint8_t* modes, uint32_t* sizes, size_t* dst_written)
+{
+    uint8_t* scratch = NULL;
+    size_t raw, scratch_size = 0, pos = 0, c;
+    unsigned b;
+
+    if (tables == NULL || n_symbols > L3IC_FSE_MAX_SYMBOLS || dst_written == NULL
+        || (n_channels != 0 && (modes == NULL || sizes == NULL))
+        || (n_symbols != 0 && n_channels > SIZE_MAX / n_symbols)
+        || (n_channels != 0 && n_symbols != 0 && (symbols == NULL || table_idx == NULL))
+        || (dst == NULL && dst_capacity != 0))
+        return L3IC_FSE_ERR_ARG;
+    *dst_written = 0;
+    raw = l3ic_fse_raw_size(n_symbols, tables->alphabet_size);
+    b = raw_bits(tables->alphabet_size);
+    if (n_symbols >= 2 && n_channels != 0) {
+        /* A STATIC chunk is kept only if shorter than RAW: room for raw bytes, plus the
+         * bit container that BIT_flushBits() writes whole, is enough to see that. */
+        scratch_size = raw + 2 * sizeof(size_t);
+        scratch = (uint8_t*)malloc(scratch_size);
+        if (scratch == NULL) return L3IC_FSE_ERR_ALLOC;
+    }
+
+    for (c = 0; c < n_channels; c++) {
+        const uint8_t* const src = symbols != NULL ? symbols + c * n_symbols : NULL;   /* NULL: n_symbols == 0 */
+        const uint8_t* const idx = table_idx != NULL ? table_idx + c * n_symbols : NULL;
+        uint8_t* const out = dst != NULL ? dst + pos : NULL;   /* NULL only if dst_capacity == 0 */
+        size_t const room = dst_capacity - pos;
+        size_t len = 0, i;
+        uint8_t mode;
+        int constant = 1;
+
+        if (n_symbols == 0) {
+            mode = L3IC_FSE_MODE_EMPTY;
+        } else {
+            if (max_byte(src, n_symbols) >= tables->alphabet_size) { free(scratch); return L3IC_FSE_ERR_SYMBOL_RANGE; }
+            if (max_byte(idx, n_symbols) >= tables->n_tables) { free(scratch); return L3IC_FSE_ERR_TABLE_INDEX; }
+            for (i = 1; i < n_symbols && constant; i++) constant = src[i] == src[0];
+            if (constant) {   /* 1 byte: a STATIC chunk is never shorter */
+                mode = L3IC_FSE_MODE_CONSTANT;
+                len = 1;
+                if (room < len) { free(scratch); return L3IC_FSE_ERR_DST_TOO_SMALL; }
+                out[0] = src[0];
+            } else {
+                len = encode_static_chunk(tables, src, idx, n_symbols, scratch, scratch_size);
+                if (len != 0 && len < raw) {
+                    mode = L3IC_FSE_MODE_STATIC;
+                    if (room < len) { free(scratch); return L3IC_FSE_ERR_DST_TOO_SMALL; }
+                    memcpy(out, scratch, len);
+                } else {
+                    mode = L3IC_FSE_MODE_RAW;
+                    len = raw;
+                    if (room < len) { free(scratch); return L3IC_FSE_ERR_DST_TOO_SMALL; }
+                    raw_pack(out, src, n_symbols, b);
+                }
+            }
+        }
+        modes[c] = mode;
+        sizes[c] = (uint32_t)len;   /* len <= raw <= L3IC_FSE_MAX_SYMBOLS */
+        pos += len;
+    }
+    *dst_written = pos;
+    free(scratch);
+    return L3IC_FSE_OK;
+}
+
+/* Whether a chunk of `len` bytes can code n symbols in `mode` with static tables.
+ * @return : L3IC_FSE_OK, L3IC_FSE_ERR_BAD_MODE or L3IC_FSE_ERR_SIZE_MISMATCH. */
+static int static_chunk_fits(unsigned mode, size_t len, size_t n, unsigned alphabet_size)
+{
+    switch (mode) {
+    case L3IC_FSE_MODE_STATIC:
+        if (n == 0) return L3IC_FSE_ERR_BAD_MODE;
+        return len >= 1 ? L3IC_FSE_OK : L3IC_FSE_ERR_SIZE_MISMATCH;
+    case L3IC_FSE_MODE_CONSTANT:
+    case L3IC_FSE_MODE_RAW:
+    case L3IC_FSE_MODE_EMPTY:
+        return chunk_fits(mode, len, n, 0, alphabet_size);
+    default:   /* FSE and CONTEXT carry their own tables: not in static streams */
+        return L3IC_FSE_ERR_BAD_MODE;
+    }
+}
+
+int l3ic_fse_decode_static(const l3ic_fse_tables* tables, const uint8_t* src, size_t src_size,
+                           const uint8_t* modes, const uint32_t* sizes, const uint8_t* table_idx,
+                           size_t n_channels, size_t n_symbols, uint8_t* out, size_t* err_channel)
+{
+    size_t total = 0, pos = 0, c;
+    int err = L3IC_FSE_OK;
+
+    if (tables == NULL || n_symbols > L3IC_FSE_MAX_SYMBOLS
+        || (n_channels != 0 && (modes == NULL || sizes == NULL))
+        || (src == NULL && src_size != 0)
+        || (n_symbols != 0 && n_channels > SIZE_MAX / n_symbols)
+        || (n_symbols != 0 && n_channels != 0 && (out == NULL || table_idx == NULL)))
+        return L3IC_FSE_ERR_ARG;
+    /* the layout, as l3ic_fse_check_layout() does */
+    for (c = 0; c < n_channels; c++) {
+        size_t const len = sizes[c];
+        err = static_chunk_fits(modes[c], len, n_symbols, tables->alphabet_size);
+        if (err == L3IC_FSE_OK && len > src_size - total)   /* total <= src_size: no overflow */
+            err = L3IC_FSE_ERR_SIZE_MISMATCH;
+        if (err != L3IC_FSE_OK) {
+            if (err_channel) *err_channel = c;
+            return err;
+        }
+        total += len;
+    }
+    if (total != src_size) return L3IC_FSE_ERR_SIZE_MISMATCH;
+    /* the table indices */
+    for (c = 0; c < n_channels && n_symbols != 0; c++) {
+        if (max_byte(table_idx + c * n_symbols, n_symbols) >= tables->n_tables) {
+            if (err_channel) *err_channel = c;
+            return L3IC_FSE_ERR_TABLE_INDEX;
+        }
+    }
+
+    for (c = 0; c < n_channels && err == L3IC_FSE_OK; c++) {
+        const uint8_t* const chunk = src != NULL ? src + pos : NULL;   /* NULL only if every len is 0 */
+        uint8_t* const dst = out != NULL ? out + c * n_symbols : NULL;   /* NULL only if n_symbols is 0 */
+        unsigned const mode = modes[c];
+        if (mode == L3IC_FSE_MODE_STATIC)
+            err = decode_static_chunk(tables, chunk, sizes[c], table_idx + c * n_symbols, dst, n_symbols);
+        else   /* CONSTANT, RAW, EMPTY: decode_plain() needs no workspace for these */
+            err = decode_plain(NULL, mode, chunk, sizes[c], dst, n_symbols, tables->alphabet_size);
+        if (err != L3IC_FSE_OK && err_channel) *err_channel = c;
+        pos += sizes[c];
+    }
     return err;
 }

@@ -1,0 +1,170 @@
+"""The entropy model of format 3: side information ẑ -> per-element mean and table index, exactly.
+
+A format-3 model has a hyperprior (Ballé et al. 2018): the encoder sends ẑ, a
+small integer map at 1/4 of the latent resolution, and both sides run the
+*hyper-synthesis* on it to get, for every latent element, a mean μ and the
+index k of the static FSE table its residual is coded with.  The index decides
+how a symbol is decoded, so it must come out the same on every machine: the
+hyper-synthesis is an integer network (Ballé, Johnston & Minnen 2019) with
+integer kernels and biases, and each layer is
+
+    out = clip(floor(acc * 2^shift + 1/2), lo, hi),  acc = Σ kernel · in + bias
+
+over integers.  It runs here, in numpy float64: every product and partial sum
+is an integer far below 2^53 (``EntropyModel`` checks the bound when it loads a
+model), so float64 adds and multiplies them exactly in any order — whatever
+BLAS, SIMD width or FMA a machine uses — and the power-of-two scaling and the
+floor are exact too.  ONNX Runtime is not used for it because its float32
+kernels (and TF32 on GPUs) give no such guarantee.
+
+All of the entropy model lives in one file, ``entropy_model.npz``, hashed in
+the model's manifest and in every file's model identity (see docs/FORMAT.md).
+"""
+import numpy as np
+
+from runtime import fse
+from runtime.errors import ModelError
+
+HALO = 3  # z cells of context around a tile: more than the hyper-synthesis's receptive field (2.5 cells)
+EXACT_LIMIT = 2.0 ** 53
+_LAYER_KEYS = ("kernel", "bias", "shift", "clip")
+
+
+class IntegerLayer:
+    """One layer of the integer hyper-synthesis: a k x k convolution, rescale, clip, then depth-to-space."""
+
+    def __init__(self, kernel, bias, shift, clip, depth_to_space=1):
+        self.kernel = np.asarray(kernel, np.int64)  # (k, k, cin, cout)
+        k, _, cin, cout = self.kernel.shape
+        self.size, self.cin, self.cout = k, cin, cout
+        self.bias = np.asarray(bias, np.int64).reshape(cout)
+        self.scale = np.ldexp(1.0, np.asarray(shift, np.int64).reshape(cout))  # 2^shift per output channel
+        self.lo, self.hi = (int(v) for v in clip)
+        self.block = int(depth_to_space)
+        self.matrix = self.kernel.reshape(k * k * cin, cout).astype(np.float64)
+        if k % 2 != 1 or self.block not in (1, 2) or self.lo > self.hi:
+            raise ModelError("entropy model: invalid layer (kernel %d, depth-to-space %d, clip %d..%d)" % (k, self.block, self.lo, self.hi))
+
+    def accumulator_bound(self, input_bound):
+        """The largest |acc| any input with |values| <= input_bound can give."""
+        return float(np.max(np.abs(self.matrix).sum(axis=0) * input_bound + np.abs(self.bias)))
+
+    def output_bound(self):
+        return max(abs(self.lo), abs(self.hi))
+
+    def __call__(self, x):
+        """x: (cin, h, w) float64 integers -> (cout / block^2, h * block, w * block) float64 integers."""
+        _, h, w = x.shape
+        pad = self.size // 2
+        padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
+        # im2col: rows are positions, columns (ky, kx, cin) in the kernel's order
+        cols = np.empty((h, w, self.size, self.size, self.cin))
+        for ky in range(self.size):
+            for kx in range(self.size):
+                cols[:, :, ky, kx, :] = padded[:, ky:ky + h, kx:kx + w].transpose(1, 2, 0)
+        acc = cols.reshape(h * w, -1) @ self.matrix + self.bias
+        out = np.clip(np.floor(acc * self.scale + 0.5), self.lo, self.hi).T.reshape(self.cout, h, w)
+        if self.block == 1:
+            return out
+        b, c = self.block, self.cout // (self.block * self.block)
+        # TensorFlow's depth_to_space: input channel (dy * b + dx) * c + ch -> output (ch, b*y + dy, b*x + dx)
+        return out.reshape(b, b, c, h, w).transpose(2, 3, 0, 4, 1).reshape(c, h * b, w * b)
+
+
+def _check_layer(layer, input_bound, cin):
+    if layer.cin != cin:
+        raise ModelError("entropy model: a layer takes %d channels, its input has %d" % (layer.cin, cin))
+    acc = layer.accumulator_bound(input_bound)
+    if max(acc, acc * float(layer.scale.max())) >= EXACT_LIMIT / 2:
+        raise ModelError("entropy model: a layer's accumulator can reach 2^52, where float64 is no longer exact")
+
+
+class EntropyModel:
+    """A model's hyperprior: the integer hyper-synthesis and the static FSE tables of y and z.
+
+    ``parameters(z)`` gives the mean (in steps of 2^mean_exp) and the table
+    index of every latent element; ``latent_tables`` codes residual symbols
+    with those indices, ``z_tables`` codes channel c of ẑ with table c.
+    """
+
+    def __init__(self, path, channels, codebook_size):
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            self.layers = [IntegerLayer(*(arrays["hs%d_%s" % (i, key)] for key in _LAYER_KEYS), arrays["hs%d_depth_to_space" % i])
+                           for i in range(int(arrays["hidden_layers"]))]
+            self.mean_head = IntegerLayer(*(arrays["mean_" + key] for key in _LAYER_KEYS))
+            self.scale_head = IntegerLayer(*(arrays["scale_" + key] for key in _LAYER_KEYS))
+            self.mean_exp = int(arrays["mean_exp"])
+            self.hyper_stride = int(arrays["hyper_stride"])
+            self.z_min = int(arrays["z_min"])
+            table_log = int(arrays["table_log"])
+            self.latent_tables = fse.StaticTables(arrays["latent_counts"], table_log)
+            # code length in bits of each residual symbol under each table (for refinement's rate)
+            self.latent_bits = table_log - np.log2(arrays["latent_counts"].astype(np.float64))
+            self.z_tables = fse.StaticTables(arrays["z_counts"], table_log)
+        except (OSError, KeyError, ValueError, TypeError) as e:
+            raise ModelError("cannot read entropy model %s: %s" % (path, str(e).splitlines()[0]))
+        self.z_channels = self.z_tables.n_tables
+        self._check(channels, codebook_size)
+
+    def _check(self, channels, codebook_size):
+        """Shapes fit together, heads fit the model, and every accumulator stays below 2^52 (exactness)."""
+        bound, cin = max(abs(self.z_min), abs(self.z_min + self.z_tables.alphabet_size - 1)), self.z_channels
+        for layer in self.layers:
+            _check_layer(layer, bound, cin)
+            bound, cin = layer.output_bound(), layer.cout // layer.block ** 2
+        for head in (self.mean_head, self.scale_head):
+            _check_layer(head, bound, cin)
+        scale = 1
+        for layer in self.layers:
+            scale *= layer.block
+        if scale != self.hyper_stride:
+            raise ModelError("entropy model: the hyper-synthesis upsamples %dx, not the hyper stride %d" % (scale, self.hyper_stride))
+        if self.mean_head.cout != channels or self.scale_head.cout != channels:
+            raise ModelError("entropy model: heads give %d/%d channels, the model has %d" % (self.mean_head.cout, self.scale_head.cout, channels))
+        if self.scale_head.lo < 0 or self.scale_head.hi >= self.latent_tables.n_tables:
+            raise ModelError("entropy model: scale indices %d..%d outside the %d tables" % (self.scale_head.lo, self.scale_head.hi, self.latent_tables.n_tables))
+        if self.latent_tables.alphabet_size != codebook_size:
+            raise ModelError("entropy model: latent tables have %d symbols, the codebook %d" % (self.latent_tables.alphabet_size, codebook_size))
+
+    def z_size(self, latent_h, latent_w):
+        """(zh, zw): the ẑ map of a latent of latent_h x latent_w cells."""
+        s = self.hyper_stride
+        return -(-latent_h // s), -(-latent_w // s)
+
+    def parameters(self, z_symbols):
+        """ẑ symbols (Zc, zh, zw) uint8 -> (mean int32, table index uint8), each (C, s*zh, s*zw).
+
+        The mean of an element is ``mean * 2^mean_exp`` in codebook units.
+        """
+        x = z_symbols.astype(np.float64) + self.z_min
+        for layer in self.layers:
+            x = layer(x)
+        return self.mean_head(x).astype(np.int32), self.scale_head(x).astype(np.uint8)
+
+    def tile_parameters(self, z_symbols, rect):
+        """``parameters`` for the latent rectangle rect = (y, x, h, w), from ẑ with HALO cells around it.
+
+        Identical, bit for bit, to cutting the rectangle out of ``parameters``
+        of the whole map (the halo covers the receptive field, and the window
+        is the whole map at image borders), with memory and time in
+        proportion to the tile.  Tile corners lie on multiples of the hyper stride.
+        """
+        y, x, h, w = rect
+        s = self.hyper_stride
+        zh, zw = z_symbols.shape[1:]
+        zy0, zx0 = max(0, y // s - HALO), max(0, x // s - HALO)
+        zy1, zx1 = min(zh, -(-(y + h) // s) + HALO), min(zw, -(-(x + w) // s) + HALO)
+        mean, index = self.parameters(z_symbols[:, zy0:zy1, zx0:zx1])
+        oy, ox = y - zy0 * s, x - zx0 * s
+        return (np.ascontiguousarray(mean[:, oy:oy + h, ox:ox + w]), np.ascontiguousarray(index[:, oy:oy + h, ox:ox + w]))
+
+    def latent_values(self, residual_symbols, mean, codebook_min):
+        """ŷ = residual + mean, in codebook units (float32), what the decoder network takes."""
+        return (residual_symbols.astype(np.float32) + codebook_min) + np.ldexp(mean.astype(np.float32), self.mean_exp)
+
+    def residual_symbols(self, latents, mean, codebook_min, codebook_size):
+        """The encoder's side of ``latent_values``: round(y - mean), clipped to the codebook, as symbols."""
+        r = np.rint(latents.astype(np.float32) - np.ldexp(mean.astype(np.float32), self.mean_exp))
+        return (np.clip(r, codebook_min, codebook_min + codebook_size - 1) - codebook_min).astype(np.uint8)
