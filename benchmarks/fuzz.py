@@ -5,11 +5,12 @@ Targets (each gets hostile bytes and may only fail with the runtime's own errors
 * ``container``: ``L3icFile.parse`` of every version (1, 2 and 3), every
   side-data record, and the full entropy decode of every tile
   (``runtime.codec.latent_values``; no network): for format 3 that is the ẑ
-  chunks (STATIC, with the model's z tables), the integer hyper-synthesis on
-  the decoded ẑ (``EntropyModel.tile_parameters``) and every tile's STATIC
-  chunks, with the entropy model of the installed model the file names
+  chunk (with the model's z tables), the integer hyper-synthesis on the
+  decoded ẑ (``EntropyModel.tile_parameters``) and every tile's chunks with
+  the tables it picks, with the entropy model of the installed model the file names
   (checked against the header as ``Codec.decode`` does); formats 1 and 2 need
-  no model.  Pixel limit 16384 (bounds the (C, h, w) arrays).
+  no model.  A quarter of the inputs decode some channels of some tiles only
+  (a preview, a region).  Pixel limit 16384 (bounds the (C, h, w) arrays).
   Allowed: ``L3icError``.
 * ``fse``: the C glue, ``runtime.fse.decode_channels``, called with arbitrary
   modes, sizes, symbol counts, alphabet sizes and payloads taken from the input
@@ -139,8 +140,8 @@ class ContainerTarget(Target):
     def __init__(self):
         super().__init__()
         from runtime import Codec, container
-        from runtime.codec import latent_values
-        self.parse, self.latent_values = container.L3icFile.parse, latent_values
+        from runtime.codec import decode_z, latent_values
+        self.parse, self.latent_values, self.decode_z = container.L3icFile.parse, latent_values, decode_z
         # the model lookup of Codec.decode (the file's model identity, then its header against the model)
         self.codec = Codec("medium", "cpu", max_pixels=self.MAX_PIXELS, threads=1)
         if self.codec.model.has_hyperprior:
@@ -152,9 +153,19 @@ class ContainerTarget(Target):
         version = parsed.version
         self.paths["v%d-parsed" % version] += 1
         # formats 1 and 2 are decoded without a model (latent_values does not look at it); 3 needs its entropy model
-        model = self.codec._decoder_for(parsed.header) if version >= 3 else None
-        self.latent_values(parsed, model)
-        self.paths["v%d-decoded" % version] += 1
+        h = parsed.header
+        model = self.codec._decoder_for(h) if version >= 3 else None
+        if model is not None:
+            self.decode_z(parsed, model.entropy_model)
+            self.paths["v3-z-decoded"] += 1  # the hyper-synthesis runs on this ẑ next
+        channels = tiles = None
+        pick = zlib.crc32(data)
+        if pick % 4 == 0:  # a third of the time: some channels of some tiles (a preview, a region), in any order
+            rng = random.Random(pick)
+            channels = rng.sample(range(h.channels), rng.randint(1, min(h.channels, 8)))
+            tiles = rng.sample(range(h.n_tiles), rng.randint(1, min(h.n_tiles, 4)))
+        self.latent_values(parsed, model, channels, tiles)
+        self.paths["v%d-decoded%s" % (version, "" if channels is None else "-subset")] += 1
 
 
 def _random_tables(rng, n_tables, alphabet, table_log):
@@ -178,13 +189,19 @@ class FSETarget(Target):
         self.fse = fse
         self.allowed = (FSEError, ValueError)
         rng = np.random.default_rng(7)
-        self.tables = [fse.StaticTables(_random_tables(rng, k, a, log), log)  # small random valid sets
-                       for k, a, log in ((3, 5, 5), (1, 2, 5), (2, 256, 12), (17, 32, 9))]
+        # small random valid sets.  Not 256 symbols at table_log 12: l3ic_fse_tables_create's build workspace is
+        # then 2 bytes short (zstd's FSE_BUILD_CTABLE_WORKSPACE_SIZE_U32 rounds down for an odd maxSymbolValue + 2)
+        # and FSE_buildCTable_wksp writes 1 byte past it when the last symbol's count is 1 mod 8
+        self.counts = [_random_tables(rng, k, a, log) for k, a, log in ((3, 5, 5), (1, 2, 5), (2, 256, 11), (17, 32, 9))]
+        self.tables = [fse.StaticTables(c, int(c[0].sum()).bit_length() - 1) for c in self.counts]
         try:  # the real ones, when a format-3 model is installed
             from runtime.model import Model
             model = Model("medium", "cpu")
             if model.has_hyperprior:
-                self.tables[:0] = [model.entropy_model.latent_tables, model.entropy_model.z_tables]
+                em = model.entropy_model
+                with np.load(os.path.join(model.folder, "entropy_model.npz")) as npz:
+                    self.counts[:0] = [npz["latent_counts"], npz["z_counts"]]
+                self.tables[:0] = [em.latent_tables, em.z_tables]
         except Exception as e:  # noqa: BLE001 - a missing model is not a reason not to fuzz the rest
             print("fse target: no format-3 medium model (%s); random static tables only" % e, file=sys.stderr)
 
@@ -235,7 +252,7 @@ class FSETarget(Target):
             self.paths["static-roundtrip"] += 1
             n_symbols = min(n_symbols, 4096)
             index_bytes, rest = rest[:index_len], rest[index_len:]
-            index = np.resize(np.frombuffer(index_bytes or b"\x00", np.uint8) % tables.n_tables, (n_channels, n_symbols))
+            index = np.resize(np.frombuffer(index_bytes or b"\x00", np.uint8).astype(np.int64) % tables.n_tables, (n_channels, n_symbols))
             raw = np.frombuffer(rest or b"\x00", np.uint8).astype(np.int64)
             bits = (data[1] >> 3) % 9
             symbols = np.resize(raw % alphabet if flags & 0x20 else raw & (1 << bits) - 1, (n_channels, n_symbols))
@@ -260,9 +277,9 @@ class FSETarget(Target):
             modes = [m - 128 for m in modes]
             rows += index_len % 3 - 1
         else:
-            index = index % tables.n_tables
+            index = index.astype(np.int64) % tables.n_tables  # (256 tables: every byte)
         if flags & 0x08:  # exact layouts: the modes STATIC decoding knows, sizes that add up
-            modes = [(self.fse.CONSTANT, self.fse.RAW, self.fse.EMPTY, self.fse.STATIC)[m % 4] for m in modes]
+            modes = [{1: self.fse.CONSTANT, 2: self.fse.RAW, 3: self.fse.EMPTY}.get(m % 6, self.fse.STATIC) for m in modes]
             sizes = _exact_sizes(modes, sizes, len(payload), n_symbols, alphabet, self.fse)
         index = np.ascontiguousarray(np.resize(index, (max(rows, 0), n_symbols)), np.uint8)
         tables.decode(payload, modes, sizes, index)
@@ -287,14 +304,17 @@ class FSETarget(Target):
             coded = self.fse.encode_channels(symbols, 32, width)
             for flags in (0x04, 0x0C, 0x24):
                 seeds.append(self._seed(flags, 32, rows * width, channels, coded))
-        # STATIC chunks: every table set; channels of each kind (STATIC, CONSTANT, RAW-ish noise, skewed)
-        for which, tables in enumerate(self.tables):
-            for n, index_bytes in ((64, bytes([which * 5 % 251, 1, 2, 3])), (700, bytes(range(0, 250, 9))), (1, b"\x07")):
+        # STATIC chunks, with every table set: a constant channel, one drawn from its symbols' tables (STATIC),
+        # a skewed one and uniform noise (RAW)
+        for which, (tables, counts) in enumerate(zip(self.tables, self.counts)):
+            for n, index_bytes in ((64, bytes([which * 5 % 251, 1, 2, 3])), (400, bytes(range(0, 250, 9))), (1, b"\x07")):
                 channels = 4
-                index = np.ascontiguousarray(np.resize(np.frombuffer(index_bytes, np.uint8) % tables.n_tables, (channels, n)))
+                index = np.ascontiguousarray(np.resize(np.frombuffer(index_bytes, np.uint8).astype(np.int64) % tables.n_tables, (channels, n)), np.uint8)
                 a = tables.alphabet_size
-                symbols = np.stack([np.full(n, a // 2), np.minimum(rng.geometric(0.4, n) - 1, a - 1),
-                                    rng.integers(0, a, n), np.minimum(rng.geometric(0.05, n) - 1, a - 1)]).astype(np.uint8)
+                cdf = np.cumsum(counts[index[1]], axis=1)
+                fitting = (cdf < rng.integers(0, cdf[:, -1:], (n, 1)) + 1).sum(axis=1)
+                symbols = np.stack([np.full(n, a // 2), fitting, np.minimum(rng.geometric(0.4, n) - 1, a - 1),
+                                    rng.integers(0, a, n)]).astype(np.uint8)
                 coded = tables.encode(symbols, index)
                 head = bytes([which]) + n.to_bytes(2, "little") + bytes([channels | (len(index_bytes) - 1) << 3])
                 for flags in (0x02, 0x0A, 0x22):
@@ -402,34 +422,36 @@ def _make_l3ic_seeds():
         seeds.append(codec.encode(smooth[:48, :40]))
     finally:
         codec_module.WHOLE_IMAGE_LATENT, codec_module.TILE_LATENT = saved
+    golden = os.path.join(REPO, "tests", "golden")
     for name in ("rgb.l3ic", "rgb.v1.l3ic", "gray.l3ic"):  # frozen older formats (decoded by the legacy decoder)
-        with open(os.path.join(REPO, "tests", "golden", name), "rb") as f:
+        path = next(p for p in (os.path.join(golden, "format2", name), os.path.join(golden, name)) if os.path.isfile(p))
+        with open(path, "rb") as f:
             seeds.append(f.read())
     return seeds
 
 
 # ---- mutation --------------------------------------------------------------------------------
-def fix_crcs(data):
-    """``data`` with every CRC32 of the l3ic layout recomputed (header, chunks, side data), so that a mutated
-    file gets past the checksums; returned unchanged where its layout cannot be followed."""
-    buf = bytearray(data)
+def _layout(buf):
+    """The l3ic layout of ``buf`` as far as it can be followed: (side table offset, side count, offset of the CRCs
+    of the chunks, header end, number of ẑ chunks (1 for format 3, else 0), [(mode offset, start, length)] per
+    chunk), or None."""
     if len(buf) < _FIXED.size:
-        return bytes(data)
+        return None
     fields = _FIXED.unpack_from(buf)
     channels, latent_h, latent_w, tile_h, tile_w, side_count, name_len = fields[9:14] + fields[15:17]
     if 0 in (channels, latent_h, latent_w, tile_h, tile_w):
-        return bytes(data)
-    name_start, z_channels = _FIXED.size, 0
-    if buf[4] == 3:  # format 3: z channels u16, hyper stride u8 before the name; the z chunks come first
+        return None
+    name_start, z_chunks = _FIXED.size, 0
+    if buf[4] == 3:  # format 3: z channels u16, hyper stride u8 before the name; the ẑ chunk comes first
         if len(buf) < _FIXED.size + _HYPER.size:
-            return bytes(data)
-        z_channels = _HYPER.unpack_from(buf, _FIXED.size)[0]
+            return None
+        z_chunks = 1 if _HYPER.unpack_from(buf, _FIXED.size)[0] else 0
         name_start += _HYPER.size
     table = name_start + name_len
     index = table + _SIDE_ENTRY * side_count
-    count = -(-latent_h // tile_h) * -(-latent_w // tile_w) * channels + z_channels
+    count = -(-latent_h // tile_h) * -(-latent_w // tile_w) * channels + z_chunks
     if index + 6 * count + 4 > len(buf):
-        return bytes(data)
+        return None
     pos, lengths = index + count, []
     for _ in range(count):
         value, shift = 0, 0
@@ -442,11 +464,26 @@ def fix_crcs(data):
         lengths.append(value)
     head_end = pos + 4 * count
     if head_end + 4 > len(buf):
-        return bytes(data)
-    at = head_end + 4
+        return None
+    chunks, at = [], head_end + 4
     for i, length in enumerate(lengths):
-        struct.pack_into("<I", buf, pos + 4 * i, zlib.crc32(buf[at:at + length]))
+        chunks.append((index + i, at, length))
         at += length
+    return table, side_count, pos, head_end, z_chunks, chunks
+
+
+def fix_crcs(data):
+    """``data`` with every CRC32 of the l3ic layout (versions 1 to 3) recomputed (header, chunks, side data), so
+    that a mutated file gets past the checksums; returned unchanged where its layout cannot be followed."""
+    buf = bytearray(data)
+    layout = _layout(buf)
+    if layout is None:
+        return bytes(data)
+    table, side_count, crcs, head_end, _, chunks = layout
+    at = head_end + 4
+    for i, (_, start, length) in enumerate(chunks):
+        struct.pack_into("<I", buf, crcs + 4 * i, zlib.crc32(buf[start:start + length]))
+        at = start + length
     for j in range(side_count):
         entry = table + _SIDE_ENTRY * j
         stored = struct.unpack_from("<I", buf, entry + 5)[0]
@@ -454,6 +491,32 @@ def fix_crcs(data):
         at += stored
     struct.pack_into("<I", buf, head_end, zlib.crc32(buf[:head_end]))
     return bytes(buf)
+
+
+def _mutate_chunk(rng, buf):
+    """In place, inside one chunk (the ẑ chunk half the time, in format 3): flip bits, overwrite bytes, or
+    give the chunk another mode of the same size class; the CRCs are then fixed, so the edit reaches the decoder
+    (for ẑ: the hyper-synthesis on hostile side information)."""
+    layout = _layout(buf)
+    if layout is None or not layout[5]:
+        return buf
+    z_chunks, chunks = layout[4], layout[5]
+    pool = chunks[:z_chunks] if z_chunks and rng.random() < 0.5 else chunks
+    mode_at, start, length = rng.choice(pool)
+    end = min(start + length, len(buf))
+    op = rng.randrange(4)
+    if op == 3 or end <= start:
+        buf[mode_at] = rng.choice((0, 1, 2, 3, 4, 5, 5, rng.randrange(256)))
+    elif op == 0:
+        for _ in range(rng.randint(1, 3)):
+            buf[rng.randrange(start, end)] ^= 1 << rng.randrange(8)
+    elif op == 1:
+        at = rng.randrange(start, end)
+        for i in range(at, min(end, at + rng.randint(1, 8))):
+            buf[i] = rng.randrange(256)
+    else:
+        buf[rng.randrange(start, end)] = rng.choice((0, 1, 0x7F, 0x80, 0xFF))
+    return bytearray(fix_crcs(bytes(buf)))
 
 
 _INTERESTING = (0, 1, 2, 3, 7, 8, 15, 16, 31, 32, 63, 64, 127, 128, 255, 256, 4096, 32767, 32768, 65535, 65536,
@@ -472,8 +535,12 @@ class Mutator:
     def mutate(self, data, corpus):
         rng = self.rng
         buf = bytearray(data)
+        if self.l3ic and rng.random() < 0.3:  # only edits inside chunks: the file stays parseable, its contents not
+            for _ in range(rng.randint(1, 3)):
+                buf = _mutate_chunk(rng, buf)
+            return bytes(buf[:self.max_len])
         for _ in range(rng.randint(1, 4)):
-            op = rng.randrange(9 if self.l3ic else 8)
+            op = rng.randrange(11 if self.l3ic else 8)  # 9 and 10: inside a chunk, twice as often as the others
             if not buf:
                 buf += bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
             at = rng.randrange(len(buf))
@@ -498,6 +565,8 @@ class Mutator:
                 other = rng.choice(corpus)
                 cut = rng.randrange(len(other) + 1)
                 buf = buf[:at] + bytearray(other[cut:cut + rng.randint(1, 256)]) + buf[at:]
+            elif op >= 9:
+                buf = _mutate_chunk(rng, buf)
             else:
                 offset, size = rng.choice(_HEADER_FIELDS)
                 if offset + size <= len(buf):

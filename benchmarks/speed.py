@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 SIZES = {"768x512": (768, 512), "1920x1080": (1920, 1080)}
-STAGES = ("load", "encoder", "fse_encode", "container_write", "container_read", "fse_decode", "decoder")
+STAGES = ("load", "encoder", "entropy_encode", "container_write", "container_read", "entropy_decode", "decoder")
 SAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples", "rose.png")
 
 
@@ -55,7 +55,7 @@ def median_time(fn, runs):
 def measure_stages(model, provider, rgb, runs, refine_steps=0):
     """Time each stage of Codec.encode / Codec.decode, calling the codec's own stage methods."""
     from runtime import container
-    from runtime.codec import Codec, read_symbols
+    from runtime.codec import Codec, latent_values, synthesise
     from runtime.image import from_array
     t = {}
     t["load"], codec = median_time(lambda: Codec(model, provider), 1)
@@ -63,19 +63,20 @@ def measure_stages(model, provider, rgb, runs, refine_steps=0):
     t["load"] += median_time(lambda: (codec.model.encoder, codec.model.decoder), 1)[0]
     picture = from_array(rgb)
     codec.decode(codec.encode(picture))  # warm-up
-    header = codec._header(picture)
-    t["encoder"], symbols = median_time(lambda: codec._symbols_of(picture.rgb(), header), runs)
-    t["fse_encode"], tiles = median_time(lambda: [codec._code_tile(symbols, header.tile_rect(i)) for i in range(header.n_tiles)], runs)
-    t["container_write"], data = median_time(lambda: container.write(header, tiles, picture.side_data), runs)
-    t["container_read"], parsed = median_time(lambda: codec._parse(data), runs)
-    t["fse_decode"], decoded = median_time(lambda: read_symbols(parsed), runs)
-    t["decoder"], _ = median_time(lambda: codec._pixels_of(decoded, parsed.header), runs)
-    assert np.array_equal(decoded, symbols)
+    header = codec.header_for(picture)
+    t["encoder"], analysed = median_time(lambda: codec.analyse(picture.rgb(), header), runs)
+    # entropy coding: for format 3 models the hyper-synthesis (ẑ -> tables) and the FSE coder
+    t["entropy_encode"], (tiles, z_chunks) = median_time(lambda: codec.code(analysed, header), runs)
+    t["container_write"], data = median_time(lambda: container.write(header, tiles, picture.side_data, z_chunks), runs)
+    t["container_read"], (parsed, model) = median_time(lambda: codec.parse(data), runs)
+    t["entropy_decode"], values = median_time(lambda: latent_values(parsed, model), runs)
+    t["decoder"], _ = median_time(lambda: synthesise(model, values, parsed.header), runs)
+    assert np.array_equal(values, codec.encode_latents(picture))
     t["bytes"] = len(data)
     t["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     if refine_steps:
-        codec._symbols_of(picture.rgb(), header, 1)  # warm-up: creates the decoder_gradient session
-        seconds, _ = median_time(lambda: codec._symbols_of(picture.rgb(), header, refine_steps), 1)
+        codec.analyse(picture.rgb(), header, 1)  # warm-up: creates the decoder_gradient session
+        seconds, _ = median_time(lambda: codec.analyse(picture.rgb(), header, refine_steps), 1)
         t["refine_step"] = (seconds - t["encoder"]) / refine_steps  # the scorings of the hard rounding included
         t["refine_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return t
@@ -188,19 +189,20 @@ def print_tables(results):
     m = results["machine"]
     print("machine: %s, %d cores, ONNX Runtime %s" % (m["cpu"], m["cores"], m["onnxruntime"]))
     print()
-    head = "| model | size | provider | " + " | ".join(STAGES) + " | encode total | decode total | FSE+container | CLI enc | CLI dec | peak RSS |"
+    head = ("| model | size | provider | " + " | ".join(STAGES) +
+            " | encode total | decode total | entropy share of decode | CLI enc | CLI dec | peak RSS |")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for r in results["l3ic"]:
-        enc = r["encoder"] + r["fse_encode"] + r["container_write"]
-        dec = r["container_read"] + r["fse_decode"] + r["decoder"]
-        share = (r["fse_encode"] + r["container_write"] + r["container_read"] + r["fse_decode"]) / (enc + dec)
+        enc = r["encoder"] + r["entropy_encode"] + r["container_write"]
+        dec = r["container_read"] + r["entropy_decode"] + r["decoder"]
+        share = (r["container_read"] + r["entropy_decode"]) / dec
         cells = ["%.1f" % (1000 * r[s]) for s in STAGES]
         cli = ["%.2f" % r[k] if k in r else "-" for k in ("cli_encode", "cli_decode")]
         print("| %s | %s | %s | %s | %.1f | %.1f | %.1f%% | %s | %s | %.0f MiB |" % (
             r["model"], r["size"], r["provider"], " | ".join(cells), 1000 * enc, 1000 * dec, 100 * share, cli[0], cli[1], r["peak_rss_mib"]))
-    print("\n(stages in milliseconds, median of --runs; CLI columns in seconds, whole process; FSE+container = share of "
-          "encode+decode time spent outside the networks)")
+    print("\n(stages in milliseconds, median of --runs; CLI columns in seconds, whole process; entropy share of "
+          "decode = container read + entropy decode (FSE, and for format 3 the hyper-synthesis) / decode total)")
     refined = [r for r in results["l3ic"] if "refine_step" in r]
     if refined:
         print("\nencoder-side refinement (--refine), one run:\n")

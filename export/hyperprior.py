@@ -2,10 +2,11 @@
 
 Side information z is computed from the latents y by a small hyper-analysis,
 rounded to integers and transmitted; a hyper-synthesis turns the rounded ẑ
-into, for every latent element, a mean μ and a scale index k.  The latent is
-then coded as the residual ``round(y - μ)`` with the static FSE table of a
-zero-mean discretised Gaussian of scale ``SCALES[k]``, and the decoder sees
-``ŷ = μ + round(y - μ)`` (Minnen et al. 2018).
+into, for every latent element, a mean μ (in quarters) and a scale index k.
+The latent is quantised as before, ŷ = round(y), so the decoder sees the
+integers it was trained on, and coded relative to floor(μ) with the static
+FSE table of a discretised Gaussian of scale ``scales()[k]`` whose mean is
+μ's fractional quarter: K scales x 4 phases = 256 tables.
 
 The index map decides how every symbol is decoded, so the hyper-synthesis is
 an *integer network* (Ballé, Johnston & Minnen 2019): integer kernels and
@@ -29,8 +30,9 @@ WEIGHT_MAX = 2047  # integer kernels: |w| <= 2^11 - 1, one power-of-two step per
 MIN_WEIGHT_EXP = -20  # ... of at least 2^-20 (so that a near-zero channel's bias stays a modest integer)
 ACT_MAX = 4095  # hidden activations: integers 0..4095 ...
 ACT_EXP = -8  # ... in steps of 2^-8 (so 0..16)
-MEAN_EXP = -4  # means in steps of 1/16
-MEAN_MAX = 256  # |mean| <= 16
+MEAN_EXP = -2  # means in quarters: the table of an element is chosen by its scale and its mean's quarter
+MEAN_MAX = 64  # |mean| <= 16
+PHASES = 2 ** -MEAN_EXP
 SCALE_COUNT = 64  # K: scale tables
 SCALE_MIN, SCALE_MAX = 0.11, 20.0
 TABLE_LOG = 12  # FSE tables of 4096 states: no symbol is cheaper than ~0.01 bit or dearer than 12 bits
@@ -189,10 +191,30 @@ def residual_bits(r, sigma):
     return -tf.math.log(tf.maximum(p, PROB_FLOOR)) / math.log(2.0)
 
 
-def quantise_residual(y, mean, codebook):
-    """ŷ = mean + round(y - mean), the residual clipped to the codebook range; straight-through."""
-    r = tf.clip_by_value(y - mean, codebook.minimum - 0.49, codebook.maximum + 0.49)
-    return mean + ste_round(r)
+
+
+
+def coded_bits(model, y, codebook, noise=None, round_latents=False):
+    """(bits, ŷ): the hyperprior's code length of latents y and their side information, and the decoder's input.
+
+    ŷ = round(y) (straight-through), coded with a Gaussian of the mean and
+    scale the integer hyper-synthesis gives from ẑ: the rate is measured on
+    ŷ and ẑ, or, given a ``noise`` generator, on z plus uniform noise (the
+    differentiable stand-in for rounding) and, unless ``round_latents``, on y
+    plus noise too.  While the analysis is frozen, y needs no gradient, and
+    the rate of ŷ itself is what the hyperprior should fit.
+    """
+    z = model.hyper_analysis(y)
+    z_hat = quantise_z(z)
+    mean, index = model.hyper_synthesis(z_hat)
+    y_hat = codebook.straight_through(y)
+    r, z_coded = y_hat - mean, z_hat
+    if noise is not None:
+        z_coded = z + noise.uniform(tf.shape(z), -0.5, 0.5, dtype=tf.float32)
+        if not round_latents:
+            r = codebook.clip(y) + noise.uniform(tf.shape(y), -0.5, 0.5, dtype=tf.float32) - mean
+    bits = tf.reduce_sum(residual_bits(r, sigma_of(index))) + tf.reduce_sum(model.z_prior.bits(z_coded))
+    return bits, y_hat
 
 
 def table_counts(probabilities, table_log=TABLE_LOG):
@@ -214,14 +236,16 @@ def table_counts(probabilities, table_log=TABLE_LOG):
 
 
 def gaussian_table_probabilities(codebook):
-    """P(r) for the residual symbols r of the codebook range, one row per scale; tails folded into the end symbols."""
+    """P(v) for the codebook values v relative to floor(mean), row k * PHASES + q: a Gaussian of scale
+    scales()[k] and mean q / PHASES, convolved with U(-1/2, 1/2); tails folded into the end symbols."""
     from math import erfc, sqrt
     rows = []
     for sigma in scales():
-        cdf = lambda t: 0.5 * erfc(-t / (sigma * sqrt(2.0)))
-        edges = [cdf(v - 0.5) for v in codebook.values] + [1.0]
-        edges[0] = 0.0
-        rows.append(np.diff(edges))
+        for q in range(PHASES):
+            cdf = lambda t: 0.5 * erfc(-(t - q / PHASES) / (sigma * sqrt(2.0)))
+            edges = [cdf(v - 0.5) for v in codebook.values] + [1.0]
+            edges[0] = 0.0
+            rows.append(np.diff(edges))
     return np.array(rows)
 
 

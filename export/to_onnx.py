@@ -135,12 +135,14 @@ def hyper_graph_functions(model):
 
 
 def check_hyper_parity(model, folder, images):
-    """TF vs ONNX Runtime for a format-3 model: latents (float noise), ẑ (only on rounding boundaries), decoder."""
+    """TF vs ONNX Runtime for a format-3 model: latents (float noise), ẑ (only on rounding boundaries), decoder,
+    decoder gradient."""
     import onnxruntime as ort
     import tensorflow as tf
     from export import hyperprior as hp
-    enc, dec = (ort.InferenceSession(os.path.join(folder, name), providers=["CPUExecutionProvider"]) for name in GRAPHS[:2])
-    worst_latent = worst_pixel = 0.0
+    from export.adjoint import squared_error_and_gradient
+    enc, dec, grad = (ort.InferenceSession(os.path.join(folder, name), providers=["CPUExecutionProvider"]) for name in GRAPHS)
+    worst_latent = worst_pixel = worst_gradient = 0.0
     mismatched = total = 0
     for im in images:
         y = tf.cast(model.analysis(tf.constant(im[None], tf.float32) / 255.0), tf.float32)
@@ -152,12 +154,21 @@ def check_hyper_parity(model, folder, images):
         if np.any(differ & (np.abs(z - np.floor(z) - 0.5) > BOUNDARY)):
             fail("encoder parity: z symbols differ away from a rounding boundary")
         mismatched, total = mismatched + int(differ.sum()), total + differ.size
-        tf_image = np.clip(model.synthesis(np.transpose(latents, [0, 2, 3, 1])).numpy(), 0, 1)
-        worst_pixel = max(worst_pixel, float(np.max(np.abs(tf_image - dec.run(None, {"latents": latents})[0]))))
+        q = np.round(np.clip(latents, -15, 16)).astype(np.float32)  # integer latents, as the decoder gets them
+        tf_image = np.clip(model.synthesis(np.transpose(q, [0, 2, 3, 1])).numpy(), 0, 1)
+        worst_pixel = max(worst_pixel, float(np.max(np.abs(tf_image - dec.run(None, {"latents": q})[0]))))
+        tf_sse, tf_grad = squared_error_and_gradient(model.synthesis, np.transpose(q, [0, 2, 3, 1]), tf.constant(im[None], tf.float32) / 255.0)
+        ort_sse, ort_grad = grad.run(["sse", "gradient"], {"latents": q, "image": im[None]})
+        tf_grad = np.transpose(tf_grad.numpy(), [0, 3, 1, 2])
+        worst_gradient = max(worst_gradient, abs(float(ort_sse) - float(tf_sse)) / max(float(tf_sse), 1.0),
+                             float(np.linalg.norm(ort_grad - tf_grad)) / max(float(np.linalg.norm(tf_grad)), 1e-6))
     if mismatched > SYMBOL_MISMATCH_LIMIT * total or worst_pixel > PIXEL_TOLERANCE or worst_latent > PIXEL_TOLERANCE:
         fail("parity: %d of %d z symbols differ, max |TF - ORT| %.2e (decoder), %.2e (latents)" % (mismatched, total, worst_pixel, worst_latent))
+    if worst_gradient > GRADIENT_TOLERANCE:
+        fail("decoder_gradient parity: relative error %.2e > %.0e" % (worst_gradient, GRADIENT_TOLERANCE))
     return {"images": len(images), "z_symbols_compared": total, "z_symbols_on_boundary_differing": mismatched,
-            "decoder_max_abs_error": worst_pixel, "latents_max_abs_error": worst_latent}
+            "decoder_max_abs_error": worst_pixel, "latents_max_abs_error": worst_latent,
+            "decoder_gradient_max_relative_error": worst_gradient}
 
 
 def write_entropy_model(model, codebook, folder):

@@ -203,27 +203,10 @@ class Trainer:
 
         return step
 
-    def hyper_rate(self, y, use_noise):
-        """(bits of the batch, ŷ): the hyperprior's code length of y and z, and the decoder's input.
-
-        ŷ = μ + round(y - μ) with μ from the integer hyper-synthesis of ẑ;
-        the rate is measured on the rounded residual and ẑ, or, with
-        ``use_noise``, on them with uniform noise instead of rounding.
-        """
-        from export import hyperprior as hp
-        tf, m = self.tf, self.model
-        z = m.hyper_analysis(y)
-        z_hat = hp.quantise_z(z)
-        mean, index = m.hyper_synthesis(z_hat)
-        y_hat = hp.quantise_residual(y, mean, self.codebook)
-        if use_noise:
-            r = tf.clip_by_value(y - mean, self.codebook.minimum - 0.5, self.codebook.maximum + 0.5)
-            r = r + self.noise.uniform(tf.shape(r), -0.5, 0.5, dtype=tf.float32)
-            z_coded = z + self.noise.uniform(tf.shape(z), -0.5, 0.5, dtype=tf.float32)
-        else:
-            r, z_coded = y_hat - mean, z_hat
-        bits = tf.reduce_sum(hp.residual_bits(r, hp.sigma_of(index))) + tf.reduce_sum(m.z_prior.bits(z_coded))
-        return bits, y_hat
+    def hyper_rate(self, y, use_noise, round_latents=False):
+        """(bits of the batch, ŷ) under the hyperprior (``export.hyperprior.coded_bits``)."""
+        from export.hyperprior import coded_bits
+        return coded_bits(self.model, y, self.codebook, self.noise if use_noise else None, round_latents)
 
     def _make_hyper_step(self, use_noise, joint):
         """A step of a hyperprior model; not ``joint``: only the hyperprior learns, on the frozen analysis."""
@@ -237,7 +220,7 @@ class Trainer:
                 y = tf.cast(self.model.analysis(x), tf.float32)
                 if not joint:
                     y = tf.stop_gradient(y)
-                bits, y_hat = self.hyper_rate(y, use_noise)
+                bits, y_hat = self.hyper_rate(y, use_noise, round_latents=not joint)
                 bpp = bits / pixels
                 if joint:
                     x_hat = tf.cast(self.model.synthesis(y_hat), tf.float32)

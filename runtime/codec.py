@@ -16,7 +16,7 @@ and on decode checking that the file was made by this model before trusting it.
 import numpy as np
 from PIL import Image
 
-from runtime import container, fse
+from runtime import container, fse, hyperprior
 from runtime import image as images
 from runtime.errors import L3icError, ModelError
 from runtime.model import DEFAULT_MODEL, Model, find_decoder, installed_qualities
@@ -58,31 +58,28 @@ class Codec:
         """
         refine = _checked_refine(refine)
         picture = self._picture(image, strip)
-        header = self._header(picture)
-        analysed = self._analyse(picture.rgb(), header, refine)
-        if not self.model.has_hyperprior:
-            tiles = [self._code_tile(analysed[0], header.tile_rect(t)) for t in range(header.n_tiles)]
-            return container.write(header, tiles, picture.side_data)
-        latents, z = analysed
-        tiles = [self._code_tile_hyper(latents, z, header.tile_rect(t)) for t in range(header.n_tiles)]
-        return container.write(header, tiles, picture.side_data, z_chunks=self._code_z(z))
+        header = self.header_for(picture)
+        tiles, z_chunks = self.code(self.analyse(picture.rgb(), header, refine), header)
+        return container.write(header, tiles, picture.side_data, z_chunks)
 
     def encode_latents(self, image, refine=0):
         """The quantised latents of an image as the decoder sees them, shape (C, ceil(H/s), ceil(W/s)).
 
         Format-2 models: int16 codebook values.  Format-3 models: float32
-        ŷ = mean + round(y - mean), the mean coming from the hyperprior.
+        integers ŷ = base + symbol value, the base floor(mean) coming from the
+        hyperprior (so ŷ = round(y) except where y is far from the mean).
         """
         refine = _checked_refine(refine)
         picture = self._picture(image, strip=True)
-        header = self._header(picture)
-        analysed = self._analyse(picture.rgb(), header, refine)
+        header = self.header_for(picture)
+        analysed = self.analyse(picture.rgb(), header, refine)
         if not self.model.has_hyperprior:
             return analysed[0].astype(np.int16) + self.model.codebook_min
         latents, z = analysed
-        em, m = self.model.entropy_model, self.model
-        mean, _ = em.tile_parameters(z, (0, 0, header.latent_h, header.latent_w))
-        return em.latent_values(em.residual_symbols(latents, mean, m.codebook_min, m.codebook_size), mean, m.codebook_min)
+        m = self.model
+        base, _ = m.entropy_model.tile_parameters(z, (0, 0, header.latent_h, header.latent_w))
+        symbols = hyperprior.symbols_of(latents, base, m.codebook_min, m.codebook_size)
+        return hyperprior.latent_values(symbols, base, m.codebook_min)
 
     def _picture(self, image, strip):
         if isinstance(image, images.Picture):
@@ -91,8 +88,9 @@ class Codec:
             return images.from_pil(image, strip)
         return images.from_array(image)
 
-    def _analyse(self, rgb, header, refine=0):
-        """Run the encoder block by block, each block with HALO latent cells of image context around it.
+    def analyse(self, rgb, header, refine=0):
+        """Stage 1 of encoding: run the encoder block by block, each block with ENCODE_HALO latent cells of image
+        context around it.
 
         Returns the encoder's outputs for the whole image: [symbols] (format
         2) or [latents, ẑ symbols] (format 3; ẑ at 1/hyper_stride of the
@@ -128,7 +126,8 @@ class Codec:
     def _encode_window(self, rgb, refine):
         return refine_symbols(self.model, rgb, refine) if refine else self.model.encode(rgb)
 
-    def _header(self, picture):
+    def header_for(self, picture):
+        """The file header for a picture (``runtime.image.Picture``): geometry, model identity, tile grid."""
         m = self.model
         latent_h, latent_w = -(-picture.height // m.stride), -(-picture.width // m.stride)
         tile_h, tile_w = tile_shape(latent_h, latent_w)
@@ -140,6 +139,13 @@ class Codec:
             latent_h=latent_h, latent_w=latent_w, tile_h=tile_h, tile_w=tile_w,
             **(dict(z_channels=m.entropy_model.z_channels, hyper_stride=m.entropy_model.hyper_stride) if m.has_hyperprior else {}))
 
+    def code(self, analysed, header):
+        """Stage 2 of encoding: entropy-code what ``analyse`` gave -> (one TileChunks per tile, ẑ chunks or None)."""
+        if not self.model.has_hyperprior:
+            return [self._code_tile(analysed[0], header.tile_rect(t)) for t in range(header.n_tiles)], None
+        latents, z = analysed
+        return [self._code_tile_hyper(latents, z, header.tile_rect(t)) for t in range(header.n_tiles)], self._code_z(z)
+
     def _code_tile(self, symbols, rect):
         y, x, h, w = rect
         tile = np.ascontiguousarray(symbols[:, y:y + h, x:x + w]).reshape(symbols.shape[0], h * w)
@@ -147,19 +153,17 @@ class Codec:
         return container.TileChunks(coded.modes, coded.sizes, coded.payload)
 
     def _code_tile_hyper(self, latents, z, rect):
-        """Format 3: the residuals of one tile, each coded with the table the entropy model gives it."""
+        """Format 3: one tile, each element coded with the table the entropy model gives it (``hyperprior.encode_tile``)."""
         m, em = self.model, self.model.entropy_model
         y, x, h, w = rect
-        mean, index = em.tile_parameters(z, rect)
-        symbols = em.residual_symbols(latents[:, y:y + h, x:x + w], mean, m.codebook_min, m.codebook_size)
-        coded = em.latent_tables.encode(np.ascontiguousarray(symbols).reshape(m.channels, h * w), index.reshape(m.channels, h * w))
+        base, index = em.tile_parameters(z, rect)
+        coded = hyperprior.encode_tile(em, latents[:, y:y + h, x:x + w], base, index, m.codebook_min, m.codebook_size)
         return container.TileChunks(coded.modes, coded.sizes, coded.payload)
 
     def _code_z(self, z):
-        """Format 3: ẑ, channel c coded with z table c."""
+        """Format 3: ẑ as one chunk, channel by channel, channel c coded with z table c."""
         em = self.model.entropy_model
-        rows = np.ascontiguousarray(z).reshape(z.shape[0], -1)
-        coded = em.z_tables.encode(rows, _z_table_rows(rows.shape))
+        coded = em.z_tables.encode(np.ascontiguousarray(z).reshape(1, -1), _z_table_index(z.shape))
         return container.TileChunks(coded.modes, coded.sizes, coded.payload)
 
     # ---- decoding ------------------------------------------------------------
@@ -175,12 +179,12 @@ class Codec:
 
     def decode_to_pil(self, data, channels=None, region=None):
         """Like ``decode`` but returns a Pillow image carrying alpha, ICC profile and EXIF."""
-        parsed, model = self._parse(data)
+        parsed, model = self.parse(data)
         h = parsed.header
         region = _checked_region(region, h)
         blocks = _blocks(h, region)
         values = latent_values(parsed, model, channels, _tiles_under(h, blocks))
-        pixels = _pixels_of(model, values, h, region, blocks)
+        pixels = synthesise(model, values, h, region, blocks)
         return images.to_pil(pixels, h.mode, _crop_side_data(parsed.side_data, h, region))
 
     def decode_latents(self, latents):
@@ -200,8 +204,9 @@ class Codec:
             raise ValueError("latent values must be finite")
         return _to_uint8(m.decode(latents.astype(np.float32)))
 
-    def _parse(self, data):
-        """The parsed file and the model that decodes it: this codec's, or the legacy decoder the file names."""
+    def parse(self, data):
+        """Stage 1 of decoding: the parsed file (``container.L3icFile``) and the model that decodes it: this
+        codec's, or the legacy decoder of an earlier release that the file names."""
         parsed = container.L3icFile.parse(data, max_pixels=self.max_pixels)
         return parsed, self._decoder_for(parsed.header)
 
@@ -222,8 +227,9 @@ class Codec:
         return m
 
 
-def _pixels_of(model, values, header, region=None, blocks=None):
-    """Run the decoder block by block, each with HALO cells of latent context, and paste the region together."""
+def synthesise(model, values, header, region=None, blocks=None):
+    """Stage 3 of decoding: run the decoder on latent values block by block, each with HALO cells of latent
+    context, and paste the region (x, y, w, h; default the whole image) together -> uint8 pixels."""
     region = region or _checked_region(None, header)
     blocks = blocks if blocks is not None else _blocks(header, region)
     s = model.stride
@@ -242,10 +248,11 @@ def _pixels_of(model, values, header, region=None, blocks=None):
 
 
 def latent_values(parsed, model, channels=None, tiles=None):
-    """Entropy-decode the chosen channels of the chosen tiles into latent values, float32 (C, latent_h, latent_w).
+    """Stage 2 of decoding: entropy-decode the chosen channels of the chosen tiles into latent values, float32 (C, latent_h, latent_w).
 
-    These are what the decoder network takes.  Format 3: ŷ = mean + residual,
-    and channels not asked for hold the hyperprior's mean (its best guess).
+    These are what the decoder network takes.  Format 3: ŷ = base + symbol
+    value, and channels not asked for hold the hyperprior's guess, the base
+    floor(mean).
     Formats 1 and 2: codebook values, and channels not asked for hold 0.
     Tiles not asked for hold 0.
     """
@@ -258,12 +265,11 @@ def latent_values(parsed, model, channels=None, tiles=None):
     values = np.zeros((h.channels, h.latent_h, h.latent_w), np.float32)
     for t in range(h.n_tiles) if tiles is None else tiles:
         y, x, th, tw = rect = h.tile_rect(t)
-        mean, index = em.tile_parameters(z, rect)
+        base, index = em.tile_parameters(z, rect)
         chunks = parsed.tile_chunks(t, wanted)
-        symbols = em.latent_tables.decode(chunks.payload, chunks.modes, chunks.sizes,
-                                          np.ascontiguousarray(index[wanted]).reshape(len(wanted), th * tw))
-        block = em.latent_values(np.zeros(mean.shape, np.uint8), mean, 0)  # the means
-        block[wanted] += symbols.reshape(len(wanted), th, tw).astype(np.float32) + h.codebook_min
+        block = base.astype(np.float32)
+        block[wanted] = hyperprior.decode_tile(em, chunks.payload, chunks.modes, chunks.sizes, base[wanted], index[wanted],
+                                               h.codebook_min, h.codebook_size)
         values[:, y:y + th, x:x + tw] = block
     return values
 
@@ -273,13 +279,14 @@ def decode_z(parsed, entropy_model):
     h = parsed.header
     zh, zw = h.z_shape
     chunks = parsed.z_chunks()
-    rows = entropy_model.z_tables.decode(chunks.payload, chunks.modes, chunks.sizes, _z_table_rows((h.z_channels, zh * zw)))
-    return rows.reshape(h.z_channels, zh, zw)
+    shape = (h.z_channels, zh, zw)
+    return entropy_model.z_tables.decode(chunks.payload, chunks.modes, chunks.sizes, _z_table_index(shape)).reshape(shape)
 
 
-def _z_table_rows(shape):
-    """Table indices for ẑ coded as rows (z_channels, n): channel c uses z table c."""
-    return np.ascontiguousarray(np.broadcast_to(np.arange(shape[0], dtype=np.uint8)[:, None], shape))
+def _z_table_index(shape):
+    """Table indices for ẑ (z_channels, zh, zw) coded as one row: channel c uses z table c."""
+    channels, zh, zw = shape
+    return np.repeat(np.arange(channels, dtype=np.uint8), zh * zw)[None]
 
 
 def read_symbols(parsed, channels=None, tiles=None):
@@ -311,7 +318,7 @@ def read_latents(data, channels=None, max_pixels=images.DEFAULT_MAX_PIXELS):
 
     Formats 1 and 2: int16 codebook values, and this is random access: only
     the chosen channels are entropy-decoded, and only they are held in memory.
-    Format 3: float32 ŷ = mean + residual (``latent_values``), which needs the
+    Format 3: float32 integers ŷ (``latent_values``), which needs the
     installed model the file names for its entropy model (not its networks).
     ``max_pixels`` refuses files claiming larger images before anything is
     allocated, as ``Codec.decode`` does.

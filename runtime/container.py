@@ -38,9 +38,9 @@ MAX_SIDE_DATA = 256 << 20
 
 MAX_MODEL_NAME = 64
 COLOUR_MODES = ("RGB", "L")  # colour mode byte -> name
-# Coding modes by version: FSE 0, CONSTANT 1, RAW 2, EMPTY 3, CONTEXT 4 (version 2), STATIC 5 (version 3 only,
-# which has no per-file tables); chunk contents are runtime/fse.py's business.
-_CODING_MODES = {1: frozenset(range(4)), 2: frozenset(range(5)), 3: frozenset((1, 2, 3, 5))}
+# Coding modes by version: FSE 0, CONSTANT 1, RAW 2, EMPTY 3, CONTEXT 4 (version 2), STATIC 5 (version 3);
+# chunk contents are runtime/fse.py's and runtime/hyperprior.py's business.
+_CODING_MODES = {1: frozenset(range(4)), 2: frozenset(range(5)), 3: frozenset(range(6))}
 _ZSTD_LEVEL = 10  # side data is small (ICC, EXIF) or compresses well (alpha): a middling level
 
 # Fixed header, offsets 0..56: magic, version, flags, width, height, colour mode,
@@ -223,7 +223,8 @@ def write(header: Header, tiles: Sequence[TileChunks],
     """The complete l3ic file for ``header``, one ``TileChunks`` per tile (row-major), and side data.
 
     A header with ``z_channels`` makes a format-3 file, which needs
-    ``z_chunks``: the coded ẑ, one chunk per z channel, stored before the tiles.
+    ``z_chunks``: the coded ẑ, one chunk holding all its channels (every
+    tile needs all of ẑ), stored before the tiles.
 
     ``side_data`` maps 4-character ASCII tags (e.g. "ICCP", "EXIF") to bytes;
     each record is stored zstd-compressed when that is smaller.  Inputs that
@@ -242,7 +243,7 @@ def write(header: Header, tiles: Sequence[TileChunks],
     groups = ([z_chunks] if z_chunks is not None else []) + list(tiles)
     modes, lengths, crcs = bytearray(), [], []
     for t, tile in enumerate(groups):
-        expected = header.z_channels if z_chunks is not None and t == 0 else header.channels
+        expected = 1 if z_chunks is not None and t == 0 else header.channels
         if tile.modes.shape != (expected,):
             raise ValueError("chunk group %d has %d chunks, expected %d" % (t, len(tile.modes), expected))
         if not set(tile.modes.tolist()) <= _CODING_MODES[version]:
@@ -326,8 +327,8 @@ class L3icFile:
         self.header = header
         self.version = version  # the file's format version, one of READABLE_VERSIONS
         self._data = data
-        # Chunk i: the z channels first (format 3), then tile by tile, channel by channel.
-        self._modes = modes  # (z_channels + n_tiles * channels,) uint8
+        # Chunk i: the ẑ chunk first (format 3), then tile by tile, channel by channel.
+        self._modes = modes  # (1 + n_tiles * channels,) uint8 (no ẑ chunk before format 3)
         self._offsets = offsets  # (... + 1,) int64: chunk i is data[offsets[i]:offsets[i + 1]]
         self._crcs = crcs  # (...,) uint32
         self._side = side  # (tag, compression, offset, stored length, raw length, crc) per record
@@ -372,7 +373,7 @@ class L3icFile:
         # Layout first, so the header CRC is checked before the fields are interpreted.
         table = name_start + name_len
         index = table + side_count * _SIDE.size
-        count = _ceil_div(latent_h, tile_h) * _ceil_div(latent_w, tile_w) * channels + z_channels
+        count = _ceil_div(latent_h, tile_h) * _ceil_div(latent_w, tile_w) * channels + (1 if z_channels else 0)
         if index + _MIN_ENTRY * count + 4 > size:
             raise _truncated("channel index (%d entries)" % count, index + _MIN_ENTRY * count + 4, size)
         buf = np.frombuffer(mv, np.uint8)
@@ -425,6 +426,11 @@ class L3icFile:
         crcs = np.frombuffer(mv[crc_start:head_end], "<u4")
         return cls(header, version, mv, modes, offsets, crcs, side)
 
+    @property
+    def chunk_bytes(self) -> int:
+        """Bytes of all chunks (the entropy-coded payload, without header, index or side data)."""
+        return int(self._offsets[-1] - self._offsets[0])
+
     def tile_chunks(self, tile: int, channels: Optional[Iterable[int]] = None) -> TileChunks:
         """The chunks of ``channels`` (default all, in order) of ``tile``, in the order asked, CRC-checked.
 
@@ -434,13 +440,14 @@ class L3icFile:
         n_tiles, n_channels = self.header.n_tiles, self.header.channels
         if not 0 <= tile < n_tiles:
             raise IndexError("tile %d out of range (%d tiles)" % (tile, n_tiles))
-        return self._chunks(self.header.z_channels + tile * n_channels, n_channels, channels, "tile %d" % tile)
+        first = 1 if self.header.z_channels else 0
+        return self._chunks(first + tile * n_channels, n_channels, channels, "tile %d" % tile)
 
     def z_chunks(self) -> TileChunks:
-        """The chunks of all ẑ channels (format 3), CRC-checked."""
+        """The ẑ chunk (format 3: one chunk, all z channels), CRC-checked."""
         if not self.header.z_channels:
-            raise ValueError("a format-%d file has no z chunks" % self.version)
-        return self._chunks(0, self.header.z_channels, None, "z")
+            raise ValueError("a format-%d file has no z chunk" % self.version)
+        return self._chunks(0, 1, None, "z")
 
     def _chunks(self, first: int, n_channels: int, channels: Optional[Iterable[int]], where: str) -> TileChunks:
         wanted = list(range(n_channels) if channels is None else channels)

@@ -2,8 +2,10 @@
 
 A format-3 model has a hyperprior (Ballé et al. 2018): the encoder sends ẑ, a
 small integer map at 1/4 of the latent resolution, and both sides run the
-*hyper-synthesis* on it to get, for every latent element, a mean μ and the
-index k of the static FSE table its residual is coded with.  The index decides
+*hyper-synthesis* on it to get, for every latent element, a mean μ (in
+quarters) and a scale index k.  The latent ŷ (an integer of the codebook) is
+coded as the symbol ŷ - floor(μ) with the static FSE table of scale k and of
+μ's fractional quarter.  The index decides
 how a symbol is decoded, so it must come out the same on every machine: the
 hyper-synthesis is an integer network (Ballé, Johnston & Minnen 2019) with
 integer kernels and biases, and each layer is
@@ -106,6 +108,7 @@ class EntropyModel:
         except (OSError, KeyError, ValueError, TypeError) as e:
             raise ModelError("cannot read entropy model %s: %s" % (path, str(e).splitlines()[0]))
         self.z_channels = self.z_tables.n_tables
+        self.phases = 2 ** -self.mean_exp  # tables per scale: one per fractional step of the mean
         self._check(channels, codebook_size)
 
     def _check(self, channels, codebook_size):
@@ -123,8 +126,9 @@ class EntropyModel:
             raise ModelError("entropy model: the hyper-synthesis upsamples %dx, not the hyper stride %d" % (scale, self.hyper_stride))
         if self.mean_head.cout != channels or self.scale_head.cout != channels:
             raise ModelError("entropy model: heads give %d/%d channels, the model has %d" % (self.mean_head.cout, self.scale_head.cout, channels))
-        if self.scale_head.lo < 0 or self.scale_head.hi >= self.latent_tables.n_tables:
-            raise ModelError("entropy model: scale indices %d..%d outside the %d tables" % (self.scale_head.lo, self.scale_head.hi, self.latent_tables.n_tables))
+        if not (self.mean_exp <= 0 and self.scale_head.lo >= 0 and (self.scale_head.hi + 1) * self.phases <= self.latent_tables.n_tables):
+            raise ModelError("entropy model: scale indices %d..%d x %d mean phases do not fit the %d tables"
+                             % (self.scale_head.lo, self.scale_head.hi, self.phases, self.latent_tables.n_tables))
         if self.latent_tables.alphabet_size != codebook_size:
             raise ModelError("entropy model: latent tables have %d symbols, the codebook %d" % (self.latent_tables.alphabet_size, codebook_size))
 
@@ -134,14 +138,19 @@ class EntropyModel:
         return -(-latent_h // s), -(-latent_w // s)
 
     def parameters(self, z_symbols):
-        """ẑ symbols (Zc, zh, zw) uint8 -> (mean int32, table index uint8), each (C, s*zh, s*zw).
+        """ẑ symbols (Zc, zh, zw) uint8 -> (base int32, table index uint8), each (C, s*zh, s*zw).
 
-        The mean of an element is ``mean * 2^mean_exp`` in codebook units.
+        The hyper-synthesis gives the mean in steps of 2^mean_exp and a scale
+        index; an element is coded as ŷ - base with table
+        ``scale * phases + phase``, where base = floor(mean) and phase is the
+        mean's fractional step.
         """
         x = z_symbols.astype(np.float64) + self.z_min
         for layer in self.layers:
             x = layer(x)
-        return self.mean_head(x).astype(np.int32), self.scale_head(x).astype(np.uint8)
+        mean, scale = self.mean_head(x).astype(np.int64), self.scale_head(x).astype(np.int64)
+        base, phase = np.divmod(mean, self.phases)
+        return base.astype(np.int32), (scale * self.phases + phase).astype(np.uint8)
 
     def tile_parameters(self, z_symbols, rect):
         """``parameters`` for the latent rectangle rect = (y, x, h, w), from ẑ with HALO cells around it.
@@ -156,15 +165,69 @@ class EntropyModel:
         zh, zw = z_symbols.shape[1:]
         zy0, zx0 = max(0, y // s - HALO), max(0, x // s - HALO)
         zy1, zx1 = min(zh, -(-(y + h) // s) + HALO), min(zw, -(-(x + w) // s) + HALO)
-        mean, index = self.parameters(z_symbols[:, zy0:zy1, zx0:zx1])
+        base, index = self.parameters(z_symbols[:, zy0:zy1, zx0:zx1])
         oy, ox = y - zy0 * s, x - zx0 * s
-        return (np.ascontiguousarray(mean[:, oy:oy + h, ox:ox + w]), np.ascontiguousarray(index[:, oy:oy + h, ox:ox + w]))
+        return (np.ascontiguousarray(base[:, oy:oy + h, ox:ox + w]), np.ascontiguousarray(index[:, oy:oy + h, ox:ox + w]))
 
-    def latent_values(self, residual_symbols, mean, codebook_min):
-        """ŷ = residual + mean, in codebook units (float32), what the decoder network takes."""
-        return (residual_symbols.astype(np.float32) + codebook_min) + np.ldexp(mean.astype(np.float32), self.mean_exp)
 
-    def residual_symbols(self, latents, mean, codebook_min, codebook_size):
-        """The encoder's side of ``latent_values``: round(y - mean), clipped to the codebook, as symbols."""
-        r = np.rint(latents.astype(np.float32) - np.ldexp(mean.astype(np.float32), self.mean_exp))
-        return (np.clip(r, codebook_min, codebook_min + codebook_size - 1) - codebook_min).astype(np.uint8)
+def latent_values(symbols, base, codebook_min):
+    """ŷ = base + codebook value of the symbol (float32 integers): what the decoder network takes."""
+    return (symbols.astype(np.float32) + codebook_min) + base.astype(np.float32)
+
+
+def symbols_of(latents, base, codebook_min, codebook_size):
+    """The encoder's side of ``latent_values``: round(y) - base, clipped to the codebook, as symbols.
+
+    Only where the hyperprior's mean is more than the codebook's range away
+    from y does the clip change ŷ.
+    """
+    hi = codebook_min + codebook_size - 1
+    y = np.rint(np.clip(latents.astype(np.float32), codebook_min, hi))
+    return (np.clip(y - base, codebook_min, hi) - codebook_min).astype(np.uint8)
+
+
+# Chunks of a format-3 tile in these modes code the latent values themselves with per-file tables, as in format 2:
+# the encoder takes them where they are shorter (smooth, high-energy channels that format 2's neighbour
+# prediction codes better than the hyperprior); chunks in the other modes code ŷ - base with the static tables.
+ADAPTIVE_MODES = (fse.FSE, fse.CONTEXT)
+
+
+def encode_tile(entropy_model, latents, base, index, codebook_min, codebook_size):
+    """Code one tile's latents (C, h, w): per channel the shorter of the static coding and the adaptive one."""
+    channels, h, w = latents.shape
+    static = entropy_model.latent_tables.encode(
+        symbols_of(latents, base, codebook_min, codebook_size).reshape(channels, h * w), index.reshape(channels, h * w))
+    hi = codebook_min + codebook_size - 1
+    plain = (np.rint(np.clip(latents, codebook_min, hi)) - codebook_min).astype(np.uint8).reshape(channels, h * w)
+    adaptive = fse.encode_channels(plain, codebook_size, width=w)
+    take = np.isin(adaptive.modes, ADAPTIVE_MODES) & (adaptive.sizes < static.sizes)
+    parts = [(adaptive if t else static) for t in take]
+    chunks = [_chunk(p, c) for c, p in enumerate(parts)]
+    modes = np.array([p.modes[c] for c, p in enumerate(parts)], np.uint8)
+    sizes = np.array([p.sizes[c] for c, p in enumerate(parts)], np.uint32)
+    return fse.EncodedChannels(modes, sizes, b"".join(chunks))
+
+
+def decode_tile(entropy_model, payload, modes, sizes, base, index, codebook_min, codebook_size):
+    """Latent values (k, h, w) of k chunks of one tile; ``base``/``index`` (k, h, w) are those of their channels."""
+    k, h, w = base.shape
+    values = np.empty((k, h, w), np.float32)
+    adaptive = np.isin(modes, ADAPTIVE_MODES)
+    ends = np.cumsum(sizes, dtype=np.int64)
+    view = memoryview(payload)
+    pick = lambda rows: b"".join(view[ends[c] - sizes[c]:ends[c]] for c in rows)
+    static_rows, adaptive_rows = np.flatnonzero(~adaptive), np.flatnonzero(adaptive)
+    if len(static_rows):
+        symbols = entropy_model.latent_tables.decode(pick(static_rows), modes[static_rows], sizes[static_rows],
+                                                     np.ascontiguousarray(index[static_rows]).reshape(len(static_rows), h * w))
+        values[static_rows] = latent_values(symbols.reshape(-1, h, w), base[static_rows], codebook_min)
+    if len(adaptive_rows):
+        symbols = fse.decode_channels(pick(adaptive_rows), modes[adaptive_rows], sizes[adaptive_rows], h * w,
+                                      codebook_size, width=w)
+        values[adaptive_rows] = symbols.reshape(-1, h, w).astype(np.float32) + codebook_min
+    return values
+
+
+def _chunk(coded, channel):
+    end = int(np.sum(coded.sizes[:channel + 1], dtype=np.int64))
+    return coded.payload[end - int(coded.sizes[channel]):end]

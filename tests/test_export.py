@@ -201,3 +201,46 @@ def test_warm_start_revives_new_channels_that_carry_no_bits(trained_run):
     assert np.all(new_kernel[..., 4:] != 0)
     assert np.all(np.any(model.synthesis.expand.get_weights()[0][:, :, 4:, :] != 0, axis=(0, 1, 3)))
     np.testing.assert_array_equal(new_kernel[..., :4], source.analysis.project.get_weights()[0])
+
+
+@pytest.fixture(scope="module")
+def hyper_run(trained_run):
+    """A tiny model with a hyperprior, warm-started from the tiny format-2 model's export."""
+    root, run = trained_run
+    released = str(root / "released-f2")
+    if not os.path.exists(released):
+        to_onnx.main([run, "--out", released, "--parity-images", str(root / "data"), "--sample", "", "--no-reorder"])
+    hyper = str(root / "hyper")
+    train.main(["--data", str(root / "data"), "--out", hyper, "--steps", "40", "--checkpoint-minutes", "100",
+                "--init", os.path.join(released, "keras"), "--z-channels", "4", "--hyper-width", "8",
+                "--hyper-steps", "20"] + TINY)
+    return root, hyper
+
+
+def test_hyperprior_export_codes_what_training_measures(hyper_run):
+    """Format 3 end to end: the exported files, the integer entropy model, and a file whose size is the rate that
+    training computes for the same image (up to the tables' rounding and the container's bytes)."""
+    import tensorflow as tf
+    from runtime import Codec, container, read_info
+    from export.hyperprior import coded_bits
+    from export.quantizer import Codebook
+    root, run = hyper_run
+    out = str(root / "hyper-model")
+    to_onnx.main([run, "--out", out, "--parity-images", str(root / "data"), "--sample", "", "--provisional"])
+    with open(os.path.join(out, "manifest.json")) as f:
+        manifest = json.load(f)
+    assert manifest["format"] == 3 and "entropy_model.npz" in manifest["files"]
+    assert manifest["parity"]["z_symbols_on_boundary_differing"] <= manifest["parity"]["z_symbols_compared"] * 1e-3
+    assert manifest["parity"]["decoder_gradient_max_relative_error"] <= to_onnx.GRADIENT_TOLERANCE
+
+    model, config, _ = to_onnx.load_trained(os.path.join(out, "keras"))
+    image = np.asarray(Image.open(str(root / "data" / "img1.png")))[:32, :64]  # a multiple of 32: no padding
+    y = tf.cast(model.analysis(image[None].astype(np.float32) / 255.0), tf.float32)
+    bits, y_hat = coded_bits(model, y, Codebook())
+    codec = Codec(out, "cpu")
+    data = codec.encode(image)
+    assert read_info(data)["format_version"] == 3
+    payload = 8 * container.L3icFile.parse(data).chunk_bytes  # what the rate models
+    assert payload <= float(bits) * 1.1 + 8 * 6 * (4 + 4)  # + at most ~6 bytes per chunk of stream overhead
+    expected = np.clip(np.rint(model.synthesis(y_hat).numpy()[0] * 255.0), 0, 255)
+    assert np.max(np.abs(codec.decode(data).astype(int) - expected)) <= 1

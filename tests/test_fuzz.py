@@ -9,24 +9,92 @@ from benchmarks import fuzz
 from conftest import REPO
 
 
+def _versions(seeds):
+    from runtime import container
+    return sorted({container.L3icFile.parse(s).version for s in seeds})
+
+
+def _has_hyperprior_model():
+    from runtime.model import Model
+    return Model("medium", "cpu").has_hyperprior
+
+
 @pytest.mark.parametrize("target,iterations", [("container", 4000), ("fse", 6000), ("decode", 1500)])
 def test_fixed_seed_fuzz_finds_nothing(target, iterations, tmp_path):
     stats = fuzz.fuzz_inprocess(target, iterations=iterations, seed=1234, crashes=str(tmp_path))
     assert stats.inputs == iterations
     assert stats.findings == 0, "findings saved in %s: %s" % (tmp_path, sorted(stats.unique))
     assert stats.accepted > 0 and stats.corpus > len(fuzz.make_target(target).seeds())  # it got somewhere
+    if target == "container":  # the full entropy decode ran on mutated files of every version
+        versions = (1, 2, 3) if _has_hyperprior_model() else (1, 2)
+        assert all(stats.paths.get("v%d-decoded" % v, 0) > 0 for v in versions), stats.paths
+    if target == "fse":  # STATIC chunks were decoded from hostile layouts and round-tripped
+        for path in ("static-decoded-STATIC", "static-decoded-RAW", "static-decoded-CONSTANT", "static-encoded-STATIC"):
+            assert stats.paths.get(path, 0) > 0, (path, stats.paths)
+        assert stats.paths["static-decode"] > stats.paths["static-decoded"]  # and hostile ones were refused
+
+
+def test_seeds_cover_format_3_and_the_older_formats():
+    seeds = fuzz.make_target("container").seeds()
+    assert _versions(seeds) == ([1, 2, 3] if _has_hyperprior_model() else [1, 2])
+    from runtime import container
+    tiled = [container.L3icFile.parse(s).header for s in seeds if container.L3icFile.parse(s).header.n_tiles > 1]
+    assert tiled and any(h.latent_h % h.tile_h and h.latent_w % h.tile_w for h in tiled)  # ragged edge tiles
+    for seed in seeds:  # every seed runs clean through every l3ic target
+        for name in ("container", "decode"):
+            fuzz.make_target(name).run(seed)
+
+
+def test_static_seeds_decode_and_use_the_model_tables():
+    from runtime import fse
+    target = fuzz.make_target("fse")
+    if _has_hyperprior_model():
+        from runtime.model import Model
+        em = Model("medium", "cpu").entropy_model
+        assert [(t.n_tables, t.alphabet_size) for t in target.tables[:2]] == \
+            [(em.latent_tables.n_tables, em.latent_tables.alphabet_size), (em.z_tables.n_tables, em.z_tables.alphabet_size)]
+    for seed in target.seeds():
+        target.run(seed)  # the seeds are valid: nothing raised, not even an allowed error
+    assert target.paths["static-decoded"] == target.paths["static-decode"] > 0
+    assert target.paths["static-decoded-STATIC"] and target.paths["static-roundtrip"]
+    assert len(target.tables) >= 4 and all(isinstance(t, fse.StaticTables) for t in target.tables)
 
 
 def test_fix_crcs_gets_mutations_past_the_checksums():
     from runtime import container
     from runtime.errors import FormatError
-    seed = fuzz._l3ic_seeds()[0]
-    damaged = bytearray(seed)
-    damaged[-3] ^= 0x55  # in the last chunk
-    with pytest.raises(FormatError, match="checksum mismatch in tile 0"):
-        container.L3icFile.parse(bytes(damaged)).tile_chunks(0)
-    container.L3icFile.parse(fuzz.fix_crcs(bytes(damaged))).tile_chunks(0)
-    assert fuzz.fix_crcs(seed) == seed and fuzz.fix_crcs(b"L3IC") == b"L3IC"
+    seeds = fuzz._l3ic_seeds()
+    for seed in seeds:
+        assert fuzz.fix_crcs(seed) == seed
+        parsed = container.L3icFile.parse(seed)
+        damaged = bytearray(seed)
+        damaged[parsed._offsets[-1] - 1] ^= 0x55  # the last byte of the last chunk
+        last_tile = parsed.header.n_tiles - 1
+        with pytest.raises(FormatError, match="checksum mismatch in tile %d" % last_tile):
+            container.L3icFile.parse(bytes(damaged)).tile_chunks(last_tile)
+        container.L3icFile.parse(fuzz.fix_crcs(bytes(damaged))).tile_chunks(last_tile)
+    v3 = [s for s in seeds if s[4] == 3]
+    if v3:  # format 3: the ẑ chunk comes first, after 3 more header bytes
+        parsed = container.L3icFile.parse(v3[0])
+        damaged = bytearray(v3[0])
+        damaged[int(parsed._offsets[0])] ^= 0x01  # the ẑ chunk
+        with pytest.raises(FormatError, match="checksum mismatch in z channel 0"):
+            container.L3icFile.parse(bytes(damaged)).z_chunks()
+        container.L3icFile.parse(fuzz.fix_crcs(bytes(damaged))).z_chunks()
+    assert fuzz.fix_crcs(b"L3IC") == b"L3IC"
+
+
+def test_a_non_allowed_exception_is_a_finding(tmp_path):
+    stats = fuzz.fuzz_inprocess("_raise", iterations=50, seed=1, crashes=str(tmp_path))
+    assert stats.findings > 0 and stats.unique == {"IndexError@fuzz.py:%d" % _raise_line()}
+    saved = [n for n in os.listdir(str(tmp_path)) if n.endswith(".txt")]
+    assert saved and "a planted bug" in open(os.path.join(str(tmp_path), saved[0])).read()
+
+
+def _raise_line():
+    import inspect
+    lines, first = inspect.getsourcelines(fuzz.RaiseTarget.run)
+    return first + next(i for i, line in enumerate(lines) if "raise IndexError" in line)
 
 
 def test_hard_crashes_are_caught_in_a_child_process(tmp_path):

@@ -1,9 +1,11 @@
 """Golden files (tests/golden/): every platform must decode them like the machine that made them.
 
-Symbols must be bit-identical (entropy decoding is exact); decoded pixels may
+Latents, ẑ, table-index maps and symbols must be bit-identical (entropy
+decoding and the hyper-synthesis are exact integer work); decoded pixels may
 differ from the stored decoded PNG by at most one rounding step, since float
 convolutions may round differently on other CPUs, GPUs or ONNX Runtime
 versions.  When a shipped model is replaced, rerun tests/golden/make_golden.py.
+The format-2 release's files (tests/golden/format2/, frozen) must keep decoding.
 """
 import hashlib
 import json
@@ -17,73 +19,78 @@ from runtime import read_info
 from runtime.image import psnr
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
+FORMAT2 = os.path.join(HERE, "format2")
 with open(os.path.join(HERE, "golden.json")) as f:
     GOLDEN = json.load(f)
+with open(os.path.join(FORMAT2, "golden.json")) as f:
+    GOLDEN2 = json.load(f)
 CASES = sorted(GOLDEN["cases"])
+ALL = [(HERE, GOLDEN, c) for c in CASES] + [(FORMAT2, GOLDEN2, c) for c in sorted(GOLDEN2["cases"])]
+IDS = [os.path.basename(folder) + "/" + case for folder, _, case in ALL]
 REGENERATE = "the shipped %r model changed: rerun tests/golden/make_golden.py and commit its output" % GOLDEN["model"]
 
 
-def read(name):
-    with open(os.path.join(HERE, name), "rb") as f:
+def read(folder, name):
+    with open(os.path.join(folder, name), "rb") as f:
         return f.read()
 
 
-def pixels(name):
-    with Image.open(os.path.join(HERE, name)) as image:
+def pixels(folder, name):
+    with Image.open(os.path.join(folder, name)) as image:
         return np.asarray(image)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def same_model(codec):
     assert codec.model.name == GOLDEN["model"]
-    assert codec.model.manifest["files"]["decoder.onnx"]["sha256"] == GOLDEN["decoder_sha256"], REGENERATE
+    files = codec.model.manifest["files"]
+    assert files["decoder.onnx"]["sha256"] == GOLDEN["decoder_sha256"], REGENERATE
+    assert files["entropy_model.npz"]["sha256"] == GOLDEN["entropy_model_sha256"], REGENERATE
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_golden_file_is_intact(case):
-    data = read(case + ".l3ic")
-    expected = GOLDEN["cases"][case]
+@pytest.mark.parametrize("folder, golden, case", ALL, ids=IDS)
+def test_golden_file_is_intact(folder, golden, case):
+    data = read(folder, case + ".l3ic")
+    expected = golden["cases"][case]
     assert hashlib.sha256(data).hexdigest() == expected["l3ic_sha256"]
     info = read_info(data)
     assert (info["width"], info["height"], info["mode"]) == (expected["width"], expected["height"], expected["mode"])
+    assert info["format_version"] == (3 if folder == HERE else 2)
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_symbols_are_bit_identical(case):
-    from golden.make_golden import symbols_sha256
-    assert symbols_sha256(read(case + ".l3ic")) == GOLDEN["cases"][case]["symbols_sha256"]
+@pytest.mark.parametrize("folder, golden, case", ALL, ids=IDS)
+def test_symbols_are_bit_identical(folder, golden, case):
+    from golden.make_golden import entropy_sha256, symbols_sha256
+    data = read(folder, case + ".l3ic")
+    assert symbols_sha256(data) == golden["cases"][case]["symbols_sha256"]
+    if folder == HERE:  # ẑ, the index maps from the integer hyper-synthesis, the bases and the symbols
+        assert entropy_sha256(data) == golden["cases"][case]["entropy_sha256"]
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_decoded_pixels_within_one_rounding_step(codec, case):
-    expected = pixels(case + ".decoded.png")
-    decoded = codec.decode(read(case + ".l3ic"))
+@pytest.mark.parametrize("folder, golden, case", ALL, ids=IDS)
+def test_decoded_pixels_within_one_rounding_step(codec, folder, golden, case):
+    expected = pixels(folder, case + ".decoded.png")
+    decoded = codec.decode(read(folder, case + ".l3ic"))  # format 2: through the legacy decoder
     assert decoded.shape == expected.shape and decoded.dtype == np.uint8
     diff = np.abs(decoded.astype(np.int16) - expected.astype(np.int16))
     assert int(diff.max()) <= 1, "decoded pixels differ by up to %d from the golden decode" % int(diff.max())
-    assert abs(psnr(pixels(case + ".source.png"), decoded) - GOLDEN["cases"][case]["psnr"]) < 0.05
+    assert abs(psnr(pixels(folder, case + ".source.png"), decoded) - golden["cases"][case]["psnr"]) < 0.05
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_encoder_reproduces_the_symbols(codec, case):
-    """Re-encoding the source gives the golden symbols, except where float rounding lands on a quantiser boundary."""
+def test_encoder_reproduces_the_latents(codec, case):
+    """Re-encoding the source gives the golden latents, except where float rounding lands on a quantiser boundary."""
     from runtime import read_latents
-    golden = read_latents(read(case + ".l3ic"))
-    ours = codec.encode_latents(pixels(case + ".source.png"))
+    golden = read_latents(read(HERE, case + ".l3ic"))
+    ours = codec.encode_latents(pixels(HERE, case + ".source.png"))
     assert ours.shape == golden.shape
     assert np.mean(ours == golden) > 0.99
-    assert int(np.abs(ours.astype(np.int32) - golden).max()) <= 1
-
-
-# A file of format version 1 (before the CONTEXT coding mode), made by the
-# previous runtime with the same medium model as rgb.l3ic; frozen: never regenerated.
-VERSION_1 = {"file": "rgb.v1.l3ic", "l3ic_sha256": "084f17e97fd75f952a2075fc7fa7f489853809e10228910853328c147655e141",
-             "symbols_sha256": "6bc56a770a9a0ed09ef024f4554c0de196c0438826169d0a017b9d9ec502a63f"}
 
 
 def test_version_1_files_still_decode():
     from golden.make_golden import symbols_sha256
-    data = read(VERSION_1["file"])
-    assert hashlib.sha256(data).hexdigest() == VERSION_1["l3ic_sha256"]
-    assert read_info(data)["format_version"] == 1 and read_info(read("rgb.l3ic"))["format_version"] == 2
-    assert symbols_sha256(data) == VERSION_1["symbols_sha256"]
+    v1 = GOLDEN2["version_1"]
+    data = read(FORMAT2, v1["file"])
+    assert hashlib.sha256(data).hexdigest() == v1["l3ic_sha256"]
+    assert read_info(data)["format_version"] == 1
+    assert symbols_sha256(data) == v1["symbols_sha256"]

@@ -12,15 +12,21 @@ shipped ``medium`` model on the CPU, and this folder receives:
 * ``<case>.source.png``  the crop that was encoded;
 * ``<case>.l3ic``        the encoded file;
 * ``<case>.decoded.png`` what this machine decoded from it;
-* ``golden.json``        per case: the model and its decoder's SHA-256, the
-  SHA-256 of the .l3ic file, of its latent symbols (``runtime.read_latents``,
-  as little-endian int16 in (C, h, w) order) and of the decoded pixels, and
-  the PSNR of the decoded image against the source.
+* ``golden.json``        per case: the model and the SHA-256 of its decoder and
+  entropy model, the SHA-256 of the .l3ic file, of its latents
+  (``runtime.read_latents``, little-endian float32 in (C, h, w) order), of
+  everything that decides how its symbols decode (``entropy_sha256``: the ẑ
+  symbols, then per tile the table-index map, the base map and the decoded
+  symbols) and of the decoded pixels, and the PSNR against the source.
 
-The tests require, on every platform: the symbols bit-identical (entropy
-decoding is exact integer work), the decoded image within one rounding step
-of ``<case>.decoded.png`` (max abs difference <= 1: float convolutions may
-round differently on other CPUs, GPUs or ONNX Runtime versions).
+The tests require, on every platform: the latents, ẑ, index maps and symbols
+bit-identical (entropy decoding and the hyper-synthesis are exact integer
+work), the decoded image within one rounding step of ``<case>.decoded.png``
+(max abs difference <= 1: float convolutions may round differently on other
+CPUs, GPUs or ONNX Runtime versions).
+
+``format2/`` holds the golden files of the format-2 release, frozen: they
+must keep decoding (through the legacy decoder in ``models/legacy``).
 """
 import hashlib
 import json
@@ -37,7 +43,7 @@ MODEL = "medium"
 CASES = {  # name: (left, top, width, height, mode) of the crop of samples/rose.png
     "rgb": (150, 200, 77, 61, "RGB"),
     "gray": (40, 330, 45, 38, "L"),
-    "context": (100, 100, 203, 150, "RGB"),  # large enough that the encoder picks CONTEXT chunks
+    "large": (100, 100, 203, 150, "RGB"),
 }
 
 
@@ -46,9 +52,31 @@ def sha256(data):
 
 
 def symbols_sha256(data):
-    """SHA-256 of an l3ic file's latent codebook values, as little-endian int16 in (C, h, w) order."""
+    """SHA-256 of an l3ic file's latents (``read_latents``): little-endian int16 (formats 1, 2) or float32 (format 3)."""
     from runtime import read_latents
-    return sha256(np.ascontiguousarray(read_latents(data), "<i2").tobytes())
+    latents = read_latents(data)
+    return sha256(np.ascontiguousarray(latents, "<i2" if latents.dtype == np.int16 else "<f4").tobytes())
+
+
+def entropy_sha256(data):
+    """SHA-256 of what decides how a format-3 file's symbols decode: ẑ, then per tile the index map, the base
+    map and the decoded symbols."""
+    from runtime import container
+    from runtime.codec import decode_z
+    from runtime.model import Model, find_decoder
+    parsed = container.L3icFile.parse(data)
+    h = parsed.header
+    em = Model(find_decoder(h.model_name, h.decoder_hash), "cpu").entropy_model
+    z = decode_z(parsed, em)
+    digest = hashlib.sha256(np.ascontiguousarray(z).tobytes())
+    for t in range(h.n_tiles):
+        rect = h.tile_rect(t)
+        base, index = em.tile_parameters(z, rect)
+        chunks = parsed.tile_chunks(t)
+        symbols = em.latent_tables.decode(chunks.payload, chunks.modes, chunks.sizes, index.reshape(h.channels, -1))
+        for array in (index, base.astype("<i4"), symbols):
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def crop(case):
@@ -64,6 +92,7 @@ def main():
     codec = Codec(MODEL, "cpu")
     manifest = codec.model.manifest
     golden = {"model": MODEL, "decoder_sha256": manifest["files"]["decoder.onnx"]["sha256"],
+              "entropy_model_sha256": manifest["files"]["entropy_model.npz"]["sha256"],
               "encoder_sha256": manifest["files"]["encoder.onnx"]["sha256"], "cases": {}}
     for case in CASES:
         source = crop(case)
@@ -76,7 +105,7 @@ def main():
         golden["cases"][case] = {
             "width": source.width, "height": source.height, "mode": source.mode,
             "l3ic_sha256": sha256(data), "l3ic_bytes": len(data),
-            "symbols_sha256": symbols_sha256(data),
+            "symbols_sha256": symbols_sha256(data), "entropy_sha256": entropy_sha256(data),
             "decoded_sha256": sha256(np.ascontiguousarray(decoded).tobytes()),
             "psnr": round(psnr(np.asarray(source), decoded), 4),
         }
