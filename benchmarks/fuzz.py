@@ -140,8 +140,9 @@ class ContainerTarget(Target):
     def __init__(self):
         super().__init__()
         from runtime import Codec, container
-        from runtime.codec import decode_z, latent_values
+        from runtime.codec import decode_z, latent_values, read_latents
         self.parse, self.latent_values, self.decode_z = container.L3icFile.parse, latent_values, decode_z
+        self.read_latents = read_latents
         # the model lookup of Codec.decode (the file's model identity, then its header against the model)
         self.codec = Codec("medium", "cpu", max_pixels=self.MAX_PIXELS, threads=1)
         if self.codec.model.has_hyperprior:
@@ -154,7 +155,7 @@ class ContainerTarget(Target):
         self.paths["v%d-parsed" % version] += 1
         # formats 1 and 2 are decoded without a model (latent_values does not look at it); 3 needs its entropy model
         h = parsed.header
-        model = self.codec._decoder_for(h) if version >= 3 else None
+        model = self.codec.decoder_for(h) if version >= 3 else None
         if model is not None:
             self.decode_z(parsed, model.entropy_model)
             self.paths["v3-z-decoded"] += 1  # the hyper-synthesis runs on this ẑ next
@@ -166,6 +167,9 @@ class ContainerTarget(Target):
             tiles = rng.sample(range(h.n_tiles), rng.randint(1, min(h.n_tiles, 4)))
         self.latent_values(parsed, model, channels, tiles)
         self.paths["v%d-decoded%s" % (version, "" if channels is None else "-subset")] += 1
+        if pick % 8 == 1:  # the API that finds the file's model by itself
+            self.read_latents(data, channels, max_pixels=self.MAX_PIXELS)
+            self.paths["v%d-read_latents" % version] += 1
 
 
 def _random_tables(rng, n_tables, alphabet, table_log):
@@ -189,10 +193,8 @@ class FSETarget(Target):
         self.fse = fse
         self.allowed = (FSEError, ValueError)
         rng = np.random.default_rng(7)
-        # small random valid sets.  Not 256 symbols at table_log 12: l3ic_fse_tables_create's build workspace is
-        # then 2 bytes short (zstd's FSE_BUILD_CTABLE_WORKSPACE_SIZE_U32 rounds down for an odd maxSymbolValue + 2)
-        # and FSE_buildCTable_wksp writes 1 byte past it when the last symbol's count is 1 mod 8
-        self.counts = [_random_tables(rng, k, a, log) for k, a, log in ((3, 5, 5), (1, 2, 5), (2, 256, 11), (17, 32, 9))]
+        # small random valid sets, and the largest alphabet at the largest tableLog
+        self.counts = [_random_tables(rng, k, a, log) for k, a, log in ((3, 5, 5), (1, 2, 5), (2, 256, 12), (17, 32, 9))]
         self.tables = [fse.StaticTables(c, int(c[0].sum()).bit_length() - 1) for c in self.counts]
         try:  # the real ones, when a format-3 model is installed
             from runtime.model import Model

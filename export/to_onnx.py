@@ -80,7 +80,6 @@ def load_trained(source):
 def graph_functions(model, codebook):
     """The tf.functions that become encoder.onnx, decoder.onnx and decoder_gradient.onnx."""
     import tensorflow as tf
-    from export.adjoint import squared_error_and_gradient
     channels = model.config["channels"]
     if model.has_hyperprior:
         return hyper_graph_functions(model)
@@ -96,21 +95,28 @@ def graph_functions(model, codebook):
         q = codebook.from_symbols(tf.transpose(symbols, [0, 2, 3, 1]))
         return {"image": tf.clip_by_value(model.synthesis(q), 0.0, 1.0)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None, channels, None, None], tf.float32, name="latents"),
+    return {"encoder.onnx": encoder, "decoder.onnx": decoder, "decoder_gradient.onnx": decoder_gradient_function(model)}
+
+
+def decoder_gradient_function(model):
+    """The tf.function of decoder_gradient.onnx: float latents NCHW and an image -> squared error and its gradient."""
+    import tensorflow as tf
+    from export.adjoint import squared_error_and_gradient
+
+    @tf.function(input_signature=[tf.TensorSpec([None, model.config["channels"], None, None], tf.float32, name="latents"),
                                   tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")])
     def decoder_gradient(latents, image):
         x = tf.cast(image, tf.float32) / 255.0
         sse, gradient = squared_error_and_gradient(model.synthesis, tf.transpose(latents, [0, 2, 3, 1]), x)
         return {"sse": sse, "gradient": tf.transpose(gradient, [0, 3, 1, 2])}
 
-    return {"encoder.onnx": encoder, "decoder.onnx": decoder, "decoder_gradient.onnx": decoder_gradient}
+    return decoder_gradient
 
 
 def hyper_graph_functions(model):
     """encoder.onnx, decoder.onnx and decoder_gradient.onnx of a format-3 model (float latents in and out)."""
     import tensorflow as tf
     from export import hyperprior as hp
-    from export.adjoint import squared_error_and_gradient
     channels = model.config["channels"]
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")])
@@ -124,14 +130,7 @@ def hyper_graph_functions(model):
     def decoder(latents):
         return {"image": tf.clip_by_value(model.synthesis(tf.transpose(latents, [0, 2, 3, 1])), 0.0, 1.0)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None, channels, None, None], tf.float32, name="latents"),
-                                  tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")])
-    def decoder_gradient(latents, image):
-        x = tf.cast(image, tf.float32) / 255.0
-        sse, gradient = squared_error_and_gradient(model.synthesis, tf.transpose(latents, [0, 2, 3, 1]), x)
-        return {"sse": sse, "gradient": tf.transpose(gradient, [0, 3, 1, 2])}
-
-    return {"encoder.onnx": encoder, "decoder.onnx": decoder, "decoder_gradient.onnx": decoder_gradient}
+    return {"encoder.onnx": encoder, "decoder.onnx": decoder, "decoder_gradient.onnx": decoder_gradient_function(model)}
 
 
 def check_hyper_parity(model, folder, images):

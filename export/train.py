@@ -1,9 +1,14 @@
 """Train an l3ic model: ``python -m export.train --data DIR --channels 32 --out runs/NAME``.
 
 Loss = distortion + lambda * rate, with the distortion the MSE on the 0..255
-scale (or 1 - MS-SSIM scaled to a comparable range) and the rate the
-per-channel soft-histogram entropy in bits per pixel (see ``quantizer``).
-Validation measures the rate with the runtime's entropy coder itself.
+scale (or 1 - MS-SSIM scaled to a comparable range).  The rate: with
+``--z-channels`` (a format-3 model) the code length of the latents under the
+hyperprior plus that of its side information (``export.hyperprior``), and
+``--hyper-steps`` first steps train only the hyperprior on the frozen
+(warm-started) transforms; without, the per-channel soft-histogram entropy in
+bits per pixel (see ``quantizer``).  Validation measures the rate with the
+runtime's entropy coder itself (format 2) or the hyperprior's exact code
+length of the rounded latents (format 3).
 
 The run folder holds ``config.json`` (the hyper-parameters, fixed at the first
 start), ``log.jsonl`` (progress and validation) and ``checkpoint/`` (weights,

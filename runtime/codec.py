@@ -65,8 +65,8 @@ class Codec:
     def encode_latents(self, image, refine=0):
         """The quantised latents of an image as the decoder sees them, shape (C, ceil(H/s), ceil(W/s)).
 
-        Format-2 models: int16 codebook values.  Format-3 models: float32
-        integers ŷ = base + symbol value, the base floor(mean) coming from the
+        int16 integers: for format-2 models codebook values; for format-3
+        models ŷ = base + symbol value, the base floor(mean) coming from the
         hyperprior (so ŷ = round(y) except where y is far from the mean).
         """
         refine = _checked_refine(refine)
@@ -79,7 +79,7 @@ class Codec:
         m = self.model
         base, _ = m.entropy_model.tile_parameters(z, (0, 0, header.latent_h, header.latent_w))
         symbols = hyperprior.symbols_of(latents, base, m.codebook_min, m.codebook_size)
-        return hyperprior.latent_values(symbols, base, m.codebook_min)
+        return hyperprior.latent_values(symbols, base, m.codebook_min).astype(np.int16)
 
     def _picture(self, image, strip):
         if isinstance(image, images.Picture):
@@ -190,7 +190,7 @@ class Codec:
     def decode_latents(self, latents):
         """Run the decoder on latent values (C, h, w), as ``encode_latents`` gives them -> uint8 RGB (h*s, w*s, 3).
 
-        Format-2 models take integer codebook values; format-3 models any finite values.
+        Format-2 models take integer codebook values; format-3 models any finite values (ŷ are integers).
         """
         latents = np.asarray(latents)
         m = self.model
@@ -208,9 +208,10 @@ class Codec:
         """Stage 1 of decoding: the parsed file (``container.L3icFile``) and the model that decodes it: this
         codec's, or the legacy decoder of an earlier release that the file names."""
         parsed = container.L3icFile.parse(data, max_pixels=self.max_pixels)
-        return parsed, self._decoder_for(parsed.header)
+        return parsed, self.decoder_for(parsed.header)
 
-    def _decoder_for(self, h):
+    def decoder_for(self, h):
+        """The model that decodes a file with header ``h``: this codec's or a legacy decoder (ModelError if none)."""
         m = self._decoders.get(h.decoder_hash)
         if m is None:  # a file of an earlier release of this model decodes with its legacy decoder
             folder = find_decoder(h.model_name, h.decoder_hash, current=False) if h.model_name == self.model.name else None
@@ -219,12 +220,17 @@ class Codec:
                 raise ModelError("this file was made with model %r (decoder %s), not with %r (decoder %s)"
                                  % (h.model_name, h.decoder_hash.hex()[:12], m.name, m.decoder_hash.hex()[:12]))
             m = self._decoders[h.decoder_hash] = Model(folder, self.model.providers, self.model.threads)
-        if h.channels != m.channels or h.stride != m.stride or h.codebook_size != m.codebook_size \
-                or h.codebook_min != m.codebook_min or h.version != m.format \
-                or (m.has_hyperprior and (h.z_channels, h.hyper_stride) != (m.entropy_model.z_channels, m.entropy_model.hyper_stride)):
-            raise ModelError("this file's header does not match model %r (%d channels, stride %d, format %d)"
-                             % (m.name, m.channels, m.stride, m.format))
-        return m
+        return _checked_against(h, m)
+
+
+def _checked_against(h, m):
+    """``m``, after checking that header ``h`` describes a file this model can have made (ModelError if not)."""
+    if h.channels != m.channels or h.stride != m.stride or h.codebook_size != m.codebook_size \
+            or h.codebook_min != m.codebook_min or h.version != m.format \
+            or (m.has_hyperprior and (h.z_channels, h.hyper_stride) != (m.entropy_model.z_channels, m.entropy_model.hyper_stride)):
+        raise ModelError("this file's header does not match model %r (%d channels, stride %d, format %d)"
+                         % (m.name, m.channels, m.stride, m.format))
+    return m
 
 
 def synthesise(model, values, header, region=None, blocks=None):
@@ -314,12 +320,12 @@ def _decoded_tiles(parsed, wanted, tiles=None):
 
 
 def read_latents(data, channels=None, max_pixels=images.DEFAULT_MAX_PIXELS):
-    """Latent values of an l3ic file without running the decoder network, shape (len(channels), h, w).
+    """Latent values of an l3ic file without running the decoder network: int16 (len(channels), h, w).
 
-    Formats 1 and 2: int16 codebook values, and this is random access: only
-    the chosen channels are entropy-decoded, and only they are held in memory.
-    Format 3: float32 integers ŷ (``latent_values``), which needs the
-    installed model the file names for its entropy model (not its networks).
+    Formats 1 and 2: codebook values, and this is random access: only the
+    chosen channels are entropy-decoded, and only they are held in memory.
+    Format 3: ŷ (``latent_values``), which needs the installed model the file
+    names for its entropy model (not its networks).
     ``max_pixels`` refuses files claiming larger images before anything is
     allocated, as ``Codec.decode`` does.
     """
@@ -330,7 +336,7 @@ def read_latents(data, channels=None, max_pixels=images.DEFAULT_MAX_PIXELS):
         folder = find_decoder(h.model_name, h.decoder_hash)
         if folder is None:
             raise ModelError("this file needs model %r (identity %s), which is not installed" % (h.model_name, h.decoder_hash.hex()[:12]))
-        return latent_values(parsed, Model(folder, "cpu"), wanted)[wanted]
+        return latent_values(parsed, _checked_against(h, Model(folder, "cpu")), wanted)[wanted].astype(np.int16)
     latents = np.empty((len(wanted), h.latent_h, h.latent_w), np.int16)
     for (y, x, th, tw), block in _decoded_tiles(parsed, wanted):
         latents[:, y:y + th, x:x + tw] = block.astype(np.int16) + h.codebook_min

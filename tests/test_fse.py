@@ -803,8 +803,8 @@ def test_static_mode_choice():
 def test_static_chunk_follows_the_layout():
     """A reference tANS encoder (independent of the C code, from zstd's table construction) gives the
     same bytes: the STATIC chunk layout documented in l3ic_fse.h."""
-    table_log, alphabet_size = 6, 5
-    counts = np.array([[40, 10, 7, 4, 3], [1, 1, 2, 20, 40], [12, 13, 13, 13, 13]])
+    table_log = 6
+    counts = np.array([[40, 10, 7, 4, 3], [1, 1, 2, 20, 40], [12, 13, 13, 13, 13]])  # alphabet 5
     tables = fse.StaticTables(counts, table_log)
     rng = np.random.default_rng(33)
     index = rng.integers(0, 3, (1, 400)).astype(np.uint8)
@@ -1101,3 +1101,16 @@ def test_static_short_chunks_never_crash():
                 # the checks at the end (exact end, state 0) leave one valid chunk per symbol string
                 assert chunk == reference_static_encode(counts, table_log, out[0], index[0])
         assert decoded < len(chunks) // 2
+
+
+def test_static_tables_of_the_largest_alphabet_and_table_log():
+    """Alphabet 256 at tableLog 12 is where zstd's workspace-size macro rounds down (an overflow found by fuzzing
+    under ASan): the tables build and round-trip."""
+    counts = np.full((1, 256), 16, np.int16)
+    counts[0, -1], counts[0, -2] = 1, 31
+    tables = fse.StaticTables(counts, 12)
+    rng = np.random.default_rng(7)
+    symbols = rng.integers(0, 256, (2, 5000)).astype(np.uint8)
+    index = np.zeros_like(symbols)
+    coded = tables.encode(symbols, index)
+    np.testing.assert_array_equal(tables.decode(coded.payload, coded.modes, coded.sizes, index), symbols)

@@ -55,6 +55,12 @@
 #endif
 
 
+/* Workspace of FSE_buildCTable_wksp() for any alphabet and tableLog. zstd's
+ * FSE_BUILD_CTABLE_WORKSPACE_SIZE_U32 rounds (maxSymbolValue + 2 + 2^tableLog) / 2
+ * down, one U32 short of what the builder writes when that sum is odd (alphabet
+ * 256 at tableLog 12: found by benchmarks.fuzz under ASan), hence the + 1. */
+#define L3IC_BUILD_CTABLE_WKSP_U32 (FSE_BUILD_CTABLE_WORKSPACE_SIZE_U32(FSE_MAX_SYMBOL_VALUE, FSE_MAX_TABLELOG) + 1)
+
 /*-*********************************************
 *  Common helpers
 ***********************************************/
@@ -269,7 +275,7 @@ typedef struct {
     unsigned count[FSE_MAX_SYMBOL_VALUE + 1];
     short norm[FSE_MAX_SYMBOL_VALUE + 1];
     FSE_CTable ctable[FSE_CTABLE_SIZE_U32(FSE_MAX_TABLELOG, FSE_MAX_SYMBOL_VALUE)];
-    unsigned build_wksp[FSE_BUILD_CTABLE_WORKSPACE_SIZE_U32(FSE_MAX_SYMBOL_VALUE, FSE_MAX_TABLELOG)];
+    unsigned build_wksp[L3IC_BUILD_CTABLE_WKSP_U32];
     unsigned hist_wksp[HIST_WKSP_SIZE_U32];
     uint8_t ncount[FSE_NCOUNTBOUND];
 } encode_wksp;
@@ -817,7 +823,7 @@ struct l3ic_fse_tables {
 
 /* The workspace either table builder needs, for the largest alphabet and tableLog. */
 typedef union {
-    unsigned c[FSE_BUILD_CTABLE_WORKSPACE_SIZE_U32(FSE_MAX_SYMBOL_VALUE, FSE_MAX_TABLELOG)];
+    unsigned c[L3IC_BUILD_CTABLE_WKSP_U32];
     unsigned d[FSE_BUILD_DTABLE_WKSP_SIZE_U32(FSE_MAX_TABLELOG, FSE_MAX_SYMBOL_VALUE)];
 } build_wksp;
 

@@ -14,7 +14,7 @@ shipped ``medium`` model on the CPU, and this folder receives:
 * ``<case>.decoded.png`` what this machine decoded from it;
 * ``golden.json``        per case: the model and the SHA-256 of its decoder and
   entropy model, the SHA-256 of the .l3ic file, of its latents
-  (``runtime.read_latents``, little-endian float32 in (C, h, w) order), of
+  (``runtime.read_latents``, little-endian int16 in (C, h, w) order), of
   everything that decides how its symbols decode (``entropy_sha256``: the ẑ
   symbols, then per tile the table-index map, the base map and the decoded
   symbols) and of the decoded pixels, and the PSNR against the source.
@@ -52,10 +52,9 @@ def sha256(data):
 
 
 def symbols_sha256(data):
-    """SHA-256 of an l3ic file's latents (``read_latents``): little-endian int16 (formats 1, 2) or float32 (format 3)."""
+    """SHA-256 of an l3ic file's latent values (``runtime.read_latents``), as little-endian int16 in (C, h, w) order."""
     from runtime import read_latents
-    latents = read_latents(data)
-    return sha256(np.ascontiguousarray(latents, "<i2" if latents.dtype == np.int16 else "<f4").tobytes())
+    return sha256(np.ascontiguousarray(read_latents(data), "<i2").tobytes())
 
 
 def entropy_sha256(data):
