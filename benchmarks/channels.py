@@ -24,7 +24,7 @@ def keep_channels(data, keep):
     """The l3ic file ``data`` with every channel from ``keep`` on stored as the neutral value.
 
     The neutral symbol is the codebook's 0: in formats 1 and 2 the latent 0,
-    in format 3 a zero residual, so the hyperprior's mean.
+    in format 3 the hyperprior's guess, the base floor(mean).
     """
     parsed = container.L3icFile.parse(data)
     h = parsed.header

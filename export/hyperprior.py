@@ -12,8 +12,9 @@ The index map decides how every symbol is decoded, so the hyper-synthesis is
 an *integer network* (Ballé, Johnston & Minnen 2019): integer kernels and
 biases, a rounding power-of-two rescale and a clip after every layer.  Here it
 is trained with fake quantisation (straight-through rounding of weights,
-biases and activations), so the float net trained is, up to ties, the integer
-net that ``runtime.hyperprior`` runs exactly (in float64 over integers, every
+biases and activations), so the float net trained is, up to float32 rounding
+of its accumulators (a few table choices in a thousand, which export checks),
+the integer net that ``runtime.hyperprior`` runs exactly (in float64 over integers, every
 partial sum far below 2^53).  ``integer_layers`` exports it.
 
 Everything here runs in float32, also under a mixed-precision policy.
@@ -116,7 +117,7 @@ class HyperSynthesis(keras.Model):
     """ẑ (B, h/4, w/4, z_channels) integers -> (mean, scale index), each (B, h, w, channels).
 
     Layers: 3x3 conv at 1/4, 3x3 conv + depth-to-space to 1/2, 3x3 conv +
-    depth-to-space to 1/1, then two 1x1 heads: the mean in steps of 1/16 and
+    depth-to-space to 1/1, then two 1x1 heads: the mean in quarters and
     the scale index 0..K-1.  Hidden activations are clipped ReLUs (0..16).
     """
 

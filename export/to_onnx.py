@@ -16,7 +16,7 @@ most: decoding the first k channels of a file gives the best k-channel preview.
 
 A model with a hyperprior (format 3) differs: ``encoder.onnx`` gives the float
 latents and the rounded side information ``z_symbols``, ``decoder.onnx`` takes
-float latents (ŷ = mean + residual), and ``entropy_model.npz`` holds the
+float latents (ŷ, integers), and ``entropy_model.npz`` holds the
 integer hyper-synthesis and the static FSE tables (``export.hyperprior``).
 Its channels keep their trained order (a warm start inherits the released
 models' importance order).
@@ -46,7 +46,8 @@ REFINE_LEARNING_RATE = 0.05  # Adam step on the latents, decayed linearly to 0 (
 GRADIENT_TOLERANCE = 1e-2  # decoder_gradient parity: |TF - ORT| / |TF| (L2 norms; float noise flips the clip/ReLU
 # masks of a few elements where the output is saturated, so an element-wise maximum would be too strict)
 LATENT_LIMIT = 1000.0  # format 3: the encoder's float latents are clipped to +-this (finite for any input)
-SYMBOL_MISMATCH_LIMIT = 1e-3  # fraction of symbols allowed to differ, all on rounding boundaries
+SYMBOL_MISMATCH_LIMIT = 1e-3
+TABLE_MISMATCH_LIMIT = 1e-2  # format 3: TF's float32 fake-quantised hyper-synthesis vs the exact integer one  # fraction of symbols allowed to differ, all on rounding boundaries
 BOUNDARY = 1e-3  # |y - (k + 1/2)| below this counts as "on a rounding boundary"
 PIXEL_TOLERANCE = 1e-3  # decoder parity on the [0, 1] scale
 
@@ -133,7 +134,7 @@ def hyper_graph_functions(model):
     return {"encoder.onnx": encoder, "decoder.onnx": decoder, "decoder_gradient.onnx": decoder_gradient_function(model)}
 
 
-def check_hyper_parity(model, folder, images):
+def check_hyper_parity(model, codebook, folder, images):
     """TF vs ONNX Runtime for a format-3 model: latents (float noise), ẑ (only on rounding boundaries), decoder,
     decoder gradient."""
     import onnxruntime as ort
@@ -142,7 +143,7 @@ def check_hyper_parity(model, folder, images):
     from export.adjoint import squared_error_and_gradient
     enc, dec, grad = (ort.InferenceSession(os.path.join(folder, name), providers=["CPUExecutionProvider"]) for name in GRAPHS)
     worst_latent = worst_pixel = worst_gradient = 0.0
-    mismatched = total = 0
+    mismatched = total = tables_differ = tables_total = 0
     for im in images:
         y = tf.cast(model.analysis(tf.constant(im[None], tf.float32) / 255.0), tf.float32)
         z = np.transpose(model.hyper_analysis(y).numpy(), [0, 3, 1, 2])
@@ -153,7 +154,9 @@ def check_hyper_parity(model, folder, images):
         if np.any(differ & (np.abs(z - np.floor(z) - 0.5) > BOUNDARY)):
             fail("encoder parity: z symbols differ away from a rounding boundary")
         mismatched, total = mismatched + int(differ.sum()), total + differ.size
-        q = np.round(np.clip(latents, -15, 16)).astype(np.float32)  # integer latents, as the decoder gets them
+        tables_differ += _table_mismatch(model, folder, z_symbols[0])
+        tables_total += np.prod(latents.shape)
+        q = np.round(np.clip(latents, codebook.minimum, codebook.maximum)).astype(np.float32)  # as the decoder gets them
         tf_image = np.clip(model.synthesis(np.transpose(q, [0, 2, 3, 1])).numpy(), 0, 1)
         worst_pixel = max(worst_pixel, float(np.max(np.abs(tf_image - dec.run(None, {"latents": q})[0]))))
         tf_sse, tf_grad = squared_error_and_gradient(model.synthesis, np.transpose(q, [0, 2, 3, 1]), tf.constant(im[None], tf.float32) / 255.0)
@@ -165,9 +168,26 @@ def check_hyper_parity(model, folder, images):
         fail("parity: %d of %d z symbols differ, max |TF - ORT| %.2e (decoder), %.2e (latents)" % (mismatched, total, worst_pixel, worst_latent))
     if worst_gradient > GRADIENT_TOLERANCE:
         fail("decoder_gradient parity: relative error %.2e > %.0e" % (worst_gradient, GRADIENT_TOLERANCE))
+    if tables_differ > TABLE_MISMATCH_LIMIT * tables_total:
+        fail("entropy model parity: %d of %d table choices differ between TF and the integer network" % (tables_differ, tables_total))
     return {"images": len(images), "z_symbols_compared": total, "z_symbols_on_boundary_differing": mismatched,
+            "table_choices_compared": int(tables_total), "table_choices_differing": int(tables_differ),
             "decoder_max_abs_error": worst_pixel, "latents_max_abs_error": worst_latent,
             "decoder_gradient_max_relative_error": worst_gradient}
+
+
+def _table_mismatch(model, folder, z_symbols):
+    """How many (base, table index) choices of the runtime's integer hyper-synthesis differ from TF's fake-quantised
+    one on these ẑ (ties and float32 accumulation may flip a few; a wrong layout would flip most)."""
+    from export import hyperprior as hp
+    from runtime.hyperprior import EntropyModel
+    em = EntropyModel(os.path.join(folder, ENTROPY_MODEL), model.config["channels"], 32)
+    base, index = em.parameters(z_symbols)
+    mean, scale = model.hyper_synthesis(np.transpose(z_symbols, [1, 2, 0])[None].astype(np.float32) + hp.Z_MIN)
+    mean_q = np.rint(np.transpose(mean.numpy()[0], [2, 0, 1]) * hp.PHASES).astype(np.int64)
+    tf_base, phase = np.divmod(mean_q, hp.PHASES)
+    tf_index = np.rint(np.transpose(scale.numpy()[0], [2, 0, 1])).astype(np.int64) * hp.PHASES + phase
+    return int(np.sum((tf_base != base) | (tf_index != index)))
 
 
 def write_entropy_model(model, codebook, folder):
@@ -289,7 +309,7 @@ def hyper_graph_records(folder, ops):
         "io": {"encoder": {"input": "image", "input_type": "uint8 NHWC, RGB, H and W multiples of stride",
                            "latents": "float32 NCHW, the analysis transform's output y",
                            "z_symbols": "uint8 NCHW, the hyperprior's side information, rounded (symbol = z - z_min)"},
-               "decoder": {"input": "latents", "input_type": "float32 NCHW, mean + residual",
+               "decoder": {"input": "latents", "input_type": "float32 NCHW, the integer latent values ŷ",
                            "output": "image", "output_type": "float32 NHWC in [0, 1]"},
                "decoder_gradient": {"inputs": "latents (float32 NCHW), image (uint8 NHWC)",
                                     "outputs": "sse (squared error of the clipped output on 0..255), gradient (d sse / d latents, NCHW)"},
@@ -395,6 +415,8 @@ def upgrade(args):
     folder = args.upgrade
     with open(os.path.join(folder, "manifest.json")) as f:
         manifest = json.load(f)
+    if int(manifest.get("format", 2)) >= 3:
+        fail("%s is a format-3 model, exported with refinement's graphs already: nothing to upgrade" % folder)
     model, config, _ = load_trained(os.path.join(folder, "keras"))
     codebook = Codebook(config["codebook_min"], config["codebook_size"])
     images = parity_images(args.parity_images, config)
@@ -440,7 +462,7 @@ def main(argv=None):
         ops = export_graphs(graph_functions(model, codebook), staging)
         if model.has_hyperprior:
             write_entropy_model(model, codebook, staging)
-            parity = check_hyper_parity(model, staging, images)
+            parity = check_hyper_parity(model, codebook, staging, images)
         else:
             parity = check_parity(model, codebook, staging, images)
         print("parity ok: %s" % json.dumps(parity), flush=True)

@@ -7,7 +7,7 @@ hyperprior plus that of its side information (``export.hyperprior``), and
 ``--hyper-steps`` first steps train only the hyperprior on the frozen
 (warm-started) transforms; without, the per-channel soft-histogram entropy in
 bits per pixel (see ``quantizer``).  Validation measures the rate with the
-runtime's entropy coder itself (format 2) or the hyperprior's exact code
+runtime's entropy coder itself (format 2) or the hyperprior's code
 length of the rounded latents (format 3).
 
 The run folder holds ``config.json`` (the hyper-parameters, fixed at the first

@@ -2,8 +2,9 @@
 
 Format 3 (models with a hyperprior): encoder.onnx gives the latents y and the
 side information ẑ; the entropy model (``runtime.hyperprior``) turns ẑ into a
-mean and a table index for every latent element; the residuals round(y - mean)
-are coded with those static FSE tables.  Decoding runs the same entropy model
+base and a table index for every latent element; round(y) - base is coded
+with those static FSE tables (or a channel keeps format 2's adaptive coding
+where that is shorter).  Decoding runs the same entropy model
 on the decoded ẑ, so it knows every symbol's table before reading it.
 Format 2 (earlier models): the symbols are coded with per-file tables.
 
@@ -256,9 +257,8 @@ def synthesise(model, values, header, region=None, blocks=None):
 def latent_values(parsed, model, channels=None, tiles=None):
     """Stage 2 of decoding: entropy-decode the chosen channels of the chosen tiles into latent values, float32 (C, latent_h, latent_w).
 
-    These are what the decoder network takes.  Format 3: ŷ = base + symbol
-    value, and channels not asked for hold the hyperprior's guess, the base
-    floor(mean).
+    These are what the decoder network takes.  Format 3: ŷ (``hyperprior.decode_tile``),
+    and channels not asked for hold the hyperprior's guess, the base floor(mean).
     Formats 1 and 2: codebook values, and channels not asked for hold 0.
     Tiles not asked for hold 0.
     """

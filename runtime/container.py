@@ -59,7 +59,8 @@ def _ceil_div(a, b):
 
 
 def hash_decoder(onnx_bytes: bytes) -> bytes:
-    """The 16-byte model identity stored in the header: sha256(decoder.onnx)[:16].
+    """The 16-byte model identity of a format-2 model stored in the header: sha256(decoder.onnx)[:16]
+    (format-3 models also hash their entropy model: ``runtime.model.model_identity``).
 
     A file records which decoder it needs; the codec compares this against the
     installed model so that a wrong or missing model is a clear error, not noise.
@@ -83,7 +84,7 @@ class Header:
     height: int
     mode: str  # "RGB" or "L"
     model_name: str
-    decoder_hash: bytes  # hash_decoder(decoder.onnx)
+    decoder_hash: bytes  # the model identity: hash_decoder(decoder.onnx), or for format 3 runtime.model.model_identity
     codebook_size: int  # L: symbols are indices 0..L-1
     codebook_min: int  # the value of index 0; value = codebook_min + index
     channels: int
@@ -128,7 +129,7 @@ class Header:
         if not (1 <= self.tile_h <= self.latent_h and 1 <= self.tile_w <= self.latent_w):
             return "tile size %dx%d is outside 1x1..%dx%d (the latent size)" % (
                 self.tile_h, self.tile_w, self.latent_h, self.latent_w)
-        if self.n_tiles * self.channels + self.z_channels >= 1 << 32:
+        if self.n_tiles * self.channels + (1 if self.z_channels else 0) >= 1 << 32:
             return "%d tiles x %d channels is 2^32 chunks or more" % (self.n_tiles, self.channels)
         if self.z_channels or self.hyper_stride:
             return self._hyper_problem()

@@ -4,8 +4,8 @@ A format-3 model has a hyperprior (Ballé et al. 2018): the encoder sends ẑ, a
 small integer map at 1/4 of the latent resolution, and both sides run the
 *hyper-synthesis* on it to get, for every latent element, a mean μ (in
 quarters) and a scale index k.  The latent ŷ (an integer of the codebook) is
-coded as the symbol ŷ - floor(μ) with the static FSE table of scale k and of
-μ's fractional quarter.  The index decides
+coded as the symbol ŷ - base - codebook_min, base = floor(μ), with the static
+FSE table of scale k and of μ's fractional quarter.  The index decides
 how a symbol is decoded, so it must come out the same on every machine: the
 hyper-synthesis is an integer network (Ballé, Johnston & Minnen 2019) with
 integer kernels and biases, and each layer is
@@ -13,7 +13,7 @@ integer kernels and biases, and each layer is
     out = clip(floor(acc * 2^shift + 1/2), lo, hi),  acc = Σ kernel · in + bias
 
 over integers.  It runs here, in numpy float64: every product and partial sum
-is an integer far below 2^53 (``EntropyModel`` checks the bound when it loads a
+is an integer below 2^52 (``EntropyModel`` checks the bound when it loads a
 model), so float64 adds and multiplies them exactly in any order — whatever
 BLAS, SIMD width or FMA a machine uses — and the power-of-two scaling and the
 floor are exact too.  ONNX Runtime is not used for it because its float32
@@ -44,7 +44,7 @@ class IntegerLayer:
         self.lo, self.hi = (int(v) for v in clip)
         self.block = int(depth_to_space)
         self.matrix = self.kernel.reshape(k * k * cin, cout).astype(np.float64)
-        if k % 2 != 1 or self.block not in (1, 2) or self.lo > self.hi:
+        if k % 2 != 1 or self.block not in (1, 2) or self.lo > self.hi or cout % (self.block * self.block):
             raise ModelError("entropy model: invalid layer (kernel %d, depth-to-space %d, clip %d..%d)" % (k, self.block, self.lo, self.hi))
 
     def accumulator_bound(self, input_bound):
@@ -119,6 +119,8 @@ class EntropyModel:
             bound, cin = layer.output_bound(), layer.cout // layer.block ** 2
         for head in (self.mean_head, self.scale_head):
             _check_layer(head, bound, cin)
+        if max(abs(self.mean_head.lo), abs(self.mean_head.hi)) > (1 << 15):
+            raise ModelError("entropy model: means %d..%d out of range" % (self.mean_head.lo, self.mean_head.hi))
         scale = 1
         for layer in self.layers:
             scale *= layer.block
@@ -140,7 +142,7 @@ class EntropyModel:
     def parameters(self, z_symbols):
         """ẑ symbols (Zc, zh, zw) uint8 -> (base int32, table index uint8), each (C, s*zh, s*zw).
 
-        The hyper-synthesis gives the mean in steps of 2^mean_exp and a scale
+        The hyper-synthesis gives a mean in steps of 2^mean_exp and a scale
         index; an element is coded as ŷ - base with table
         ``scale * phases + phase``, where base = floor(mean) and phase is the
         mean's fractional step.
@@ -193,16 +195,21 @@ ADAPTIVE_MODES = (fse.FSE, fse.CONTEXT)
 
 
 def encode_tile(entropy_model, latents, base, index, codebook_min, codebook_size):
-    """Code one tile's latents (C, h, w): per channel the shorter of the static coding and the adaptive one."""
+    """Code one tile's latents (C, h, w): per channel the shorter of the static coding and the adaptive one.
+
+    Both code the same ŷ (so a file decodes to ``Codec.encode_latents``); a
+    channel whose ŷ leaves the codebook somewhere can only be coded statically.
+    """
     channels, h, w = latents.shape
-    static = entropy_model.latent_tables.encode(
-        symbols_of(latents, base, codebook_min, codebook_size).reshape(channels, h * w), index.reshape(channels, h * w))
-    hi = codebook_min + codebook_size - 1
-    plain = (np.rint(np.clip(latents, codebook_min, hi)) - codebook_min).astype(np.uint8).reshape(channels, h * w)
-    adaptive = fse.encode_channels(plain, codebook_size, width=w)
-    take = np.isin(adaptive.modes, ADAPTIVE_MODES) & (adaptive.sizes < static.sizes)
-    parts = [(adaptive if t else static) for t in take]
-    chunks = [_chunk(p, c) for c, p in enumerate(parts)]
+    symbols = symbols_of(latents, base, codebook_min, codebook_size)
+    static = entropy_model.latent_tables.encode(symbols.reshape(channels, h * w), index.reshape(channels, h * w))
+    values = latent_values(symbols, base, codebook_min).reshape(channels, h * w) - codebook_min
+    inside = np.all((values >= 0) & (values < codebook_size), axis=1)
+    adaptive = fse.encode_channels(np.clip(values, 0, codebook_size - 1).astype(np.uint8), codebook_size, width=w)
+    take = inside & np.isin(adaptive.modes, ADAPTIVE_MODES) & (adaptive.sizes < static.sizes)
+    parts = [adaptive if t else static for t in take]
+    ends = [np.cumsum(p.sizes, dtype=np.int64) for p in (static, adaptive)]
+    chunks = [p.payload[ends[int(t)][c] - p.sizes[c]:ends[int(t)][c]] for c, (t, p) in enumerate(zip(take, parts))]
     modes = np.array([p.modes[c] for c, p in enumerate(parts)], np.uint8)
     sizes = np.array([p.sizes[c] for c, p in enumerate(parts)], np.uint32)
     return fse.EncodedChannels(modes, sizes, b"".join(chunks))
@@ -227,7 +234,3 @@ def decode_tile(entropy_model, payload, modes, sizes, base, index, codebook_min,
         values[adaptive_rows] = symbols.reshape(-1, h, w).astype(np.float32) + codebook_min
     return values
 
-
-def _chunk(coded, channel):
-    end = int(np.sum(coded.sizes[:channel + 1], dtype=np.int64))
-    return coded.payload[end - int(coded.sizes[channel]):end]

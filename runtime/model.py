@@ -70,8 +70,10 @@ def find_decoder(name, identity, current=True):
     """Folder of an installed model called ``name`` whose identity is ``identity``, or None.
 
     Looks at the legacy decoders and, if ``current``, at the current release.
+    ``name`` comes from a file: it is only ever compared, never used as a path.
     """
-    candidates = [_named_model(name) if current else None] + [os.path.join(root, "legacy", entry) for root in model_roots()
+    plain = name and os.sep not in name and "/" not in name and not name.startswith(".")
+    candidates = [_named_model(name) if current and plain else None] + [os.path.join(root, "legacy", entry) for root in model_roots()
                                          if os.path.isdir(os.path.join(root, "legacy"))
                                          for entry in sorted(os.listdir(os.path.join(root, "legacy")))]
     for folder in filter(None, candidates):

@@ -54,26 +54,28 @@ def refine_symbols(model, rgb, iterations):
         y = model.latents(rgb).astype(np.float32)
         best = _descend(model, rgb, y, 0.0, iterations, lambda r: soft_bits(r, lo, size), lambda r: hard_bits(r, lo, size))
         return [(best - lo).astype(np.uint8)]
-    model.refine_parameters()
     y, z = model.encode(rgb)
     em = model.entropy_model
     base, index = em.tile_parameters(z, (0, 0) + y.shape[1:])
     base, index = base.astype(np.float32), index.astype(np.int64)
-    residual = np.clip(np.clip(y, lo, lo + size - 1) - base, lo, lo + size - 1)
+    # r = ŷ - base must be a symbol value (lo..hi) and ŷ a codebook value, which is what the coder will code
+    r_lo, r_hi = np.maximum(lo, lo - base), np.minimum(lo + size - 1, lo + size - 1 - base)
+    residual = np.clip(y - base, r_lo, r_hi)
     best = _descend(model, rgb, residual, base, iterations, lambda r: table_bits(r, index, em.latent_bits, lo),
-                    lambda r: table_bits(r, index, em.latent_bits, lo)[0])
+                    lambda r: table_bits(r, index, em.latent_bits, lo)[0], (r_lo, r_hi))
     return [base + best, z]
 
 
-def _descend(model, rgb, start, offset, iterations, soft_rate, hard_rate):
-    """Adam on values r in the codebook range; the decoder sees offset + r; returns the best integer r found.
+def _descend(model, rgb, start, offset, iterations, soft_rate, hard_rate, bounds=None):
+    """Adam on values r in ``bounds`` (default the codebook range; scalars or arrays); the decoder sees
+    offset + r; returns the best integer r found.
 
     ``soft_rate(r)`` gives (bits, d bits / d r) for float r, ``hard_rate(r)``
     the bits of integer r.
     """
     params = model.refine_parameters()
     lam, learning_rate = float(params["lambda"]), float(params["learning_rate"])
-    lo, hi = model.codebook_min, model.codebook_min + model.codebook_size - 1
+    lo, hi = bounds or (model.codebook_min, model.codebook_min + model.codebook_size - 1)
     pixels_per_latent = model.stride ** 2
     samples = rgb.size  # pixels x 3 colour channels: the MSE denominator
 

@@ -59,8 +59,8 @@ def symbols_sha256(data):
 
 def entropy_sha256(data):
     """SHA-256 of what decides how a format-3 file's symbols decode: ẑ, then per tile the index map, the base
-    map and the decoded symbols."""
-    from runtime import container
+    map, the chunks' modes and the decoded latent values."""
+    from runtime import container, hyperprior
     from runtime.codec import decode_z
     from runtime.model import Model, find_decoder
     parsed = container.L3icFile.parse(data)
@@ -69,11 +69,11 @@ def entropy_sha256(data):
     z = decode_z(parsed, em)
     digest = hashlib.sha256(np.ascontiguousarray(z).tobytes())
     for t in range(h.n_tiles):
-        rect = h.tile_rect(t)
-        base, index = em.tile_parameters(z, rect)
+        base, index = em.tile_parameters(z, h.tile_rect(t))
         chunks = parsed.tile_chunks(t)
-        symbols = em.latent_tables.decode(chunks.payload, chunks.modes, chunks.sizes, index.reshape(h.channels, -1))
-        for array in (index, base.astype("<i4"), symbols):
+        values = hyperprior.decode_tile(em, chunks.payload, chunks.modes, chunks.sizes, base, index,
+                                        h.codebook_min, h.codebook_size)
+        for array in (index, base.astype("<i4"), chunks.modes, values.astype("<i2")):
             digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
 
