@@ -66,9 +66,7 @@ class Codec:
     def encode_latents(self, image, refine=0):
         """The quantised latents of an image as the decoder sees them, shape (C, ceil(H/s), ceil(W/s)).
 
-        int16 integers: for format-2 models codebook values; for format-3
-        models ŷ = base + symbol value, the base floor(mean) coming from the
-        hyperprior (so ŷ = round(y) except where y is far from the mean).
+        int16 codebook values (rounded latents), in every format.
         """
         refine = _checked_refine(refine)
         picture = self._picture(image, strip=True)
@@ -76,11 +74,7 @@ class Codec:
         analysed = self.analyse(picture.rgb(), header, refine)
         if not self.model.has_hyperprior:
             return analysed[0].astype(np.int16) + self.model.codebook_min
-        latents, z = analysed
-        m = self.model
-        base, _ = m.entropy_model.tile_parameters(z, (0, 0, header.latent_h, header.latent_w))
-        symbols = hyperprior.symbols_of(latents, base, m.codebook_min, m.codebook_size)
-        return hyperprior.latent_values(symbols, base, m.codebook_min).astype(np.int16)
+        return hyperprior.rounded(analysed[0], self.model.codebook_min, self.model.codebook_size).astype(np.int16)
 
     def _picture(self, image, strip):
         if isinstance(image, images.Picture):
@@ -103,13 +97,14 @@ class Codec:
         blocks = _encode_blocks(header, refine)
         s = self.model.stride
         factors = [1, header.hyper_stride] if self.model.has_hyperprior else [1]
-        # Windows are padded to a whole number of ẑ cells: a stride-2 convolution's "same" padding depends on
-        # the parity of its input, so only then does a window sample ẑ on the image's grid.
-        pad = s * factors[-1]
         if len(blocks) == 1:
-            outs = self._encode_window(_pad_to(rgb, pad), refine)
+            outs = self._encode_window(_pad_to(rgb, s), refine)
             return [np.ascontiguousarray(o[:, :-(-header.latent_h // f), :-(-header.latent_w // f)])
                     for o, f in zip(outs, factors)]
+        # Several windows are padded to a whole number of ẑ cells: a stride-2 convolution's "same" padding
+        # depends on the parity of its input, so only then do all windows sample ẑ on one grid.  (A whole-image
+        # encode is padded to the stride only: more replicated border would change the border's latents.)
+        pad = s * factors[-1]
         outputs = None
         for block in blocks:
             core, window = _with_halo(header, block, ENCODE_HALO)

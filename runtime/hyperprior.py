@@ -177,15 +177,19 @@ def latent_values(symbols, base, codebook_min):
     return (symbols.astype(np.float32) + codebook_min) + base.astype(np.float32)
 
 
+def rounded(latents, codebook_min, codebook_size):
+    """ŷ: the latents rounded to the codebook (float32 integers)."""
+    return np.rint(np.clip(latents.astype(np.float32), codebook_min, codebook_min + codebook_size - 1))
+
+
 def symbols_of(latents, base, codebook_min, codebook_size):
-    """The encoder's side of ``latent_values``: round(y) - base, clipped to the codebook, as symbols.
+    """The encoder's side of ``latent_values``: ŷ - base, clipped to the symbol range.
 
     Only where the hyperprior's mean is more than the codebook's range away
-    from y does the clip change ŷ.
+    from y does the clip lose ŷ (``encode_tile`` then codes the channel adaptively).
     """
     hi = codebook_min + codebook_size - 1
-    y = np.rint(np.clip(latents.astype(np.float32), codebook_min, hi))
-    return (np.clip(y - base, codebook_min, hi) - codebook_min).astype(np.uint8)
+    return (np.clip(rounded(latents, codebook_min, codebook_size) - base, codebook_min, hi) - codebook_min).astype(np.uint8)
 
 
 # Chunks of a format-3 tile in these modes code the latent values themselves with per-file tables, as in format 2:
@@ -197,16 +201,18 @@ ADAPTIVE_MODES = (fse.FSE, fse.CONTEXT)
 def encode_tile(entropy_model, latents, base, index, codebook_min, codebook_size):
     """Code one tile's latents (C, h, w): per channel the shorter of the static coding and the adaptive one.
 
-    Both code the same ŷ (so a file decodes to ``Codec.encode_latents``); a
-    channel whose ŷ leaves the codebook somewhere can only be coded statically.
+    Both code ŷ = round(y) clipped to the codebook (``rounded``), so a file
+    decodes to ``Codec.encode_latents``.  Where the hyperprior's base is so
+    far off that the static symbols cannot reach ŷ (tiny images, whose ẑ
+    has little context), the channel is coded adaptively whatever its size.
     """
     channels, h, w = latents.shape
     symbols = symbols_of(latents, base, codebook_min, codebook_size)
     static = entropy_model.latent_tables.encode(symbols.reshape(channels, h * w), index.reshape(channels, h * w))
-    values = latent_values(symbols, base, codebook_min).reshape(channels, h * w) - codebook_min
-    inside = np.all((values >= 0) & (values < codebook_size), axis=1)
-    adaptive = fse.encode_channels(np.clip(values, 0, codebook_size - 1).astype(np.uint8), codebook_size, width=w)
-    take = inside & np.isin(adaptive.modes, ADAPTIVE_MODES) & (adaptive.sizes < static.sizes)
+    values = rounded(latents, codebook_min, codebook_size)
+    exact = np.all((latent_values(symbols, base, codebook_min) == values).reshape(channels, -1), axis=1)
+    adaptive = fse.encode_channels((values - codebook_min).astype(np.uint8).reshape(channels, h * w), codebook_size, width=w)
+    take = ~exact | (np.isin(adaptive.modes, ADAPTIVE_MODES) & (adaptive.sizes < static.sizes))
     parts = [adaptive if t else static for t in take]
     ends = [np.cumsum(p.sizes, dtype=np.int64) for p in (static, adaptive)]
     chunks = [p.payload[ends[int(t)][c] - p.sizes[c]:ends[int(t)][c]] for c, (t, p) in enumerate(zip(take, parts))]

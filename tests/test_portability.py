@@ -24,7 +24,7 @@ def test_models_load_on_onnxruntime_1_11(manifest):
     import json
     folder = os.path.dirname(manifest)
     with open(manifest) as f:
-        names = sorted(json.load(f)["files"])
+        names = sorted(n for n in json.load(f)["files"] if n.endswith(".onnx"))
     assert "decoder_gradient.onnx" in names  # refinement runs on the same old runtimes
     for name in names:
         model = onnx.load(os.path.join(folder, name))
