@@ -370,7 +370,8 @@ class Trainer:
 def warm_start(model, folder, codebook=None, images=()):
     """Initialise ``model`` from released weights, also across latent channel counts and ``detail``.
 
-    Every weight is copied where the shapes agree.  Detail blocks the released
+    Every weight of the transforms is copied where the shapes agree, and the
+    hyperprior too when both have one of the same shape.  Detail blocks the released
     model lacks keep their identity initialisation (they are the last weights).
     The two layers that touch the latent (the encoder's projection and the
     decoder's first convolution) get the overlapping channels: released models
@@ -395,7 +396,9 @@ def warm_start(model, folder, codebook=None, images=()):
     source = L3icModel.from_config_dict(cfg).build_for()
     source.load_weights(os.path.join(folder, "model.weights.h5"))
     n = min(cfg["channels"], model.config["channels"])
-    transforms = lambda m: m.analysis.weights + m.synthesis.weights  # a hyperprior, if any, starts fresh
+    transforms = lambda m: m.analysis.weights + m.synthesis.weights
+    for dst, src in _hyperprior_pairs(model, source):  # a hyperprior of the same shape carries over, else starts fresh
+        dst.assign(src.numpy())
     for dst, src in zip(transforms(model), transforms(source)):
         value = np.asarray(src.numpy())
         if tuple(dst.shape) == value.shape:
@@ -411,6 +414,17 @@ def warm_start(model, folder, codebook=None, images=()):
     if len(images) and model.config["channels"] > n:
         return revive_unused_channels(model, codebook, images, first=n)
     return []
+
+
+def _hyperprior_pairs(model, source):
+    """(target, source) weights of the hyperprior when both models have one of the same shape (a format-3 release
+    warm-starting joint training), else none."""
+    same = model.has_hyperprior and source.has_hyperprior and all(
+        model.config[k] == source.config[k] for k in ("channels", "z_channels", "hyper_width"))
+    if not same:
+        return []
+    parts = lambda m: m.hyper_analysis.weights + m.hyper_synthesis.weights + m.z_prior.weights
+    return list(zip(parts(model), parts(source)))
 
 
 def revive_unused_channels(model, codebook, images, first, seed=0):

@@ -150,9 +150,9 @@ class EntropyModel:
         x = z_symbols.astype(np.float64) + self.z_min
         for layer in self.layers:
             x = layer(x)
-        mean, scale = self.mean_head(x).astype(np.int64), self.scale_head(x).astype(np.int64)
-        base, phase = np.divmod(mean, self.phases)
-        return base.astype(np.int32), (scale * self.phases + phase).astype(np.uint8)
+        mean, scale = self.mean_head(x).astype(np.int32), self.scale_head(x).astype(np.int32)
+        shift = self.phases.bit_length() - 1  # phases is a power of two: floor division and modulo as bit operations
+        return mean >> shift, ((scale << shift) | (mean & (self.phases - 1))).astype(np.uint8)
 
     def tile_parameters(self, z_symbols, rect):
         """``parameters`` for the latent rectangle rect = (y, x, h, w), from ẑ with HALO cells around it.
@@ -211,13 +211,21 @@ def encode_tile(entropy_model, latents, base, index, codebook_min, codebook_size
     static = entropy_model.latent_tables.encode(symbols.reshape(channels, h * w), index.reshape(channels, h * w))
     values = rounded(latents, codebook_min, codebook_size)
     exact = np.all((latent_values(symbols, base, codebook_min) == values).reshape(channels, -1), axis=1)
-    adaptive = fse.encode_channels((values - codebook_min).astype(np.uint8).reshape(channels, h * w), codebook_size, width=w)
-    take = ~exact | (np.isin(adaptive.modes, ADAPTIVE_MODES) & (adaptive.sizes < static.sizes))
-    parts = [adaptive if t else static for t in take]
-    ends = [np.cumsum(p.sizes, dtype=np.int64) for p in (static, adaptive)]
-    chunks = [p.payload[ends[int(t)][c] - p.sizes[c]:ends[int(t)][c]] for c, (t, p) in enumerate(zip(take, parts))]
-    modes = np.array([p.modes[c] for c, p in enumerate(parts)], np.uint8)
-    sizes = np.array([p.sizes[c] for c, p in enumerate(parts)], np.uint32)
+    # the adaptive coder's model search is the slow part: only where static coding is dear (>= 1 bit a symbol)
+    # can it win, and where the static symbols cannot reach ŷ it must be used
+    tried = np.flatnonzero(~exact | (8 * static.sizes.astype(np.int64) >= h * w))
+    adaptive = fse.encode_channels(np.ascontiguousarray((values[tried] - codebook_min).astype(np.uint8).reshape(len(tried), h * w)),
+                                   codebook_size, width=w)
+    take = np.zeros(channels, bool)
+    take[tried] = ~exact[tried] | (np.isin(adaptive.modes, ADAPTIVE_MODES) & (adaptive.sizes < static.sizes[tried]))
+    row = np.full(channels, -1)
+    row[tried] = np.arange(len(tried))
+    static_ends, adaptive_ends = np.cumsum(static.sizes, dtype=np.int64), np.cumsum(adaptive.sizes, dtype=np.int64)
+    modes, sizes, chunks = np.empty(channels, np.uint8), np.empty(channels, np.uint32), []
+    for c in range(channels):
+        coded, ends, i = (adaptive, adaptive_ends, row[c]) if take[c] else (static, static_ends, c)
+        modes[c], sizes[c] = coded.modes[i], coded.sizes[i]
+        chunks.append(coded.payload[ends[i] - coded.sizes[i]:ends[i]])
     return fse.EncodedChannels(modes, sizes, b"".join(chunks))
 
 

@@ -244,3 +244,21 @@ def test_hyperprior_export_codes_what_training_measures(hyper_run):
     assert payload <= float(bits) * 1.1 + 8 * 6 * (4 + 4)  # + at most ~6 bytes per chunk of stream overhead
     expected = np.clip(np.rint(model.synthesis(y_hat).numpy()[0] * 255.0), 0, 255)
     assert np.max(np.abs(codec.decode(data).astype(int) - expected)) <= 1
+
+
+def test_warm_start_carries_a_hyperprior_of_the_same_shape(tmp_path):
+    """Joint training starts from a format-3 release: its hyperprior is copied, not re-initialised."""
+    from export.model import L3icModel
+    config = {"channels": 4, "width": 16, "blocks": 1, "detail": 0, "z_channels": 3, "hyper_width": 8,
+              "codebook_min": -15, "codebook_size": 32}
+    released = L3icModel.from_config_dict(config).build_for()
+    released.save_weights(str(tmp_path / "model.weights.h5"))
+    with open(tmp_path / "config.json", "w") as f:
+        json.dump(config, f)
+    fresh = L3icModel.from_config_dict(config).build_for()
+    train.warm_start(fresh, str(tmp_path))
+    for a, b in zip(fresh.hyper_synthesis.weights + fresh.z_prior.weights, released.hyper_synthesis.weights + released.z_prior.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    other = L3icModel.from_config_dict(dict(config, z_channels=2)).build_for()
+    train.warm_start(other, str(tmp_path))  # another shape: the transforms only
+    np.testing.assert_array_equal(other.synthesis.weights[0].numpy(), released.synthesis.weights[0].numpy())
