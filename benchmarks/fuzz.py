@@ -424,11 +424,15 @@ def _make_l3ic_seeds():
         seeds.append(codec.encode(smooth[:48, :40]))
     finally:
         codec_module.WHOLE_IMAGE_LATENT, codec_module.TILE_LATENT = saved
-    golden = os.path.join(REPO, "tests", "golden")
-    for name in ("rgb.l3ic", "rgb.v1.l3ic", "gray.l3ic"):  # frozen older formats (decoded by the legacy decoder)
-        path = next(p for p in (os.path.join(golden, "format2", name), os.path.join(golden, name)) if os.path.isfile(p))
-        with open(path, "rb") as f:
-            seeds.append(f.read())
+    # the frozen older formats (decoded by the legacy decoder): from the checkout, found next to this file or, for
+    # an installed copy run from the checkout (as CI runs the tests), in the working directory
+    for root in (REPO, os.getcwd()):
+        folder = os.path.join(root, "tests", "golden", "format2")
+        if os.path.isdir(folder):
+            for name in ("rgb.l3ic", "rgb.v1.l3ic", "gray.l3ic"):
+                with open(os.path.join(folder, name), "rb") as f:
+                    seeds.append(f.read())
+            break
     return seeds
 
 
