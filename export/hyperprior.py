@@ -192,9 +192,6 @@ def residual_bits(r, sigma):
     return -tf.math.log(tf.maximum(p, PROB_FLOOR)) / math.log(2.0)
 
 
-
-
-
 def coded_bits(model, y, codebook, noise=None, round_latents=False):
     """(bits, ŷ): the hyperprior's code length of latents y and their side information, and the decoder's input.
 
