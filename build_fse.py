@@ -1,4 +1,4 @@
-"""cffi build script for ``runtime._fse``, l3ic's FSE entropy coder (API mode, out of line).
+"""cffi build script for ``l3ic._fse``, l3ic's FSE entropy coder (API mode, out of line).
 
 setup.py uses it through ``cffi_modules=["build_fse.py:ffibuilder"]``; run it directly
 (``python build_fse.py``) to build the extension in place for development.
@@ -233,7 +233,7 @@ def cdef_from_header(path):
 
 
 def make_ffibuilder(absolute_paths=False):
-    """The FFI builder of ``runtime._fse`` (fetches the zstd source if needed).  cffi releases
+    """The FFI builder of ``l3ic._fse`` (fetches the zstd source if needed).  cffi releases
     the GIL around every call of an API-mode function, so the coder runs in parallel with
     other Python threads.
 
@@ -250,7 +250,7 @@ def make_ffibuilder(absolute_paths=False):
     builder.cdef(cdef_from_header(os.path.join(HERE, GLUE_DIR, "l3ic_fse.h")))
     compile_args, link_args = _compiler_flags()
     builder.set_source(
-        "runtime._fse",
+        "l3ic._fse",
         '#include "l3ic_fse.h"',
         sources=[path(GLUE_DIR, "l3ic_fse.c")],
         depends=[path(GLUE_DIR, "l3ic_fse.h")],
@@ -269,10 +269,10 @@ def _builder_or_exit(**kwargs):
 
 
 def main():
-    """Builds runtime/_fse*.so in place (intermediate files under build/fse)."""
+    """Builds src/l3ic/_fse*.so in place (intermediate files under build/fse)."""
     built = _builder_or_exit(absolute_paths=True).compile(tmpdir=os.path.join(HERE, "build", "fse"),
                                                            verbose=True)
-    target = os.path.join(HERE, "runtime", os.path.basename(built))
+    target = os.path.join(HERE, "src", "l3ic", os.path.basename(built))
     shutil.copyfile(built, target)
     print("built", os.path.relpath(target, HERE))
 

@@ -1,16 +1,29 @@
-"""Packaging of l3ic.  The FSE entropy coder is a cffi extension (runtime._fse) built by
-build_fse.py, which fetches zstd's amalgamated source at build time (see its docstring)."""
+"""Packaging of l3ic.  The FSE entropy coder is a cffi extension (l3ic._fse) built by
+build_fse.py, which fetches zstd's amalgamated source at build time (see its docstring).
+
+Installed: the package ``l3ic`` (with the shipped models as ``l3ic.models``), ``runtime`` (the first
+import name, kept for ``python -m runtime.encode``) and the ``l3ic`` command.  The maintainers' tools,
+``export`` and ``benchmarks``, are not installed: they run from the checkout (``pip install -e .``).
+"""
+import os
+import re
+
 from setuptools import setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(HERE, "src", "l3ic", "__init__.py")) as f:
+    VERSION = re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
 
 setup(
     name="l3ic",
-    version="0.1.0",
+    version=VERSION,
     description="A lightweight learned lossy image codec (ONNX Runtime inference, FSE entropy coding)",
     python_requires=">=3.8",
-    packages=["runtime", "runtime.models", "export", "benchmarks"],
-    package_dir={"runtime.models": "models"},
-    package_data={"runtime.models": ["*/encoder.onnx", "*/decoder.onnx", "*/decoder_gradient.onnx", "*/entropy_model.npz",
-                                     "*/manifest.json", "legacy/*/decoder.onnx", "legacy/*/manifest.json"]},
+    packages=["l3ic", "l3ic.models", "runtime"],
+    package_dir={"": "src", "l3ic.models": "models"},
+    package_data={"l3ic.models": ["*/encoder.onnx", "*/decoder.onnx", "*/decoder_gradient.onnx", "*/entropy_model.npz",
+                                  "*/manifest.json", "legacy/*/decoder.onnx", "legacy/*/manifest.json"]},
+    entry_points={"console_scripts": ["l3ic = l3ic.cli:main"]},
     setup_requires=["cffi>=1.15"],
     cffi_modules=["build_fse.py:ffibuilder"],
     install_requires=[

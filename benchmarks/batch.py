@@ -8,7 +8,7 @@ command line (``python -m runtime.encode DIR -o OUT -f --jobs N``, then
 on the same generated images.  Variants run back to back, interleaved,
 ``--repeat`` times, so that a background load (e.g. a training run) hits them
 alike; the table gives the median and the best run, in seconds and images/s,
-and the load average before the runs.  ``--ray`` adds ``runtime.batch_ray``
+and the load average before the runs.  ``--ray`` adds ``l3ic.batch_ray``
 with 1 and 2 workers on one local Ray instance of 2 CPUs started by this
 script (so the cluster's start-up, about 5 s, is not counted; starting the
 actors and loading the model in them is, and "after 1st" leaves that out too).
@@ -52,12 +52,12 @@ def timed(command, cwd):
 
 
 def timed_ray(argv):
-    """Time one runtime.batch_ray run in this process (on the Ray instance it has started).
+    """Time one l3ic.batch_ray run in this process (on the Ray instance it has started).
 
     Returns the whole run and, separately, the time from its first result to
     its last: the steady state, once the actors have started and loaded the model.
     """
-    from runtime import batch_ray
+    from l3ic import batch_ray
     args = batch_ray.parse_args(argv)
     jobs = batch_ray.plan(args)
     os.makedirs(args.output, exist_ok=True)
@@ -80,7 +80,7 @@ def variants(jobs, ray_workers):
             lambda src, work, n=n: {"decode": timed([py, "-m", "runtime.decode", work, "-o", work, "-f", "--jobs", str(n)], work)},
         ]))
     for n in ray_workers:
-        out.append(("runtime.batch_ray --workers %d (1 ORT thread each)" % n, [
+        out.append(("l3ic.batch_ray --workers %d (1 ORT thread each)" % n, [
             lambda src, work, n=n: timed_ray(["--input", src, "--output", work, "--workers", str(n), "--quiet"]),
         ]))
     return out
@@ -92,7 +92,7 @@ def main(argv=None):
     p.add_argument("--size", default="768x512", help="WIDTHxHEIGHT")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--jobs", default="1,2", help="--jobs values to compare (empty: none)")
-    p.add_argument("--ray", action="store_true", help="also time runtime.batch_ray with 1 and 2 workers")
+    p.add_argument("--ray", action="store_true", help="also time l3ic.batch_ray with 1 and 2 workers")
     args = p.parse_args(argv)
     size = tuple(int(v) for v in args.size.lower().split("x"))
     todo = variants([int(j) for j in args.jobs.split(",") if j], (1, 2) if args.ray else ())

@@ -15,9 +15,9 @@ import numpy as np
 
 from benchmarks.evaluate import list_images
 from benchmarks.metrics import ms_ssim, psnr
-from runtime import container, fse
-from runtime import image as images
-from runtime.codec import Codec
+from l3ic import container, fse
+from l3ic import image as images
+from l3ic.codec import Codec
 
 
 def keep_channels(data, keep):

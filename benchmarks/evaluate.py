@@ -10,8 +10,8 @@ import time
 import numpy as np
 
 from benchmarks.metrics import ms_ssim, psnr
-from runtime import image as images
-from runtime.codec import Codec
+from l3ic import image as images
+from l3ic.codec import Codec
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff")
 

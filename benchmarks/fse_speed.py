@@ -2,7 +2,7 @@
 
 Codes synthetic latents (64 channels of Laplacian-ish symbols over 32 values, a different
 spread per channel, as the real models produce; "clustered": the same values in blobs on a
-zero background, as real latents look) with ``runtime.fse`` and prints, per data set,
+zero background, as real latents look) with ``l3ic.fse`` and prints, per data set,
 encode and decode throughput in MB/s of symbols (1 symbol = 1 byte; median of ``--runs``
 runs, time.perf_counter), the coded size in bits per symbol, and the size over the
 empirical entropy of the channels (each channel's own order-0 entropy, the bound for a
@@ -18,7 +18,7 @@ import time
 import numpy as np
 import zstandard
 
-from runtime import fse
+from l3ic import fse
 
 ALPHABET = 32
 DATASETS = (("64 x 96x64", 64, 64, 96, False), ("64 x 96x64 clustered", 64, 64, 96, True),

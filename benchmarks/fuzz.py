@@ -4,7 +4,7 @@ Targets (each gets hostile bytes and may only fail with the runtime's own errors
 
 * ``container``: ``L3icFile.parse`` of every version (1, 2 and 3), every
   side-data record, and the full entropy decode of every tile
-  (``runtime.codec.latent_values``; no network): for format 3 that is the ẑ
+  (``l3ic.codec.latent_values``; no network): for format 3 that is the ẑ
   chunk (with the model's z tables), the integer hyper-synthesis on the
   decoded ẑ (``EntropyModel.tile_parameters``) and every tile's chunks with
   the tables it picks, with the entropy model of the installed model the file names
@@ -12,7 +12,7 @@ Targets (each gets hostile bytes and may only fail with the runtime's own errors
   no model.  A quarter of the inputs decode some channels of some tiles only
   (a preview, a region).  Pixel limit 16384 (bounds the (C, h, w) arrays).
   Allowed: ``L3icError``.
-* ``fse``: the C glue, ``runtime.fse.decode_channels``, called with arbitrary
+* ``fse``: the C glue, ``l3ic.fse.decode_channels``, called with arbitrary
   modes, sizes, symbol counts, alphabet sizes and payloads taken from the input
   (with flag 0x04, as rasters of a width taken from the input, so CONTEXT
   chunks are decoded too); inputs whose first byte has its high bit set are
@@ -59,8 +59,8 @@ The recipe, by hand, from the repository root (gcc; with clang, preload
 
     export L3IC_FSE_CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
     python -c "import build_fse; print(build_fse.make_ffibuilder(absolute_paths=True).compile(tmpdir='/tmp/fse-asan'))"
-    # -> /tmp/fse-asan/runtime/_fse.cpython-*.so; it must be imported instead of runtime/_fse*.so:
-    #    this script puts /tmp/fse-asan/runtime first on runtime.__path__ (L3IC_FUZZ_FSE_DIR=/tmp/fse-asan)
+    # -> /tmp/fse-asan/l3ic/_fse.cpython-*.so; it must be imported instead of l3ic/_fse*.so:
+    #    this script puts /tmp/fse-asan/l3ic first on l3ic.__path__ (L3IC_FUZZ_FSE_DIR=/tmp/fse-asan)
     LD_PRELOAD=$(gcc -print-file-name=libasan.so) PYTHONMALLOC=malloc \\
     ASAN_OPTIONS=detect_leaks=0:alloc_dealloc_mismatch=0:abort_on_error=1 \\
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 L3IC_FUZZ_FSE_DIR=/tmp/fse-asan \\
@@ -123,7 +123,7 @@ class Target:
 
     def __init__(self):
         import collections
-        from runtime.errors import L3icError
+        from l3ic.errors import L3icError
         self.allowed = (L3icError,)
         self.paths = collections.Counter()
 
@@ -139,8 +139,8 @@ class ContainerTarget(Target):
 
     def __init__(self):
         super().__init__()
-        from runtime import Codec, container
-        from runtime.codec import decode_z, latent_values, read_latents
+        from l3ic import Codec, container
+        from l3ic.codec import decode_z, latent_values, read_latents
         self.parse, self.latent_values, self.decode_z = container.L3icFile.parse, latent_values, decode_z
         self.read_latents = read_latents
         # the model lookup of Codec.decode (the file's model identity, then its header against the model)
@@ -188,8 +188,8 @@ class FSETarget(Target):
     def __init__(self):
         super().__init__()
         import numpy as np
-        from runtime import fse
-        from runtime.errors import FSEError
+        from l3ic import fse
+        from l3ic.errors import FSEError
         self.fse = fse
         self.allowed = (FSEError, ValueError)
         rng = np.random.default_rng(7)
@@ -197,7 +197,7 @@ class FSETarget(Target):
         self.counts = [_random_tables(rng, k, a, log) for k, a, log in ((3, 5, 5), (1, 2, 5), (2, 256, 12), (17, 32, 9))]
         self.tables = [fse.StaticTables(c, int(c[0].sum()).bit_length() - 1) for c in self.counts]
         try:  # the real ones, when a format-3 model is installed
-            from runtime.model import Model
+            from l3ic.model import Model
             model = Model("medium", "cpu")
             if model.has_hyperprior:
                 em = model.entropy_model
@@ -351,7 +351,7 @@ def _exact_sizes(modes, sizes, total, n_symbols, alphabet, fse):
 class DecodeTarget(Target):
     def __init__(self):
         super().__init__()
-        from runtime import Codec
+        from l3ic import Codec
         self.codec = Codec("medium", "cpu", max_pixels=1 << 16, threads=1)
 
     def run(self, data):
@@ -401,8 +401,8 @@ def _l3ic_seeds():
 
 def _make_l3ic_seeds():
     import numpy as np
-    from runtime import Codec
-    from runtime import codec as codec_module
+    from l3ic import Codec
+    from l3ic import codec as codec_module
     rng = np.random.default_rng(1)
     codec = Codec("medium", "cpu", threads=1)
     smooth = np.clip(np.cumsum(rng.normal(0, 6, (48, 48, 3)), axis=1) + 128, 0, 255).astype(np.uint8)
@@ -671,7 +671,7 @@ def fuzz_inprocess(target_name, iterations=None, seconds=None, seed=0, crashes=N
 def _fuzz_atheris(target_name, seconds, seed, crashes, state, corpus_dir, skip):
     """libFuzzer through atheris, in this (child) process; exits when done or at the first finding."""
     import atheris
-    with atheris.instrument_imports(include=["runtime"]):
+    with atheris.instrument_imports(include=["l3ic"]):
         target = make_target(target_name)
     os.makedirs(corpus_dir, exist_ok=True)
     if not os.listdir(corpus_dir):
@@ -705,13 +705,13 @@ def _fuzz_atheris(target_name, seconds, seed, crashes, state, corpus_dir, skip):
 
 def _child_main(args):
     fse_dir = os.environ.get("L3IC_FUZZ_FSE_DIR")
-    if fse_dir:  # the sanitizer build of runtime._fse comes first
-        import runtime
-        runtime.__path__.insert(0, os.path.join(fse_dir, "runtime"))
+    if fse_dir:  # the sanitizer build of l3ic._fse comes first
+        import l3ic
+        l3ic.__path__.insert(0, os.path.join(fse_dir, "l3ic"))
     if args.target != "_abort":
-        import runtime._fse
-        if fse_dir and not runtime._fse.__file__.startswith(fse_dir):
-            raise SystemExit("the sanitizer build was not imported: %s" % runtime._fse.__file__)
+        import l3ic._fse
+        if fse_dir and not l3ic._fse.__file__.startswith(fse_dir):
+            raise SystemExit("the sanitizer build was not imported: %s" % l3ic._fse.__file__)
     with open(args.state, "r+b") as f:
         state = mmap.mmap(f.fileno(), 0)
     with open(args.skip) as f:
@@ -796,7 +796,7 @@ def _crash_signature(log_text):
 
 # ---- sanitizer build -------------------------------------------------------------------------
 def sanitizer_build():
-    """Build runtime._fse with ASan + UBSan into a cache folder (once per source/flags); returns (folder, env)."""
+    """Build l3ic._fse with ASan + UBSan into a cache folder (once per source/flags); returns (folder, env)."""
     sources = [os.path.join(REPO, "csrc", "fse", n) for n in ("l3ic_fse.c", "l3ic_fse.h")] + [os.path.join(REPO, "build_fse.py")]
     digest = hashlib.sha256(SANITIZE_CFLAGS.encode() + sys.version.encode())
     for path in sources:
@@ -804,8 +804,8 @@ def sanitizer_build():
             digest.update(f.read())
     cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "l3ic")
     folder = os.path.join(cache, "fuzz-asan-" + digest.hexdigest()[:16])
-    built = [n for n in os.listdir(os.path.join(folder, "runtime")) if n.startswith("_fse") and n.endswith(".so")] \
-        if os.path.isdir(os.path.join(folder, "runtime")) else []
+    built = [n for n in os.listdir(os.path.join(folder, "l3ic")) if n.startswith("_fse") and n.endswith(".so")] \
+        if os.path.isdir(os.path.join(folder, "l3ic")) else []
     if not built:
         print("building the FSE extension with %s into %s ..." % (SANITIZE_CFLAGS, folder), flush=True)
         env = dict(os.environ, L3IC_FSE_CFLAGS=SANITIZE_CFLAGS)
@@ -814,8 +814,8 @@ def sanitizer_build():
         done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit("sanitizer build failed:\n" + (done.stderr or done.stdout)[-3000:])
-        built = [n for n in os.listdir(os.path.join(folder, "runtime")) if n.startswith("_fse") and n.endswith(".so")]
-    library = os.path.join(folder, "runtime", built[0])
+        built = [n for n in os.listdir(os.path.join(folder, "l3ic")) if n.startswith("_fse") and n.endswith(".so")]
+    library = os.path.join(folder, "l3ic", built[0])
     env = dict(os.environ, L3IC_FUZZ_FSE_DIR=folder, LD_PRELOAD=_asan_runtime(library), **SANITIZE_ENV)
     return folder, env
 
@@ -836,8 +836,8 @@ def _asan_runtime(library):
 
 _SELF_TEST = """
 import numpy as np
-from runtime import fse
-from runtime._fse import ffi, lib
+from l3ic import fse
+from l3ic._fse import ffi, lib
 payload = bytes(8)                      # a RAW chunk needs 10 bytes for 16 symbols of 5 bits: lie about the size
 src = ffi.from_buffer("uint8_t[]", payload)
 modes, sizes = np.array([2], np.uint8), np.array([10], np.uint32)
@@ -850,7 +850,7 @@ print("NOT DETECTED")
 
 def sanitizer_self_test(env):
     """A deliberate 2-byte overread through the extension must be reported by ASan: proof that it is active."""
-    script = ("import os, runtime; runtime.__path__.insert(0, os.path.join(os.environ['L3IC_FUZZ_FSE_DIR'], 'runtime'))\n"
+    script = ("import os, l3ic; l3ic.__path__.insert(0, os.path.join(os.environ['L3IC_FUZZ_FSE_DIR'], 'l3ic'))\n"
               + _SELF_TEST)
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     if "AddressSanitizer: heap-buffer-overflow" not in done.stderr:

@@ -7,7 +7,7 @@ each in its own child process, and reports each child's wall time and peak
 resident memory (VmHWM, read by the child itself: see ``run_measured``).  The target: 50 MP encode and decode each under 1 GiB.
 
 Images whose latent exceeds 256 x 256 cells are coded in 128 x 128-cell tiles
-with a halo (runtime/codec.py), so the networks' activations are bounded by
+with a halo (l3ic/codec.py), so the networks' activations are bounded by
 the tile size; what grows with the image is the pixels themselves (Pillow's
 image, the numpy array, the decoded output) and the symbols.
 
@@ -125,7 +125,7 @@ def main(argv=None):
                   flush=True)
         results["l3ic_bytes"] = os.path.getsize(coded)
         results["bpp"] = 8.0 * results["l3ic_bytes"] / (width * height)
-        from runtime.image import psnr
+        from l3ic.image import psnr
         with Image.open(source) as original, Image.open(decoded) as back:
             results["psnr"] = psnr(np.asarray(original), np.asarray(back))
         print("%d bytes, %.3f bpp, PSNR %.2f dB" % (results["l3ic_bytes"], results["bpp"], results["psnr"]))

@@ -8,7 +8,7 @@ ones; ``tests/test_metrics.py`` checks it against TensorFlow when installed.
 """
 import numpy as np
 
-from runtime.image import psnr  # noqa: F401  (one PSNR for the runtime and the benchmarks)
+from l3ic.image import psnr  # noqa: F401  (one PSNR for the runtime and the benchmarks)
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 FILTER_SIZE, FILTER_SIGMA, K1, K2 = 11, 1.5, 0.01, 0.03

@@ -53,12 +53,12 @@ def settings_of(codec, quality, refine=0):
     coder (a better coder changes the file sizes) and, with refinement, its steps, settings and code, else the tool
     and setting."""
     if codec == "l3ic":
-        from runtime import _fse
-        from runtime.model import Model
+        from l3ic import _fse
+        from l3ic.model import Model
         model = Model(quality, "cpu")
         key = "%s-%s-%s" % (quality, model.decoder_hash.hex()[:12], file_digest(_fse.__file__)[:12])
         if refine:  # the manifest's settings, the gradient graph and the refinement code all change the files
-            from runtime import codec, refine as refinement
+            from l3ic import codec, refine as refinement
             settings = json.dumps([model.refine_parameters(), model.manifest["files"]["decoder_gradient.onnx"]["sha256"],
                                    file_digest(refinement.__file__), codec.REFINE_BLOCK], sort_keys=True).encode()
             key += "-refine%d-%s" % (refine, hashlib.sha256(settings).hexdigest()[:8])
@@ -71,7 +71,7 @@ _CODECS = {}
 
 def _l3ic(model):
     if model not in _CODECS:
-        from runtime.codec import Codec
+        from l3ic.codec import Codec
         _CODECS[model] = Codec(model, "cpu")
     return _CODECS[model]
 
@@ -136,7 +136,7 @@ def plan(codecs, images, cache, refine=0):
 
 
 def _model_exists(name):
-    from runtime.model import find_model
+    from l3ic.model import find_model
     try:
         find_model(name)
         return True

@@ -54,9 +54,9 @@ def median_time(fn, runs):
 
 def measure_stages(model, provider, rgb, runs, refine_steps=0):
     """Time each stage of Codec.encode / Codec.decode, calling the codec's own stage methods."""
-    from runtime import container
-    from runtime.codec import Codec, latent_values, synthesise
-    from runtime.image import from_array
+    from l3ic import container
+    from l3ic.codec import Codec, latent_values, synthesise
+    from l3ic.image import from_array
     t = {}
     t["load"], codec = median_time(lambda: Codec(model, provider), 1)
     codec.model.encoder, codec.model.decoder  # sessions are created lazily: include that in "load"
@@ -143,7 +143,7 @@ def main(argv=None):
     import onnxruntime as ort
     providers = args.providers.split(",") if args.providers else (
         ["cpu", "cuda"] if "CUDAExecutionProvider" in ort.get_available_providers() else ["cpu"])
-    from runtime.model import find_model
+    from l3ic.model import find_model
     models = [m for m in args.models.split(",") if _exists(find_model, m)]
     results = {"machine": machine(), "l3ic": [], "standard": {}}
     for size in args.sizes.split(","):

@@ -1,6 +1,6 @@
 """The decoder's gradient, written out with forward ops so that it exports to plain ONNX.
 
-Encoder-side refinement (``runtime.refine``) needs d(distortion)/d(latents)
+Encoder-side refinement (``l3ic.refine``) needs d(distortion)/d(latents)
 at inference time, without TensorFlow.  ``tf.GradientTape`` graphs do not
 export (tf2onnx has no ``ShapeN``/``LeakyReluGrad``), so this module spells
 out the vector-Jacobian product of ``export.model.Synthesis`` by hand: the

@@ -14,7 +14,7 @@ biases, a rounding power-of-two rescale and a clip after every layer.  Here it
 is trained with fake quantisation (straight-through rounding of weights,
 biases and activations), so the float net trained is, up to float32 rounding
 of its accumulators (a few table choices in a thousand, which export checks),
-the integer net that ``runtime.hyperprior`` runs exactly (in float64 over integers, every
+the integer net that ``l3ic.hyperprior`` runs exactly (in float64 over integers, every
 partial sum far below 2^53).  ``integer_layers`` exports it.
 
 Everything here runs in float32, also under a mixed-precision policy.
@@ -137,7 +137,7 @@ class HyperSynthesis(keras.Model):
         return self.mean(h), self.scale(h)
 
     def integer_layers(self):
-        """The integer network as a list of layer dicts, in order (see runtime.hyperprior)."""
+        """The integer network as a list of layer dicts, in order (see l3ic.hyperprior)."""
         layers = [dict(self.conv1.integer_layer(), depth_to_space=1),
                   dict(self.conv2.integer_layer(), depth_to_space=2),
                   dict(self.conv3.integer_layer(), depth_to_space=2)]
@@ -248,7 +248,7 @@ def gaussian_table_probabilities(codebook):
 
 
 def entropy_model_arrays(model, codebook):
-    """Everything ``runtime.hyperprior.EntropyModel`` loads, as integer arrays for ``np.savez``."""
+    """Everything ``l3ic.hyperprior.EntropyModel`` loads, as integer arrays for ``np.savez``."""
     hidden, mean, scale = model.hyper_synthesis.integer_layers()
     arrays = {"hidden_layers": np.int64(len(hidden)), "mean_exp": np.int64(MEAN_EXP),
               "hyper_stride": np.int64(HYPER_STRIDE), "z_min": np.int64(Z_MIN), "table_log": np.int64(TABLE_LOG),

@@ -30,7 +30,8 @@ import tempfile
 
 import numpy as np
 
-from runtime.model import file_sha256
+from export import require_export_extra
+from l3ic.model import file_sha256
 
 OPSET = 15  # ONNX Runtime 1.11 (JetPack) reads opset <= 15
 IR_VERSION = 8  # ...and IR version <= 8
@@ -180,7 +181,7 @@ def _table_mismatch(model, folder, z_symbols):
     """How many (base, table index) choices of the runtime's integer hyper-synthesis differ from TF's fake-quantised
     one on these ẑ (ties and float32 accumulation may flip a few; a wrong layout would flip most)."""
     from export import hyperprior as hp
-    from runtime.hyperprior import EntropyModel
+    from l3ic.hyperprior import EntropyModel
     em = EntropyModel(os.path.join(folder, ENTROPY_MODEL), model.config["channels"], 32)
     base, index = em.parameters(z_symbols)
     mean, scale = model.hyper_synthesis(np.transpose(z_symbols, [1, 2, 0])[None].astype(np.float32) + hp.Z_MIN)
@@ -193,7 +194,7 @@ def _table_mismatch(model, folder, z_symbols):
 def write_entropy_model(model, codebook, folder):
     """entropy_model.npz: the integer hyper-synthesis and the FSE tables, checked by loading it as the runtime does."""
     from export.hyperprior import entropy_model_arrays
-    from runtime.hyperprior import EntropyModel
+    from l3ic.hyperprior import EntropyModel
     path = os.path.join(folder, ENTROPY_MODEL)
     np.savez(path, **entropy_model_arrays(model, codebook))
     EntropyModel(path, model.config["channels"], codebook.size)  # raises if the runtime would refuse it
@@ -313,12 +314,12 @@ def hyper_graph_records(folder, ops):
                            "output": "image", "output_type": "float32 NHWC in [0, 1]"},
                "decoder_gradient": {"inputs": "latents (float32 NCHW), image (uint8 NHWC)",
                                     "outputs": "sse (squared error of the clipped output on 0..255), gradient (d sse / d latents, NCHW)"},
-               "entropy_model": "integer hyper-synthesis ẑ -> mean, scale index; FSE tables (runtime.hyperprior)"},
+               "entropy_model": "integer hyper-synthesis ẑ -> mean, scale index; FSE tables (l3ic.hyperprior)"},
     }
 
 
 def refine_record(training):
-    """Parameters of encoder-side refinement (runtime.refine) for a model with this manifest ``training`` record;
+    """Parameters of encoder-side refinement (l3ic.refine) for a model with this manifest ``training`` record;
     None for a model not trained on MSE, whose λ does not fit refinement's MSE objective."""
     if training.get("distortion", "mse") != "mse":
         return None
@@ -441,6 +442,7 @@ def upgrade(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    require_export_extra("export.to_onnx")
     if args.remeasure:
         return remeasure(args)
     if args.upgrade:

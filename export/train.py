@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from export import data
+from export import data, require_export_extra
 
 DEFAULTS = {
     "channels": 32, "width": 128, "blocks": 3, "detail": 0, "lambda": 64.0, "distortion": "mse",
@@ -265,7 +265,7 @@ class Trainer:
         """Mean bpp (the runtime's entropy coder on the hard symbols, chunk bytes only) and PSNR on the validation crops."""
         if self.hyper:
             return self._validate_hyper()
-        from runtime import fse
+        from l3ic import fse
         tf = self.tf
         bpps, psnrs = [], []
         for im in self.val_images:
@@ -459,6 +459,7 @@ def revive_unused_channels(model, codebook, images, first, seed=0):
 
 def main(argv=None):
     args = parse_args(argv)
+    require_export_extra("export.train", ("tensorflow", "keras"))
     config = resolve_config(args)
     os.makedirs(args.out, exist_ok=True)
     if args.threads:

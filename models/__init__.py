@@ -1,1 +1,1 @@
-"""Shipped l3ic models (installed as the package data runtime.models)."""
+"""Shipped l3ic models (installed as the package data l3ic.models)."""

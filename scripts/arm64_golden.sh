@@ -266,14 +266,14 @@ guest_install() {
 
 guest_versions() {
     local out
-    # -P: do not put the working directory on sys.path, so 'runtime' is the installed
+    # -P: do not put the working directory on sys.path, so 'l3ic' is the installed
     # package (with its compiled extension), not the source folder of the copy.
     out=$(guest "
         . $GUEST_VENV/bin/activate
         cd $GUEST_REPO
         echo arch=\$(uname -m)
         python -P - <<'EOF'
-import platform, numpy, onnxruntime, runtime, runtime._fse as fse
+import platform, numpy, onnxruntime, l3ic, l3ic._fse as fse
 with open(fse.__file__, 'rb') as f:
     head = f.read(20)
 machine = {183: 'aarch64', 62: 'x86-64'}.get(int.from_bytes(head[18:20], 'little'), 'other')
@@ -281,7 +281,7 @@ print('python=' + platform.python_version())
 print('numpy=' + numpy.__version__)
 print('onnxruntime=%s (%s)' % (onnxruntime.__version__, ', '.join(onnxruntime.get_available_providers())))
 print('fse=%s, ELF %s' % (fse.__file__, machine))
-print('runtime=' + runtime.__file__)
+print('l3ic=' + l3ic.__file__)
 EOF
     " 2>&1) || { echo "$out"; return 1; }
     echo "$out" | sed 's/^/  /'
@@ -289,7 +289,7 @@ EOF
     while IFS='=' read -r key value; do INFO[$key]=$value; done <<<"$out"
     [[ ${INFO[arch]} == aarch64 ]] || die "guest uname -m is ${INFO[arch]}, not aarch64"
     [[ ${INFO[fse]} == *"ELF aarch64" ]] || die "the FSE extension is not an aarch64 binary: ${INFO[fse]}"
-    [[ ${INFO[runtime]} == $GUEST_VENV/* ]] || die "runtime imported from ${INFO[runtime]}, not the venv"
+    [[ ${INFO[l3ic]} == $GUEST_VENV/* ]] || die "l3ic imported from ${INFO[l3ic]}, not the venv"
 }
 
 guest_golden_tests() {

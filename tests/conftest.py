@@ -11,7 +11,7 @@ SAMPLE = os.path.join(REPO, "samples", "rose.png")
 
 @pytest.fixture(scope="session")
 def codec():
-    from runtime import Codec
+    from l3ic import Codec
     return Codec("medium", "cpu")
 
 

@@ -2,8 +2,8 @@
 import numpy as np
 
 from benchmarks.channels import keep_channels
-from runtime import read_latents
-from runtime.codec import latent_values
+from l3ic import read_latents
+from l3ic.codec import latent_values
 
 
 def test_truncated_file_decodes_like_a_channel_subset(codec, sample):

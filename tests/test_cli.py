@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import SAMPLE, photo_like
-from runtime.image import DEFAULT_MAX_PIXELS
+from l3ic.image import DEFAULT_MAX_PIXELS
 
 
 def run(*args, cwd):
@@ -176,7 +176,7 @@ def test_decode_bad_inputs(tmp_path, name):
 
 def test_decode_with_the_wrong_model(encoded, tmp_path):
     """A model folder whose decoder differs (here only in its manifest's hash) is refused before any decoding."""
-    from runtime.model import find_model
+    from l3ic.model import find_model
     folder, _, l3ic, _ = encoded
     other = tmp_path / "other-model"
     other.mkdir()
@@ -194,8 +194,8 @@ def test_decode_with_the_wrong_model(encoded, tmp_path):
 def claimed_size_file(width, height, folder):
     """A small, valid l3ic file for the medium model claiming width x height pixels: one tile, every channel CONSTANT."""
     import numpy as np
-    from runtime import container, fse
-    from runtime.model import Model
+    from l3ic import container, fse
+    from l3ic.model import Model
     m = Model("medium", "cpu")
     lh, lw = -(-height // m.stride), -(-width // m.stride)
     header = container.Header(width=width, height=height, mode="RGB", model_name=m.name, decoder_hash=m.decoder_hash,
@@ -241,7 +241,7 @@ def test_max_pixels_reaches_the_bitstream_reader(encoded, tmp_path):
 
 def test_reading_latents_of_a_bomb_is_refused_before_allocating(tmp_path):
     """read_latents would hold 3.6 GB of int16 latents for this 300-byte file: the header check refuses it first."""
-    from runtime import FormatError, read_latents
+    from l3ic import FormatError, read_latents
     big = claimed_size_file(60000, 60000, tmp_path).read_bytes()
     with pytest.raises(FormatError, match="over the limit of %d pixels" % DEFAULT_MAX_PIXELS):
         read_latents(big)
@@ -294,7 +294,7 @@ def test_runtime_works_without_tensorflow(tmp_path):
         "sys.meta_path.insert(0, Block())\n"
         "import numpy as np\n"
         "from PIL import Image\n"
-        "from runtime import Codec\n"
+        "from l3ic import Codec\n"
         "c = Codec('medium', 'cpu')\n"
         "img = np.asarray(Image.open(%r).convert('RGB'))[:64, :64]\n"
         "out = c.decode(c.encode(img))\n"

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime import Codec, FormatError, L3icError, ModelError, read_info, read_latents
-from runtime.image import psnr
-from runtime.model import find_model
+from l3ic import Codec, FormatError, L3icError, ModelError, read_info, read_latents
+from l3ic.image import psnr
+from l3ic.model import find_model
 
 from conftest import photo_like
 

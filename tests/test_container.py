@@ -1,4 +1,4 @@
-"""Tests of the l3ic container (runtime/container.py) against docs/FORMAT.md.
+"""Tests of the l3ic container (l3ic/container.py) against docs/FORMAT.md.
 
 Three groups: round trips (one tile, many ragged tiles, channel subsets, side
 data); conformance (an independent builder written from the spec, and the
@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import zstandard
 
-from runtime.container import (MAX_SIDE_DATA, Header, L3icFile, TileChunks, hash_decoder,
+from l3ic.container import (MAX_SIDE_DATA, Header, L3icFile, TileChunks, hash_decoder,
                                write)
-from runtime.codec import read_latents
-from runtime.errors import FormatError
+from l3ic.codec import read_latents
+from l3ic.errors import FormatError
 
 FIXED = struct.Struct("<4sBHIIBBHhHIIII16sBB")  # the fixed header, from the table in FORMAT.md
 FIELDS = ("magic version flags width height mode stride codebook_size codebook_min channels "

@@ -80,7 +80,7 @@ def test_export_parity_ops_and_runtime_round_trip(trained_run):
         assert not [n for n in model.graph.node if n.op_type in ("Dropout", "RandomUniform", "RandomNormal")]
 
     # the runtime (padding, FSE, container, ONNX Runtime) reproduces the exported Keras model's own reconstruction
-    from runtime import Codec
+    from l3ic import Codec
     from export.quantizer import Codebook
     model, _, _ = to_onnx.load_trained(os.path.join(out, "keras"))
     image = np.asarray(Image.open(str(root / "data" / "img0.png")))  # 48 x 64: a multiple of the stride
@@ -137,7 +137,7 @@ def test_upgrade_adds_refinement_and_keeps_the_decoder(trained_run):
         assert a.read() == b.read()
     assert after["files"]["decoder.onnx"] == before["files"]["decoder.onnx"]
     assert after["training"] == before["training"] and after["refine"] == before["refine"]
-    from runtime import Codec
+    from l3ic import Codec
     image = np.asarray(Image.open(str(root / "data" / "img0.png")))
     codec = Codec(folder, "cpu")
     assert codec.decode(codec.encode(image, refine=3)).shape == image.shape
@@ -221,7 +221,7 @@ def test_hyperprior_export_codes_what_training_measures(hyper_run):
     """Format 3 end to end: the exported files, the integer entropy model, and a file whose size is the rate that
     training computes for the same image (up to the tables' rounding and the container's bytes)."""
     import tensorflow as tf
-    from runtime import Codec, container, read_info
+    from l3ic import Codec, container, read_info
     from export.hyperprior import coded_bits
     from export.quantizer import Codebook
     root, run = hyper_run

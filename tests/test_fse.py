@@ -1,4 +1,4 @@
-"""Tests of the FSE channel coder (runtime.fse and its C extension runtime._fse)."""
+"""Tests of the FSE channel coder (l3ic.fse and its C extension l3ic._fse)."""
 import hashlib
 import math
 import threading
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime import fse
-from runtime.errors import FormatError, FSEError
+from l3ic import fse
+from l3ic.errors import FormatError, FSEError
 
 HOSTILE_TRIALS = 3000
 

@@ -10,12 +10,12 @@ from conftest import REPO
 
 
 def _versions(seeds):
-    from runtime import container
+    from l3ic import container
     return sorted({container.L3icFile.parse(s).version for s in seeds})
 
 
 def _has_hyperprior_model():
-    from runtime.model import Model
+    from l3ic.model import Model
     return Model("medium", "cpu").has_hyperprior
 
 
@@ -37,7 +37,7 @@ def test_fixed_seed_fuzz_finds_nothing(target, iterations, tmp_path):
 def test_seeds_cover_format_3_and_the_older_formats():
     seeds = fuzz.make_target("container").seeds()
     assert _versions(seeds) == ([1, 2, 3] if _has_hyperprior_model() else [1, 2])
-    from runtime import container
+    from l3ic import container
     tiled = [container.L3icFile.parse(s).header for s in seeds if container.L3icFile.parse(s).header.n_tiles > 1]
     assert tiled and any(h.latent_h % h.tile_h and h.latent_w % h.tile_w for h in tiled)  # ragged edge tiles
     for seed in seeds:  # every seed runs clean through every l3ic target
@@ -46,10 +46,10 @@ def test_seeds_cover_format_3_and_the_older_formats():
 
 
 def test_static_seeds_decode_and_use_the_model_tables():
-    from runtime import fse
+    from l3ic import fse
     target = fuzz.make_target("fse")
     if _has_hyperprior_model():
-        from runtime.model import Model
+        from l3ic.model import Model
         em = Model("medium", "cpu").entropy_model
         assert [(t.n_tables, t.alphabet_size) for t in target.tables[:2]] == \
             [(em.latent_tables.n_tables, em.latent_tables.alphabet_size), (em.z_tables.n_tables, em.z_tables.alphabet_size)]
@@ -61,8 +61,8 @@ def test_static_seeds_decode_and_use_the_model_tables():
 
 
 def test_fix_crcs_gets_mutations_past_the_checksums():
-    from runtime import container
-    from runtime.errors import FormatError
+    from l3ic import container
+    from l3ic.errors import FormatError
     seeds = fuzz._l3ic_seeds()
     for seed in seeds:
         assert fuzz.fix_crcs(seed) == seed

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime import read_info
-from runtime.image import psnr
+from l3ic import read_info
+from l3ic.image import psnr
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 FORMAT2 = os.path.join(HERE, "format2")
@@ -80,7 +80,7 @@ def test_decoded_pixels_within_one_rounding_step(codec, folder, golden, case):
 @pytest.mark.parametrize("case", CASES)
 def test_encoder_reproduces_the_latents(codec, case):
     """Re-encoding the source gives the golden latents, except where float rounding lands on a quantiser boundary."""
-    from runtime import read_latents
+    from l3ic import read_latents
     golden = read_latents(read(HERE, case + ".l3ic"))
     ours = codec.encode_latents(pixels(HERE, case + ".source.png"))
     assert ours.shape == golden.shape

@@ -5,9 +5,9 @@ import shutil
 import numpy as np
 import pytest
 
-from runtime import Codec, ModelError, read_info
-from runtime.hyperprior import EntropyModel, IntegerLayer
-from runtime.model import find_model
+from l3ic import Codec, ModelError, read_info
+from l3ic.hyperprior import EntropyModel, IntegerLayer
+from l3ic.model import find_model
 
 from conftest import photo_like
 
@@ -68,7 +68,7 @@ def test_format_3_files_name_their_entropy_model(codec):
 
 def test_flat_images_cost_little_and_decode_well(codec):
     """Flat content: a few hundred bytes (mostly the channel index) for a 256 x 256 image, and a faithful decode."""
-    from runtime.image import psnr
+    from l3ic.image import psnr
     flat = np.full((256, 256, 3), (90, 140, 200), np.uint8)
     data = codec.encode(flat)
     assert len(data) < 600

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from runtime import read_info
-from runtime import container
-from runtime import image as images
-from runtime.errors import ImageError
+from l3ic import read_info
+from l3ic import container
+from l3ic import image as images
+from l3ic.errors import ImageError
 
 from conftest import photo_like
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image, UnidentifiedImageError
 
-import runtime.pillow as plugin
+import l3ic.pillow as plugin
 from conftest import photo_like
-from runtime.image import psnr
+from l3ic.image import psnr
 
 ORIENTATION, ARTIST = 0x0112, 0x013B
 

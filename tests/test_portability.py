@@ -13,7 +13,7 @@ MODELS = sorted(glob.glob(os.path.join(REPO, "models", "*", "manifest.json")))
 
 @pytest.mark.skipif(shutil.which("vermin") is None, reason="vermin not installed (test extra)")
 def test_runtime_runs_on_python_3_8():
-    result = subprocess.run(["vermin", "-t=3.8-", "--violations", "--no-tips", os.path.join(REPO, "runtime")],
+    result = subprocess.run(["vermin", "-t=3.8-", "--violations", "--no-tips", os.path.join(REPO, "src")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -33,7 +33,7 @@ def test_models_load_on_onnxruntime_1_11(manifest):
 
 
 def test_shipped_models_are_pinned_by_hash():
-    from runtime.model import file_sha256
+    from l3ic.model import file_sha256
     assert MODELS, "no model shipped in models/"
     for manifest in MODELS:
         import json

@@ -7,9 +7,9 @@ import sys
 import onnxruntime
 import pytest
 
-from runtime import batch
-from runtime.errors import ModelError
-from runtime.model import Model, resolve_providers
+from l3ic import batch
+from l3ic.errors import ModelError
+from l3ic.model import Model, resolve_providers
 
 CUDA, CPU, TRT = "CUDAExecutionProvider", "CPUExecutionProvider", "TensorrtExecutionProvider"
 

@@ -1,4 +1,4 @@
-"""runtime.batch_ray on a local Ray cluster started by the test (skipped when Ray is not installed)."""
+"""l3ic.batch_ray on a local Ray cluster started by the test (skipped when Ray is not installed)."""
 import json
 import os
 import subprocess
@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from conftest import photo_like
-from runtime import batch_ray
-from runtime.errors import L3icError
-from runtime.model import installed_qualities
+from l3ic import batch_ray
+from l3ic.errors import L3icError
+from l3ic.model import installed_qualities
 
 try:
     import ray
@@ -96,7 +96,7 @@ def test_target_bpp(cluster, tmp_path, capsys):
 @needs_ray
 def test_command_line_starts_its_own_cluster(tmp_path):
     src, out = make_folder(tmp_path / "in"), tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "runtime.batch_ray", "--input", str(src), "--output", str(out),
+    result = subprocess.run([sys.executable, "-m", "l3ic.batch_ray", "--input", str(src), "--output", str(out),
                              "--workers", "2", "--num-cpus", "2", "--quiet"],
                             capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
     assert result.returncode == 1, result.stderr

@@ -15,4 +15,4 @@ def test_ci_runs_the_readme_test_command():
     with open(os.path.join(REPO, ".ci", "run")) as f:
         ci_command = [line for line in f.read().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
     assert ci_command == [readme[1]]  # the second block of the README is the test command
-    assert "pytest" in readme[1] and "pip install" in readme[0] and "runtime.encode" in readme[0]
+    assert "pytest" in readme[1] and "pip install" in readme[0] and "l3ic encode" in readme[0]

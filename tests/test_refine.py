@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime import Codec
-from runtime import image as images
-from runtime.errors import L3icError, ModelError
-from runtime.model import find_model
-from runtime.refine import hard_bits, soft_bits, soft_round
+from l3ic import Codec
+from l3ic import image as images
+from l3ic.errors import L3icError, ModelError
+from l3ic.model import find_model
+from l3ic.refine import hard_bits, soft_bits, soft_round
 from conftest import photo_like
 
 
@@ -119,7 +119,7 @@ def test_cli_refine_writes_a_smaller_or_better_file_and_rejects_negative_steps(t
 
 
 def test_pillow_save_takes_refine_and_rejects_bad_values(tmp_path):
-    import runtime.pillow  # noqa: F401  (registers the plugin)
+    import l3ic.pillow  # noqa: F401  (registers the plugin)
     image = Image.fromarray(photo_like(32, 48, seed=2))
     image.save(tmp_path / "x.l3ic", refine=2)
     assert Image.open(tmp_path / "x.l3ic").size == (48, 32)

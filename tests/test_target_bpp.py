@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, photo_like
-from runtime.codec import encode_to_target
-from runtime.errors import L3icError, ModelError
-from runtime.image import from_array
-from runtime.model import installed_qualities
+from l3ic.codec import encode_to_target
+from l3ic.errors import L3icError, ModelError
+from l3ic.image import from_array
+from l3ic.model import installed_qualities
 
 LINE = re.compile(r"^(\S+) -> (\S+): \d+x\d+ RGB, (\d+) bytes, ([0-9.]+) bpp, model (\w+), [0-9.]+ s$")
 
@@ -39,7 +39,7 @@ def medium_bpp(photo, codec):
 @pytest.fixture(scope="module")
 def smallest_bpp(photo):
     """bpp of the photo with the lowest installed quality model."""
-    from runtime import Codec
+    from l3ic import Codec
     _, path = photo
     return 8.0 * len(Codec(installed_qualities()[-1], "cpu").encode(Image.open(path))) / (64 * 96)
 
@@ -50,7 +50,7 @@ def test_installed_qualities_are_the_shipped_ones_best_first():
 
 
 def test_no_quality_model_installed(monkeypatch):
-    monkeypatch.setattr("runtime.model.model_roots", lambda: [])
+    monkeypatch.setattr("l3ic.model.model_roots", lambda: [])
     with pytest.raises(ModelError, match="no quality model"):
         installed_qualities()
 

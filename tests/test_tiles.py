@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from runtime import codec as codec_module
-from runtime import read_info
-from runtime.image import psnr
+from l3ic import codec as codec_module
+from l3ic import read_info
+from l3ic.image import psnr
 
 from conftest import photo_like
 
@@ -63,7 +63,7 @@ def test_region_decode_matches_the_full_decode(codec, sample, monkeypatch, tiled
 
 
 def test_region_outside_the_image_is_an_error(codec, sample):
-    from runtime import L3icError
+    from l3ic import L3icError
     data = codec.encode(sample[:64, :64])
     for region in [(0, 0, 65, 10), (-1, 0, 5, 5), (10, 10, 0, 5)]:
         with pytest.raises(L3icError, match="region"):

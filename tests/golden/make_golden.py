@@ -14,7 +14,7 @@ shipped ``medium`` model on the CPU, and this folder receives:
 * ``<case>.decoded.png`` what this machine decoded from it;
 * ``golden.json``        per case: the model and the SHA-256 of its decoder and
   entropy model, the SHA-256 of the .l3ic file, of its latents
-  (``runtime.read_latents``, little-endian int16 in (C, h, w) order), of
+  (``l3ic.read_latents``, little-endian int16 in (C, h, w) order), of
   everything that decides how its symbols decode (``entropy_sha256``: the ẑ
   symbols, then per tile the table-index map, the base map and the decoded
   symbols) and of the decoded pixels, and the PSNR against the source.
@@ -52,17 +52,17 @@ def sha256(data):
 
 
 def symbols_sha256(data):
-    """SHA-256 of an l3ic file's latent values (``runtime.read_latents``), as little-endian int16 in (C, h, w) order."""
-    from runtime import read_latents
+    """SHA-256 of an l3ic file's latent values (``l3ic.read_latents``), as little-endian int16 in (C, h, w) order."""
+    from l3ic import read_latents
     return sha256(np.ascontiguousarray(read_latents(data), "<i2").tobytes())
 
 
 def entropy_sha256(data):
     """SHA-256 of what decides how a format-3 file's symbols decode: ẑ, then per tile the index map, the base
     map, the chunks' modes and the decoded latent values."""
-    from runtime import container, hyperprior
-    from runtime.codec import decode_z
-    from runtime.model import Model, find_decoder
+    from l3ic import container, hyperprior
+    from l3ic.codec import decode_z
+    from l3ic.model import Model, find_decoder
     parsed = container.L3icFile.parse(data)
     h = parsed.header
     em = Model(find_decoder(h.model_name, h.decoder_hash), "cpu").entropy_model
@@ -86,8 +86,8 @@ def crop(case):
 
 def main():
     sys.path.insert(0, REPO)
-    from runtime import Codec
-    from runtime.image import psnr
+    from l3ic import Codec
+    from l3ic.image import psnr
     codec = Codec(MODEL, "cpu")
     manifest = codec.model.manifest
     golden = {"model": MODEL, "decoder_sha256": manifest["files"]["decoder.onnx"]["sha256"],

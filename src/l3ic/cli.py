@@ -1,18 +1,55 @@
-"""What the command-line tools share: one-line errors, exit codes, paths.
+"""The ``l3ic`` command and what its tools share: one-line errors, exit codes, paths.
 
+``l3ic encode|decode|info ...`` (``main``, the console script) runs the tools
+of ``l3ic.encode``, ``l3ic.decode`` and ``l3ic.info``; ``python -m
+runtime.encode`` and the like are the same tools under their first name.
 Every user error surfaces as ``l3ic: error: <one line>`` on stderr and a
 non-zero exit status, never a traceback (set ``L3IC_DEBUG=1`` to see one).
 """
 import argparse
+import importlib
 import os
 import sys
 import traceback
 
-from runtime.errors import L3icError
+from l3ic import __version__
+from l3ic.errors import L3icError
 
 EXIT_ERROR = 1
 EXIT_INTERNAL = 2
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+TOOLS = {"encode": "compress images to .l3ic files", "decode": "decompress .l3ic files to images",
+         "info": "show the header of .l3ic files"}
+USAGE = "usage: l3ic {encode,decode,info} [options] (l3ic TOOL --help for each), or l3ic --version"
+
+
+def main(argv=None):
+    """``l3ic TOOL ARGS...``: the exit status of the tool."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--version"]:
+        print("l3ic %s" % __version__)
+        return 0
+    if argv[:1] in ([], ["-h"], ["--help"]):
+        print(USAGE + "\n\n" + "\n".join("  %-8s %s" % item for item in TOOLS.items()),
+              file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else EXIT_USAGE
+    if argv[0] not in TOOLS:
+        print("l3ic: error: unknown tool %r: %s" % (argv[0], USAGE), file=sys.stderr)
+        return EXIT_USAGE
+    return run_tool(argv[0], argv[1:])
+
+
+def run_tool(name, argv=None, prog=None):
+    """Import the tool ``l3ic.NAME`` and run its ``main`` under ``run``: a broken install is one line too."""
+    def tool(args):
+        try:
+            module = importlib.import_module("l3ic." + name)
+        except ImportError as e:
+            raise L3icError(str(e))
+        return module.main(args, prog=prog or "l3ic " + name)
+    return run(tool, argv)
 
 
 def run(main, argv=None):
@@ -44,7 +81,7 @@ class Parser(argparse.ArgumentParser):
 
 def tool_parser(prog, description, input_help, output_help):
     """The options every codec tool shares: input, -o, model, provider, -f, --max-pixels."""
-    from runtime.image import DEFAULT_MAX_PIXELS
+    from l3ic.image import DEFAULT_MAX_PIXELS
     parser = Parser(prog=prog, description=description)
     parser.add_argument("input", nargs="+", help=input_help)
     parser.add_argument("-o", "--output", help=output_help)

@@ -7,13 +7,13 @@ record says so, and this prints it as ``source``.
 import json
 import sys
 
-from runtime import cli
-from runtime import image as images
-from runtime.codec import read_info
+from l3ic import cli
+from l3ic import image as images
+from l3ic.codec import read_info
 
 
-def main(argv=None):
-    p = cli.Parser(prog="python -m runtime.info", description="Show the header of an l3ic file.")
+def main(argv=None, prog="l3ic info"):
+    p = cli.Parser(prog=prog, description="Show the header of an l3ic file.")
     p.add_argument("input", help=".l3ic file")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS,

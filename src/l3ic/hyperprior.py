@@ -24,8 +24,8 @@ the model's manifest and in every file's model identity (see docs/FORMAT.md).
 """
 import numpy as np
 
-from runtime import fse
-from runtime.errors import ModelError
+from l3ic import fse
+from l3ic.errors import ModelError
 
 HALO = 3  # z cells of context around a tile: more than the hyper-synthesis's receptive field (2.5 cells)
 EXACT_LIMIT = 2.0 ** 53

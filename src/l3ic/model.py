@@ -3,9 +3,9 @@
 A model is a folder with ``encoder.onnx``, ``decoder.onnx``,
 ``manifest.json``, for encoder-side refinement ``decoder_gradient.onnx``, and,
 for a format-3 model, ``entropy_model.npz`` (its hyperprior and FSE tables,
-see ``runtime.hyperprior``), all written by ``export.to_onnx``.  The quality names
+see ``l3ic.hyperprior``), all written by ``export.to_onnx``.  The quality names
 ``low``/``medium``/``high`` refer to the folders shipped in ``models/``; they
-are found next to the installed package (package data ``runtime/models``) or,
+are found next to the installed package (package data ``l3ic/models``) or,
 in a source checkout, in the repository's ``models/`` folder.  Any other value
 is a path to a model folder.
 
@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from runtime.errors import ModelError
+from l3ic.errors import ModelError
 
 QUALITIES = ("low", "medium", "high")
 DEFAULT_MODEL = "medium"
@@ -31,7 +31,8 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 def model_roots():
     """Folders searched for named models: $L3IC_MODELS, the installed package data, the source checkout."""
-    roots = [os.environ.get("L3IC_MODELS"), os.path.join(_HERE, "models"), os.path.join(os.path.dirname(_HERE), "models")]
+    checkout = os.path.dirname(os.path.dirname(_HERE))  # src/l3ic -> the repository root
+    roots = [os.environ.get("L3IC_MODELS"), os.path.join(_HERE, "models"), os.path.join(checkout, "models")]
     return [r for r in roots if r and os.path.isdir(r)]
 
 
@@ -206,16 +207,16 @@ class Model:
 
     @property
     def entropy_model(self):
-        """The hyperprior of a format-3 model (``runtime.hyperprior.EntropyModel``)."""
+        """The hyperprior of a format-3 model (``l3ic.hyperprior.EntropyModel``)."""
         if self._entropy_model is None:
-            from runtime.hyperprior import EntropyModel
+            from l3ic.hyperprior import EntropyModel
             if not self.has_hyperprior:
                 raise ModelError("model %r is a format-%d model without a hyperprior" % (self.name, self.format))
             self._entropy_model = EntropyModel(self._checked_file("entropy_model.npz"), self.channels, self.codebook_size)
         return self._entropy_model
 
     def refine_parameters(self):
-        """The manifest's settings for encoder-side refinement (``runtime.refine``)."""
+        """The manifest's settings for encoder-side refinement (``l3ic.refine``)."""
         params = self.manifest.get("refine")
         if not isinstance(params, dict) or "lambda" not in params or "learning_rate" not in params:
             raise ModelError("model %r has no refinement settings in its manifest (not trained for MSE, or exported "

@@ -3,9 +3,9 @@
 One input file: prints one line (size, bits per pixel, time; with
 ``--verify`` also the PSNR of the decoded result).  Several inputs, a folder
 or a glob: a batch with a progress bar and a summary line (see
-``runtime.batch``).  ``--target-bpp`` picks, per image, the best model whose
+``l3ic.batch``).  ``--target-bpp`` picks, per image, the best model whose
 file fits the target.  ``--refine N`` spends N steps of encoder-side
-refinement (``runtime.refine``) per image for a smaller file at the same
+refinement (``l3ic.refine``) per image for a smaller file at the same
 quality; the files decode as any other.
 """
 import os
@@ -14,18 +14,18 @@ import time
 
 import numpy as np
 
-from runtime import batch, cli
-from runtime import image as images
-from runtime.atomic import check_output_path, write_bytes_atomic
-from runtime.codec import encode_to_target
-from runtime.errors import L3icError
-from runtime.model import DEFAULT_MODEL, QUALITIES, installed_qualities
+from l3ic import batch, cli
+from l3ic import image as images
+from l3ic.atomic import check_output_path, write_bytes_atomic
+from l3ic.codec import encode_to_target
+from l3ic.errors import L3icError
+from l3ic.model import DEFAULT_MODEL, QUALITIES, installed_qualities
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif")
 
 
-def parse_args(argv):
-    p = cli.tool_parser("python -m runtime.encode", "Compress images to l3ic files.",
+def parse_args(argv, prog="l3ic encode"):
+    p = cli.tool_parser(prog, "Compress images to l3ic files.",
                         "image files, folders or globs (PNG, JPEG, anything Pillow reads)",
                         "output file (one input) or folder (several inputs; default: next to each input)")
     p.add_argument("-q", "--quality", choices=QUALITIES, help="same as -m low|medium|high")
@@ -82,8 +82,8 @@ def refine_choice(args):
     return args.refine
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def main(argv=None, prog="l3ic encode"):
+    args = parse_args(argv, prog)
     model = model_choice(args)
     files, is_batch = batch.expand(args.input, IMAGE_SUFFIXES)
     if is_batch and args.output and not os.path.isdir(args.output):

@@ -8,14 +8,14 @@ import os
 import sys
 import time
 
-from runtime import batch, cli, container
-from runtime import image as images
-from runtime.atomic import check_output_path
-from runtime.errors import L3icError
+from l3ic import batch, cli, container
+from l3ic import image as images
+from l3ic.atomic import check_output_path
+from l3ic.errors import L3icError
 
 
-def parse_args(argv):
-    p = cli.tool_parser("python -m runtime.decode", "Decompress l3ic files to images.", ".l3ic files, folders or globs",
+def parse_args(argv, prog="l3ic decode"):
+    p = cli.tool_parser(prog, "Decompress l3ic files to images.", ".l3ic files, folders or globs",
                         "output image (one input; its extension picks the format, default INPUT with .png) "
                         "or folder (several inputs)")
     p.add_argument("--channels", help="decode only these latent channels, e.g. 0,1,2 or 0-7 (others are zero)")
@@ -66,8 +66,8 @@ def decode_one(codecs, src, dst, options):
             "bytes_out": os.path.getsize(dst), "l3ic_bytes": len(data)}
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def main(argv=None, prog="l3ic decode"):
+    args = parse_args(argv, prog)
     channels = parse_channels(args.channels)
     files, is_batch = batch.expand(args.input, (".l3ic",))
     if is_batch and args.output and not os.path.isdir(args.output):

@@ -1,10 +1,10 @@
-"""``python -m runtime.batch_ray --input DIR --output DIR``: encode a folder of images on a Ray cluster.
+"""``python -m l3ic.batch_ray --input DIR --output DIR``: encode a folder of images on a Ray cluster.
 
 The files are a Ray Data dataset of (input, output) paths; ``map_batches``
 runs them through a pool of ``--workers`` actors, each holding its own Codec
 (ONNX Runtime sessions created once, ``--threads`` threads, one Ray CPU per
 thread), which read an image, encode it and write the .l3ic atomically
-(``runtime.atomic``) into the output folder.  A file that fails is reported
+(``l3ic.atomic``) into the output folder.  A file that fails is reported
 on its own line and recorded; at the end a manifest is written (JSON lines,
 one per input, sorted by input: input, output, bytes_in, pixels, bytes,
 bpp, model, seconds, error — null where a failed file has no value),
@@ -25,19 +25,19 @@ import os
 import sys
 import time
 
-from runtime import batch, cli
-from runtime.atomic import write_atomic
-from runtime.encode import IMAGE_SUFFIXES, encode_one, model_choice, refine_choice
-from runtime.errors import L3icError
-from runtime.image import DEFAULT_MAX_PIXELS
-from runtime.model import QUALITIES
+from l3ic import batch, cli
+from l3ic.atomic import write_atomic
+from l3ic.encode import IMAGE_SUFFIXES, encode_one, model_choice, refine_choice
+from l3ic.errors import L3icError
+from l3ic.image import DEFAULT_MAX_PIXELS
+from l3ic.model import QUALITIES
 
 FIELDS = ("input", "output", "bytes_in", "pixels", "bytes", "bpp", "model", "seconds", "error")
 MANIFEST = "manifest.jsonl"
 
 
 def parse_args(argv):
-    p = cli.Parser(prog="python -m runtime.batch_ray", description="Encode many images on a Ray cluster.")
+    p = cli.Parser(prog="python -m l3ic.batch_ray", description="Encode many images on a Ray cluster.")
     p.add_argument("--input", action="append", required=True, metavar="DIR",
                    help="folder or glob of images (repeatable); the paths must be valid on every node")
     p.add_argument("--output", required=True, metavar="DIR", help="folder for the .l3ic files (created if missing)")
@@ -116,7 +116,7 @@ def connect(args):
 def run(args, model, jobs):
     """Encode the jobs on the Ray cluster; yields one result row per file, as they finish."""
     import ray
-    from runtime.batch_ray import Encoder  # by its module name, so that workers import it rather than unpickle __main__
+    from l3ic.batch_ray import Encoder  # by its module name, so that workers import it rather than unpickle __main__
     if args.quiet:
         ray.data.DataContext.get_current().enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.ERROR)

@@ -1,6 +1,6 @@
-"""Pillow plugin: ``import runtime.pillow`` and Pillow reads and writes .l3ic.
+"""Pillow plugin: ``import l3ic.pillow`` and Pillow reads and writes .l3ic.
 
-    import runtime.pillow
+    import l3ic.pillow
     from PIL import Image
     Image.open("photo.l3ic").save("photo.png")
     Image.open("photo.png").save("photo.l3ic", quality="high")      # or model="path/to/model", target_bpp=0.5
@@ -28,11 +28,11 @@ import io
 
 from PIL import Image, ImageFile
 
-from runtime import container
-from runtime import image as images
-from runtime.codec import Codec, describe, encode_to_target
-from runtime.errors import FormatError, L3icError
-from runtime.model import DEFAULT_MODEL, QUALITIES, installed_qualities
+from l3ic import container
+from l3ic import image as images
+from l3ic.codec import Codec, describe, encode_to_target
+from l3ic.errors import FormatError, L3icError
+from l3ic.model import DEFAULT_MODEL, QUALITIES, installed_qualities
 
 FORMAT = "L3IC"
 _codecs = {}

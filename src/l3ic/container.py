@@ -2,7 +2,7 @@
 
 The container knows the image geometry, the model identity, the tile grid and
 where every (tile, channel) chunk lies; it never looks inside a chunk (that is
-the FSE layer's job, runtime/fse.py).  Its two promises:
+the FSE layer's job, l3ic/fse.py).  Its two promises:
 
 * Random access: the channel index at the front gives every chunk's length, so
   any subset of chunks is located by arithmetic and read without touching the
@@ -25,7 +25,7 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import zstandard
 
-from runtime.errors import FormatError
+from l3ic.errors import FormatError
 
 MAGIC = b"L3IC"
 READABLE_VERSIONS = (1, 2, 3)  # 1 is 2 without the CONTEXT mode; 3 adds the hyperprior's z chunks and STATIC mode
@@ -39,7 +39,7 @@ MAX_SIDE_DATA = 256 << 20
 MAX_MODEL_NAME = 64
 COLOUR_MODES = ("RGB", "L")  # colour mode byte -> name
 # Coding modes by version: FSE 0, CONSTANT 1, RAW 2, EMPTY 3, CONTEXT 4 (version 2), STATIC 5 (version 3);
-# chunk contents are runtime/fse.py's and runtime/hyperprior.py's business.
+# chunk contents are l3ic/fse.py's and l3ic/hyperprior.py's business.
 _CODING_MODES = {1: frozenset(range(4)), 2: frozenset(range(5)), 3: frozenset(range(6))}
 _ZSTD_LEVEL = 10  # side data is small (ICC, EXIF) or compresses well (alpha): a middling level
 
@@ -60,7 +60,7 @@ def _ceil_div(a, b):
 
 def hash_decoder(onnx_bytes: bytes) -> bytes:
     """The 16-byte model identity of a format-2 model stored in the header: sha256(decoder.onnx)[:16]
-    (format-3 models also hash their entropy model: ``runtime.model.model_identity``).
+    (format-3 models also hash their entropy model: ``l3ic.model.model_identity``).
 
     A file records which decoder it needs; the codec compares this against the
     installed model so that a wrong or missing model is a clear error, not noise.
@@ -84,7 +84,7 @@ class Header:
     height: int
     mode: str  # "RGB" or "L"
     model_name: str
-    decoder_hash: bytes  # the model identity: hash_decoder(decoder.onnx), or for format 3 runtime.model.model_identity
+    decoder_hash: bytes  # the model identity: hash_decoder(decoder.onnx), or for format 3 l3ic.model.model_identity
     codebook_size: int  # L: symbols are indices 0..L-1
     codebook_min: int  # the value of index 0; value = codebook_min + index
     channels: int

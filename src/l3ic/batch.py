@@ -23,8 +23,8 @@ import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 
-from runtime.codec import Codec
-from runtime.errors import L3icError
+from l3ic.codec import Codec
+from l3ic.errors import L3icError
 
 
 MAX_DEFAULT_JOBS = 8  # each worker holds its own sessions: about 0.2 GB, 0.7 GB for 6 Mpx images
@@ -48,7 +48,7 @@ def positive_int(text):
 
 def default_jobs(providers):
     """``--jobs`` when not given: one worker per available core (at most MAX_DEFAULT_JOBS); 1 on CUDA."""
-    from runtime.model import resolve_providers
+    from l3ic.model import resolve_providers
     if "CUDAExecutionProvider" in resolve_providers(providers):
         return 1
     try:

@@ -1,4 +1,4 @@
-"""FSE entropy coding of latent channels: the Python face of the ``runtime._fse`` extension.
+"""FSE entropy coding of latent channels: the Python face of the ``l3ic._fse`` extension.
 
 Why this layer exists: every latent channel of an l3ic image is coded on its own (with Yann
 Collet's FSE, compiled from zstd's sources by build_fse.py), so that a reader can decode any
@@ -6,7 +6,7 @@ subset of channels without touching the others.  All the work happens in C (csrc
 per-channel choice of coding mode, and every check on hostile input.  This module validates
 the Python-side arguments, passes numpy buffers to C without copying (``ffi.from_buffer``),
 and turns C error codes into exceptions: ``ValueError`` for a caller's mistake,
-``runtime.errors.FSEError`` (a ``FormatError``) for bytes that are not a valid coding.
+``l3ic.errors.FSEError`` (a ``FormatError``) for bytes that are not a valid coding.
 cffi releases the GIL during each call, so threads can code tiles in parallel.
 
 Coding modes (stored in the file, see docs/FORMAT.md): ``FSE`` (0), ``CONSTANT`` (1: one
@@ -27,12 +27,17 @@ carries no table.  Its encoder chooses per channel between ``EMPTY``, ``CONSTANT
 Works with Python >= 3.8 and numpy >= 1.19.
 """
 import operator
+import os
 from typing import NamedTuple
 
 import numpy as np
 
-from runtime._fse import ffi, lib
-from runtime.errors import FSEError
+try:
+    from l3ic._fse import ffi, lib
+except ImportError as e:  # a source folder on sys.path ahead of the installed package, or a broken build
+    raise ImportError("l3ic's compiled FSE extension is missing in %s (%s): install l3ic with pip install . "
+                      "(pip install -e . in a checkout)" % (os.path.dirname(os.path.abspath(__file__)), e)) from e
+from l3ic.errors import FSEError
 
 __all__ = ["FSE", "CONSTANT", "RAW", "EMPTY", "CONTEXT", "STATIC", "MODE_NAMES", "MAX_SYMBOLS", "EncodedChannels",
            "encode_channels", "decode_channels", "raw_size", "StaticTables"]

@@ -26,8 +26,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from runtime.atomic import write_atomic
-from runtime.errors import FormatError, ImageError
+from l3ic.atomic import write_atomic
+from l3ic.errors import FormatError, ImageError
 
 DEFAULT_MAX_PIXELS = 1 << 27  # 134 Mpx: larger inputs need an explicit --max-pixels
 ICC, EXIF, ALPHA, SOURCE = "ICCP", "EXIF", "ALPH", "SRCF"

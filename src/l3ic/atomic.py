@@ -8,7 +8,7 @@ import errno
 import os
 import tempfile
 
-from runtime.errors import L3icError
+from l3ic.errors import L3icError
 
 
 def check_output_path(path, inputs=(), overwrite=False):

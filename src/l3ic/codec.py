@@ -1,7 +1,7 @@
 """The l3ic codec: image -> encoder.onnx -> symbols -> entropy model -> FSE -> container, and back.
 
 Format 3 (models with a hyperprior): encoder.onnx gives the latents y and the
-side information ẑ; the entropy model (``runtime.hyperprior``) turns ẑ into a
+side information ẑ; the entropy model (``l3ic.hyperprior``) turns ẑ into a
 base and a table index for every latent element; round(y) - base is coded
 with those static FSE tables (or a channel keeps format 2's adaptive coding
 where that is shorter).  Decoding runs the same entropy model
@@ -17,11 +17,11 @@ and on decode checking that the file was made by this model before trusting it.
 import numpy as np
 from PIL import Image
 
-from runtime import container, fse, hyperprior
-from runtime import image as images
-from runtime.errors import L3icError, ModelError
-from runtime.model import DEFAULT_MODEL, Model, find_decoder, installed_qualities
-from runtime.refine import refine_symbols
+from l3ic import container, fse, hyperprior
+from l3ic import image as images
+from l3ic.errors import L3icError, ModelError
+from l3ic.model import DEFAULT_MODEL, Model, find_decoder, installed_qualities
+from l3ic.refine import refine_symbols
 
 WHOLE_IMAGE_LATENT = 256  # latents up to 256 x 256 cells (2048 px at stride 8) are coded as one tile
 TILE_LATENT = 128  # larger images: tiles of 128 x 128 latent cells, coded and run through the networks one by one
@@ -54,7 +54,7 @@ class Codec:
         ``image``: uint8 array (H, W, 3) RGB, (H, W, 4) RGBA or (H, W) gray, or a
         Pillow image in any mode.  ICC profile and EXIF of a Pillow image are
         kept unless ``strip``; alpha is kept losslessly.  ``refine``: steps of
-        encoder-side refinement (``runtime.refine``; 0 = off): a better
+        encoder-side refinement (``l3ic.refine``; 0 = off): a better
         rate-distortion trade-off for about one decoder pass and a half per step.
         """
         refine = _checked_refine(refine)
@@ -123,7 +123,7 @@ class Codec:
         return refine_symbols(self.model, rgb, refine) if refine else self.model.encode(rgb)
 
     def header_for(self, picture):
-        """The file header for a picture (``runtime.image.Picture``): geometry, model identity, tile grid."""
+        """The file header for a picture (``l3ic.image.Picture``): geometry, model identity, tile grid."""
         m = self.model
         latent_h, latent_w = -(-picture.height // m.stride), -(-picture.width // m.stride)
         tile_h, tile_w = tile_shape(latent_h, latent_w)
