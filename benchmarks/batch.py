@@ -62,7 +62,7 @@ def timed_ray(argv):
     jobs = batch_ray.plan(args)
     os.makedirs(args.output, exist_ok=True)
     start, stamps = time.perf_counter(), []
-    for row in batch_ray.run(args, batch_ray.model_choice(args), jobs):
+    for row in batch_ray.run(args, batch_ray.encode_options(args), jobs):
         if row["error"]:
             raise SystemExit("failed: %s: %s" % (row["input"], row["error"]))
         stamps.append(time.perf_counter())

@@ -13,11 +13,11 @@ import argparse
 
 import numpy as np
 
-from benchmarks.evaluate import list_images
 from benchmarks.metrics import ms_ssim, psnr
 from l3ic import container, fse
 from l3ic import image as images
 from l3ic.codec import Codec
+from l3ic.errors import ImageError
 
 
 def keep_channels(data, keep):
@@ -66,7 +66,10 @@ def main(argv=None):
     keeps = [int(k) for k in args.keep.split(",")] if args.keep else [channels * q // 4 for q in (1, 2, 3, 4)]
     if not all(1 <= k <= channels for k in keeps):
         p.error("--keep values must be in 1..%d" % channels)
-    paths = list_images(args.images)[:args.limit]
+    try:
+        paths = images.list_images(args.images, required=True)[:args.limit]
+    except ImageError as e:
+        raise SystemExit("error: %s" % e)
     print("model %s, %d images: mean over images" % (args.model, len(paths)))
     print("%-14s %8s %8s %9s" % ("kept channels", "bpp", "PSNR", "MS-SSIM"))
     for k, (bpp, p_db, ms) in measure(args.model, paths, keeps).items():

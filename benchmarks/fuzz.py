@@ -402,7 +402,7 @@ def _l3ic_seeds():
 def _make_l3ic_seeds():
     import numpy as np
     from l3ic import Codec
-    from l3ic import codec as codec_module
+    from l3ic.codec import Tiling
     rng = np.random.default_rng(1)
     codec = Codec("medium", "cpu", threads=1)
     smooth = np.clip(np.cumsum(rng.normal(0, 6, (48, 48, 3)), axis=1) + 128, 0, 255).astype(np.uint8)
@@ -418,12 +418,7 @@ def _make_l3ic_seeds():
     seeds.append(codec.encode(image))
     # tiles of 4 x 4 latent cells (format 3 needs multiples of the hyper stride 4); a 6 x 5 latent gives
     # tiles of 4 and 2 rows by 4 and 1 columns: ragged edge tiles
-    saved = codec_module.WHOLE_IMAGE_LATENT, codec_module.TILE_LATENT
-    codec_module.WHOLE_IMAGE_LATENT, codec_module.TILE_LATENT = 4, 4
-    try:
-        seeds.append(codec.encode(smooth[:48, :40]))
-    finally:
-        codec_module.WHOLE_IMAGE_LATENT, codec_module.TILE_LATENT = saved
+    seeds.append(Codec("medium", "cpu", threads=1, tiling=Tiling(whole_image=4, tile=4)).encode(smooth[:48, :40]))
     # the frozen older formats (decoded by the legacy decoder): from the checkout, found next to this file or, for
     # an installed copy run from the checkout (as CI runs the tests), in the working directory
     for root in (REPO, os.getcwd()):

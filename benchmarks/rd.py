@@ -27,6 +27,9 @@ from PIL import Image
 from benchmarks.bdrate import bd_rate, metric_at_rate, overlap
 from benchmarks.codecs import BY_NAME, available
 from benchmarks.metrics import ms_ssim, ms_ssim_db, psnr
+from l3ic.atomic import write_bytes_atomic
+from l3ic.errors import ImageError
+from l3ic.image import list_images
 
 ALL_CODECS = ["l3ic", "jpeg", "webp", "jpeg2000", "avif", "jxl", "x265"]
 L3IC_MODELS = ("low", "medium", "high")
@@ -34,13 +37,6 @@ REPORT_RATES = (0.25, 0.5, 1.0)
 ANCHOR = "x265"
 BASELINE = "l3ic-baseline"  # the l3ic curve of --baseline
 PER_IMAGE_LIMITS = {"x265": 45.0}  # acceptance, PSNR BD-rate per image: at most +45 % against x265-444, below 0 % otherwise
-
-
-def list_images(folder):
-    names = sorted(n for n in os.listdir(folder) if n.lower().endswith((".png", ".jpg", ".jpeg", ".ppm")))
-    if not names:
-        raise SystemExit("error: no images in %s" % folder)
-    return [os.path.join(folder, n) for n in names]
 
 
 def file_digest(path):
@@ -110,10 +106,7 @@ def _task(args):
     codec, quality, path, cache_file, refine = args
     result = measure(codec, quality, path, refine)
     os.makedirs(os.path.dirname(cache_file), exist_ok=True)
-    tmp = cache_file + ".tmp%d" % os.getpid()
-    with open(tmp, "w") as f:
-        json.dump(result, f)
-    os.replace(tmp, cache_file)
+    write_bytes_atomic(cache_file, json.dumps(result).encode(), overwrite=True)
     return result
 
 
@@ -392,7 +385,10 @@ def main(argv=None):
                   "libavif-bin libjxl-tools ffmpeg)" % (c, "/".join(BY_NAME[c].tools)), file=sys.stderr)
             continue
         codecs.append(c)
-    images = list_images(args.images)
+    try:
+        images = list_images(args.images, required=True)
+    except ImageError as e:
+        raise SystemExit("error: %s" % e)
     os.makedirs(args.out, exist_ok=True)
     results, todo = plan(codecs, images, os.path.join(args.out, "cache"), args.refine)
     print("%d results cached, %d to compute" % (len(results), len(todo)), file=sys.stderr)

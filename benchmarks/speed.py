@@ -5,10 +5,16 @@ For each model and image size, a fresh worker process times (median of
 inference, FSE encode, container write; container read, FSE decode, decoder
 inference — and reports its peak RSS; then it times encoder-side refinement
 (``--refine-steps`` steps, after a warm-up) and reports the peak RSS that
-reached.  The whole CLI (``python -m
-runtime.encode`` / ``decode``, process start included) is timed too, and the
-same image goes through the standard codecs' command-line tools on the same
-machine, so the table shows ratios rather than numbers from elsewhere.
+reached.  The whole CLI (``l3ic encode`` / ``l3ic decode``, process start
+included) is timed too, and the same image goes through the standard codecs'
+command-line tools on the same machine; a last table gives the CLI latency
+against ``cjxl``/``djxl`` and ``avifenc``/``avifdec`` as ratios rather than
+numbers from elsewhere (``--cli-only``: that table alone, in a minute).
+
+Whole-process times are given as wall seconds and as CPU seconds (user +
+system of the process): when other programs share the cores, wall time grows
+and CPU time does not, so on a busy machine the CPU ratios are the steadier
+ones (on an idle one a multi-threaded tool may use more CPU than wall time).
 """
 import argparse
 import json
@@ -25,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 SIZES = {"768x512": (768, 512), "1920x1080": (1920, 1080)}
+CLI_RIVALS = ("jxl", "avif")  # the CLI latency targets: decode within 2x djxl and avifdec, encode within 2x cjxl
 STAGES = ("load", "encoder", "entropy_encode", "container_write", "container_read", "entropy_decode", "decoder")
 SAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples", "rose.png")
 
@@ -33,8 +40,8 @@ def test_image(size, folder=None):
     """A photo of the given size: the first image of ``folder`` (or the bundled sample) resized to cover it, centre-cropped."""
     path = SAMPLE
     if folder:
-        names = sorted(n for n in os.listdir(folder) if n.lower().endswith((".png", ".jpg", ".jpeg")))
-        path = os.path.join(folder, names[0])
+        from l3ic.image import list_images
+        path = list_images(folder, required=True)[0]
     image = Image.open(path).convert("RGB")
     w, h = size
     scale = max(w / image.width, h / image.height)
@@ -82,22 +89,42 @@ def measure_stages(model, provider, rgb, runs, refine_steps=0):
     return t
 
 
+def process_times(fn, runs):
+    """(median wall seconds, median CPU seconds, last result) of ``fn``, which runs and waits for subprocesses.
+
+    CPU seconds: user + system time of the child processes that ``fn`` waited for.
+    """
+    walls, cpus, result = [], [], None
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        result = fn()
+        walls.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return statistics.median(walls), statistics.median(cpus), result
+
+
 def cli_times(model, rgb, runs):
-    """Wall time of the whole command-line tools, process start and model load included."""
+    """Wall and CPU time of the whole ``l3ic encode`` / ``l3ic decode`` (process start and model load included)."""
     folder = tempfile.mkdtemp(prefix="l3ic-speed-")
     try:
-        src = os.path.join(folder, "in.png")
+        src, coded, out = (os.path.join(folder, n) for n in ("in.png", "x.l3ic", "out.png"))
         Image.fromarray(rgb).save(src)
-        enc = [sys.executable, "-m", "runtime.encode", src, "-o", os.path.join(folder, "x.l3ic"), "-f", "-m", model]
-        dec = [sys.executable, "-m", "runtime.decode", os.path.join(folder, "x.l3ic"), "-o", os.path.join(folder, "out.png"), "-f"]
-        return {"cli_encode": median_time(lambda: subprocess.run(enc, check=True, capture_output=True, cwd=folder), runs)[0],
-                "cli_decode": median_time(lambda: subprocess.run(dec, check=True, capture_output=True, cwd=folder), runs)[0]}
+        l3ic = [sys.executable, "-m", "l3ic"]  # the console script's code path, without depending on PATH
+        enc = l3ic + ["encode", src, "-o", coded, "-f", "-m", model]
+        dec = l3ic + ["decode", coded, "-o", out, "-f"]
+        row = {}
+        for name, cmd in (("cli_encode", enc), ("cli_decode", dec)):
+            row[name], row[name + "_cpu"], _ = process_times(lambda: subprocess.run(cmd, check=True, capture_output=True, cwd=folder), runs)
+        row["cli_bpp"] = 8.0 * os.path.getsize(coded) / rgb.shape[0] / rgb.shape[1]
+        return row
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def standard_codecs(rgb, runs):
-    """Encode/decode times of the standard codecs' CLIs at a mid quality, where installed."""
+def standard_codecs(rgb, runs, names=None):
+    """Encode/decode wall and CPU times of the standard codecs' CLIs at a mid quality, where installed."""
     from benchmarks.codecs import STANDARD, available
     folder = tempfile.mkdtemp(prefix="l3ic-speed-")
     rows = {}
@@ -105,12 +132,13 @@ def standard_codecs(rgb, runs):
         src = os.path.join(folder, "in.png")
         Image.fromarray(rgb).save(src)
         for codec in STANDARD:
-            if not available(codec):
+            if (names and codec.name not in names) or not available(codec):
                 continue
             quality = codec.speed_quality
-            enc_t, out = median_time(lambda: codec.encode(src, quality, folder), runs)
-            dec_t, _ = median_time(lambda: codec.decode(out, folder), runs)
-            rows[codec.name] = {"encode": enc_t, "decode": dec_t, "bpp": 8.0 * codec.stream_bytes(out) / rgb.shape[0] / rgb.shape[1]}
+            enc_t, enc_cpu, out = process_times(lambda: codec.encode(src, quality, folder), runs)
+            dec_t, dec_cpu, _ = process_times(lambda: codec.decode(out, folder), runs)
+            rows[codec.name] = {"encode": enc_t, "decode": dec_t, "encode_cpu": enc_cpu, "decode_cpu": dec_cpu,
+                                "bpp": 8.0 * codec.stream_bytes(out) / rgb.shape[0] / rgb.shape[1]}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return rows
@@ -132,6 +160,8 @@ def main(argv=None):
     p.add_argument("--refine-steps", type=int, default=5, help="refinement steps to time per model and size (0: skip)")
     p.add_argument("--providers", default=None, help="comma list of cpu,cuda (default: cpu, plus cuda when available)")
     p.add_argument("--no-cli", action="store_true", help="skip whole-process CLI timings and standard codecs")
+    p.add_argument("--cli-only", action="store_true", help="only the CLI latency against cjxl/djxl and avifenc/avifdec")
+    p.add_argument("--cli-runs", type=int, default=5, help="runs of each whole-process timing (median; default 5)")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -142,7 +172,7 @@ def main(argv=None):
         return worker(args)
     import onnxruntime as ort
     providers = args.providers.split(",") if args.providers else (
-        ["cpu", "cuda"] if "CUDAExecutionProvider" in ort.get_available_providers() else ["cpu"])
+        ["cpu", "cuda"] if "CUDAExecutionProvider" in ort.get_available_providers() and not args.cli_only else ["cpu"])
     from l3ic.model import find_model
     models = [m for m in args.models.split(",") if _exists(find_model, m)]
     results = {"machine": machine(), "l3ic": [], "standard": {}}
@@ -150,19 +180,24 @@ def main(argv=None):
         rgb = test_image(SIZES[size], args.images)
         for model in models:
             for provider in providers:
-                cmd = [sys.executable, "-m", "benchmarks.speed", "--worker", "--model", model, "--size", size,
-                       "--provider", provider, "--runs", str(args.runs), "--refine-steps", str(args.refine_steps)] + (["--images", args.images] if args.images else [])
-                row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+                row = {} if args.cli_only else stage_times(args, model, size, provider)
                 row.update({"model": model, "size": size, "provider": provider})
                 if not args.no_cli and provider == "cpu":
-                    row.update(cli_times(model, rgb, max(1, args.runs // 2)))
+                    row.update(cli_times(model, rgb, args.cli_runs))
                 results["l3ic"].append(row)
         if not args.no_cli:
-            results["standard"][size] = standard_codecs(rgb, max(1, args.runs // 2))
+            results["standard"][size] = standard_codecs(rgb, args.cli_runs, CLI_RIVALS if args.cli_only else None)
     print_tables(results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
+
+
+def stage_times(args, model, size, provider):
+    """``measure_stages`` in a fresh worker process (its peak RSS is this model's and size's alone)."""
+    cmd = [sys.executable, "-m", "benchmarks.speed", "--worker", "--model", model, "--size", size,
+           "--provider", provider, "--runs", str(args.runs), "--refine-steps", str(args.refine_steps)] + (["--images", args.images] if args.images else [])
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
 
 
 def _exists(find_model, name):
@@ -188,12 +223,31 @@ def machine():
 def print_tables(results):
     m = results["machine"]
     print("machine: %s, %d cores, ONNX Runtime %s" % (m["cpu"], m["cores"], m["onnxruntime"]))
+    staged = [r for r in results["l3ic"] if "encoder" in r]
+    if staged:
+        print_stage_table(staged)
+    refined = [r for r in results["l3ic"] if "refine_step" in r]
+    if refined:
+        print("\nencoder-side refinement (--refine), one run:\n")
+        print("| model | size | provider | ms per step | peak RSS |\n|---|---|---|---|---|")
+        for r in refined:
+            print("| %s | %s | %s | %.0f | %.0f MiB |" % (r["model"], r["size"], r["provider"], 1000 * r["refine_step"], r["refine_peak_rss_mib"]))
+    for size, rows in results["standard"].items():
+        if rows:
+            print("\nstandard codecs, %s (CLI, process start included; CPU = user + system seconds):\n" % size)
+            print("| codec | encode s | decode s | encode CPU s | decode CPU s | bpp |\n|---|---|---|---|---|---|")
+            for name, r in rows.items():
+                print("| %s | %.3f | %.3f | %.3f | %.3f | %.2f |" % (name, r["encode"], r["decode"], r["encode_cpu"], r["decode_cpu"], r["bpp"]))
+        print_latency_table(size, [r for r in results["l3ic"] if r["size"] == size and "cli_encode" in r], rows)
+
+
+def print_stage_table(rows):
     print()
     head = ("| model | size | provider | " + " | ".join(STAGES) +
             " | encode total | decode total | entropy share of decode | CLI enc | CLI dec | peak RSS |")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
-    for r in results["l3ic"]:
+    for r in rows:
         enc = r["encoder"] + r["entropy_encode"] + r["container_write"]
         dec = r["container_read"] + r["entropy_decode"] + r["decoder"]
         share = (r["container_read"] + r["entropy_decode"]) / dec
@@ -203,18 +257,25 @@ def print_tables(results):
             r["model"], r["size"], r["provider"], " | ".join(cells), 1000 * enc, 1000 * dec, 100 * share, cli[0], cli[1], r["peak_rss_mib"]))
     print("\n(stages in milliseconds, median of --runs; CLI columns in seconds, whole process; entropy share of "
           "decode = container read + entropy decode (FSE, and for format 3 the hyper-synthesis) / decode total)")
-    refined = [r for r in results["l3ic"] if "refine_step" in r]
-    if refined:
-        print("\nencoder-side refinement (--refine), one run:\n")
-        print("| model | size | provider | ms per step | peak RSS |\n|---|---|---|---|---|")
-        for r in refined:
-            print("| %s | %s | %s | %.0f | %.0f MiB |" % (r["model"], r["size"], r["provider"], 1000 * r["refine_step"], r["refine_peak_rss_mib"]))
-    for size, rows in results["standard"].items():
-        if rows:
-            print("\nstandard codecs, %s (CLI, process start included):\n" % size)
-            print("| codec | encode s | decode s | bpp |\n|---|---|---|---|")
-            for name, r in rows.items():
-                print("| %s | %.3f | %.3f | %.2f |" % (name, r["encode"], r["decode"], r["bpp"]))
+
+
+def print_latency_table(size, l3ic_rows, standard):
+    """The l3ic CLI against cjxl/djxl and avifenc/avifdec: its times divided by theirs (targets: 2x or less)."""
+    rivals = [name for name in CLI_RIVALS if name in standard]
+    if not l3ic_rows or not rivals:
+        return
+    print("\nCLI latency, %s: l3ic's whole-process time / the other tool's, wall (CPU); target <= 2x:\n" % size)
+    cells = [(name, kind) for name in rivals for kind in ("encode", "decode")]
+    print("| l3ic model | encode s | decode s | bpp | " + " | ".join("%s / %s" % (k, TOOL_NAMES[n][k]) for n, k in cells) + " |")
+    print("|" + "---|" * (4 + len(cells)))
+    for r in l3ic_rows:
+        ratios = ["%.2fx (%.2fx)" % (r["cli_" + k] / standard[n][k], r["cli_%s_cpu" % k] / max(standard[n][k + "_cpu"], 1e-6))
+                  for n, k in cells]
+        print("| %s | %.3f (%.3f) | %.3f (%.3f) | %.2f | %s |" % (r["model"], r["cli_encode"], r["cli_encode_cpu"], r["cli_decode"],
+                                                                 r["cli_decode_cpu"], r["cli_bpp"], " | ".join(ratios)))
+
+
+TOOL_NAMES = {"jxl": {"encode": "cjxl", "decode": "djxl"}, "avif": {"encode": "avifenc", "decode": "avifdec"}}
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Training data: any folder of PNG/JPEG photos, served as random crops.
+"""Training data: any folder of photos (PNG, JPEG, any of ``l3ic.image.IMAGE_SUFFIXES``), served as random crops.
 
 All images are decoded once into memory (the bundled training set is ~100 MB
 of PNG), then every batch is a set of random crops with random horizontal
@@ -11,17 +11,17 @@ import os
 import numpy as np
 from PIL import Image
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+from l3ic import image as images
+from l3ic.errors import ImageError
+from l3ic.image import IMAGE_SUFFIXES  # noqa: F401  (the runtime's one list: training reads what l3ic encode reads)
 
 
-def list_images(folder):
-    """Sorted image paths of a folder (not recursive); error if there are none."""
-    if not os.path.isdir(folder):
-        raise SystemExit("error: image folder not found: %s" % folder)
-    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_SUFFIXES))
-    if not names:
-        raise SystemExit("error: no PNG/JPEG images in %s" % folder)
-    return [os.path.join(folder, n) for n in names]
+def image_paths(folder):
+    """Sorted image paths of a folder (not recursive; ``l3ic.image.list_images``); a one-line exit if there are none."""
+    try:
+        return images.list_images(folder, required=True)
+    except ImageError as e:
+        raise SystemExit("error: %s" % e)
 
 
 def split_holdout(paths, count):

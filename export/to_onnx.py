@@ -333,8 +333,12 @@ def export_graphs(functions, folder, names=GRAPHS):
 
 def measure(model_dir, folder, limit=None, refine=0):
     """RD of the exported model through the real runtime (file bytes, PSNR, MS-SSIM)."""
-    from benchmarks.evaluate import evaluate_folder
-    return evaluate_folder(model_dir, folder, limit=limit, refine=refine)
+    from l3ic.errors import ImageError
+    from l3ic.evaluate import evaluate_folder
+    try:
+        return evaluate_folder(model_dir, folder, limit=limit, refine=refine)
+    except ImageError as e:
+        fail(str(e))
 
 
 def parse_args(argv=None):
@@ -370,11 +374,11 @@ def parity_images(folder, config):
     from export import data
     images = []
     if folder:
-        paths = data.list_images(folder)
+        paths = data.image_paths(folder)
     elif config.get("val"):
-        paths = data.list_images(config["val"])
+        paths = data.image_paths(config["val"])
     elif config.get("data") and os.path.isdir(config["data"]):
-        paths = data.split_holdout(data.list_images(config["data"]), config.get("holdout", 0))[1]
+        paths = data.split_holdout(data.image_paths(config["data"]), config.get("holdout", 0))[1]
     else:
         paths = []
     if paths:
@@ -400,8 +404,7 @@ def remeasure(args):
             manifest["rd_refine"] = dict(measure(args.remeasure, args.eval, refine=args.refine), dataset=dataset, refine=args.refine)
         else:
             manifest["rd"] = dict(measure(args.remeasure, args.eval), dataset=dataset)
-    write_json(path + ".tmp", manifest)
-    os.replace(path + ".tmp", path)
+    write_json(path, manifest)
     print("updated %s: %s" % (path, json.dumps({k: manifest.get(k) for k in ("sample", "rd", "rd_refine")})))
 
 
@@ -516,7 +519,7 @@ def total_steps(config):
 
 
 def measure_one(model_dir, path):
-    from benchmarks.evaluate import evaluate_image
+    from l3ic.evaluate import evaluate_image
     result = evaluate_image(model_dir, path)
     return {"file": path, "bpp": result["bpp"], "psnr": result["psnr"]}
 
@@ -529,9 +532,9 @@ def _relative(path):
 
 
 def write_json(path, obj):
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
+    """Write ``obj`` as indented JSON, atomically (``l3ic.atomic``): a manifest is never half-written."""
+    from l3ic.atomic import write_bytes_atomic
+    write_bytes_atomic(path, (json.dumps(obj, indent=2) + "\n").encode(), overwrite=True)
 
 
 def install(staging, out):

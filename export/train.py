@@ -163,9 +163,9 @@ class Trainer:
         self.noise = tf.random.Generator.from_seed(config["seed"] + 1)
         self.step = 0
 
-        train_paths = data.list_images(config["data"])
+        train_paths = data.image_paths(config["data"])
         if config.get("val"):
-            val_paths = data.list_images(config["val"])
+            val_paths = data.image_paths(config["val"])
         else:
             train_paths, val_paths = data.split_holdout(train_paths, config["holdout"])
         self.sampler = data.CropSampler(train_paths, config["crop"], config["seed"])

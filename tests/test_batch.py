@@ -73,8 +73,8 @@ def test_decode_folder_with_a_corrupt_file(tmp_path):
     assert result.returncode == 1
     errors = error_lines(result)
     assert len(errors) == 1 and "corrupt.l3ic" in errors[0] and "truncated" in errors[0]
-    assert sorted(os.listdir(out)) == ["a.png", "b.png", "c.png"]
-    assert Image.open(out / "b.png").size == (48, 48)
+    assert sorted(os.listdir(out)) == ["a.decoded.png", "b.decoded.png", "c.decoded.png"]
+    assert Image.open(out / "b.decoded.png").size == (48, 48)
     done, failed, bytes_in, bytes_out, _ = summary(result)
     assert (done, failed) == (3, 1)
     assert bytes_out == sum(os.path.getsize(out / n) for n in os.listdir(out))
@@ -90,7 +90,8 @@ def test_outputs_next_to_inputs_globs_and_formats(tmp_path):
     result = run("runtime.decode", str(one), str(two / "a.l3ic"), "--format", "jpg", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert summary(result)[:2] == (3, 0)
-    assert Image.open(one / "a.jpg").format == "JPEG" and (two / "a.jpg").exists()
+    assert Image.open(one / "a.decoded.jpg").format == "JPEG" and (two / "a.decoded.jpg").exists()
+    assert Image.open(one / "a.png").format == "PNG"  # the originals next to the inputs are left alone
 
 
 def test_existing_outputs_are_per_file_errors(tmp_path):
@@ -109,7 +110,7 @@ def test_existing_outputs_are_per_file_errors(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["{empty}"], "no input files found"),
-    (["{src}", "-o", "{src}/a.png"], "-o must be an existing folder"),
+    (["{src}", "-o", "{src}/a.png"], "-o must be a folder"),
     (["{src}/*.webp"], "no input files found"),
 ])
 def test_batch_usage_errors(tmp_path, args, message):
@@ -128,3 +129,14 @@ def test_single_file_into_a_folder(tmp_path):
     result = run("runtime.encode", str(src / "a.png"), "-o", str(out), cwd=tmp_path)
     assert result.returncode == 0 and "bpp" in result.stdout and "done" not in result.stdout  # one line, no summary
     assert os.listdir(out) == ["a.l3ic"]
+
+
+@pytest.mark.parametrize("tool", ["runtime.encode", "runtime.decode"])
+def test_batch_creates_the_output_folder(tmp_path, tool):
+    src = make_folder(tmp_path / "in", bad=False)
+    if tool == "runtime.decode":
+        assert run("runtime.encode", str(src), cwd=tmp_path).returncode == 0
+    result = run(tool, str(src), "-o", "new/deeper", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    names = ["a.l3ic", "b.l3ic", "c.l3ic"] if tool == "runtime.encode" else ["a.decoded.png", "b.decoded.png", "c.decoded.png"]
+    assert sorted(os.listdir(tmp_path / "new" / "deeper")) == names

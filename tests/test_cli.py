@@ -87,7 +87,7 @@ def test_decode_bad_streams(encoded, tmp_path):
     for name, content in cases.items():
         (tmp_path / name).write_bytes(content)
         assert_clean_failure(run("runtime.decode", name, cwd=tmp_path))
-        assert not (tmp_path / name.replace(".l3ic", ".png")).exists()
+        assert not (tmp_path / name.replace(".l3ic", ".decoded.png")).exists()
         assert (tmp_path / name).read_bytes() == content
 
 
@@ -303,3 +303,107 @@ def test_runtime_works_without_tensorflow(tmp_path):
         "print('ok')\n" % SAMPLE)
     result = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.fixture
+def workdir(encoded, tmp_path):
+    """A copy of the encoded fixture's photo.png and photo.l3ic in a folder of the test's own."""
+    _, source, l3ic, _ = encoded
+    shutil.copy(str(source), str(tmp_path / "photo.png"))
+    shutil.copy(str(l3ic), str(tmp_path / "photo.l3ic"))
+    return tmp_path
+
+
+def test_default_decode_output_is_not_the_source(workdir):
+    """``encode photo.png; decode photo.l3ic`` writes photo.decoded.png: the lossless original is never the target."""
+    original = (workdir / "photo.png").read_bytes()
+    for force in ([], ["-f"]):
+        result = run("runtime.decode", "photo.l3ic", *force, cwd=workdir)
+        assert result.returncode == 0, result.stderr
+        assert "photo.decoded.png" in result.stdout
+    assert (workdir / "photo.png").read_bytes() == original
+    assert Image.open(workdir / "photo.decoded.png").size == (70, 50)
+    assert run("runtime.decode", "photo.l3ic", "--format", "webp", cwd=workdir).returncode == 0
+    assert Image.open(workdir / "photo.decoded.webp").format == "WEBP"
+
+
+@pytest.mark.parametrize("tool, src, name", [("runtime.encode", "photo.png", "photo.l3ic"),
+                                             ("runtime.decode", "photo.l3ic", "photo.decoded.png")])
+def test_output_folder_of_one_input(workdir, tool, src, name):
+    """``-o DIR/`` (created when missing) or an existing ``-o DIR`` receives the default name, not a file named DIR."""
+    result = run(tool, src, "-o", "new/deeper/", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert os.listdir(str(workdir / "new" / "deeper")) == [name]
+    (workdir / "existing").mkdir()
+    assert run(tool, src, "-o", "existing", cwd=workdir).returncode == 0
+    assert os.listdir(str(workdir / "existing")) == [name]
+
+
+def test_positional_output_is_refused(workdir):
+    """``encode in.png out.l3ic`` (as cjxl takes it) fails up front with a hint, before encoding anything."""
+    before = snapshot(workdir)
+    for args in (["photo.png", "out.l3ic"], ["photo.png", "photo.l3ic"], ["photo.l3ic"]):
+        result = run("runtime.encode", *args, "-f", cwd=workdir)
+        assert_clean_failure(result)
+        assert "-o" in result.stderr
+    assert snapshot(workdir) == before
+
+
+@pytest.mark.parametrize("name", ["x.png", "x.jpg", "x.JPEG", "x.webp", "x.tif"])
+def test_encode_to_an_image_extension_is_refused(workdir, name):
+    before = snapshot(workdir)
+    for force in ([], ["-f"]):
+        result = run("runtime.encode", "photo.png", "-o", name, *force, cwd=workdir)
+        assert_clean_failure(result)
+        assert ".l3ic" in result.stderr
+    assert snapshot(workdir) == before
+
+
+@pytest.mark.parametrize("mode, channels", [("RGBA", 4), ("LA", 2)])
+def test_alpha_is_reported_and_never_dropped_silently(tmp_path, mode, channels):
+    import numpy as np
+    pixels = photo_like(24, 32)
+    pixels = pixels if channels == 4 else pixels[:, :, :1]
+    alpha = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (24, 1))[:, :, None]
+    Image.fromarray(np.concatenate([pixels, alpha], axis=2).squeeze(), mode).save(tmp_path / "a.png")
+    result = run("runtime.encode", "a.png", cwd=tmp_path)
+    assert result.returncode == 0 and ("32x24 %s," % mode) in result.stdout, result.stdout
+    result = run("runtime.decode", "a.l3ic", "-o", "a.jpg", cwd=tmp_path)
+    assert_clean_failure(result)
+    assert "alpha" in result.stderr and "-f" in result.stderr and not (tmp_path / "a.jpg").exists()
+    result = run("runtime.decode", "a.l3ic", "-o", "a.jpg", "-f", cwd=tmp_path)
+    assert result.returncode == 0 and "note: alpha dropped" in result.stdout, result.stderr
+    assert Image.open(tmp_path / "a.jpg").mode == mode[:-1]
+
+
+def test_info_of_several_files_and_errors_that_name_the_file(workdir):
+    shutil.copy(str(workdir / "photo.l3ic"), str(workdir / "copy.l3ic"))
+    (workdir / "bad.l3ic").write_bytes(b"not an l3ic file")
+    one = run("runtime.info", "photo.l3ic", cwd=workdir).stdout.splitlines()
+    bpp = [line.split()[1] for line in one if line.startswith("bpp")]
+    assert len(bpp) == 1 and len(bpp[0].split(".")[1]) == 3
+    both = run("runtime.info", "photo.l3ic", "copy.l3ic", cwd=workdir)
+    assert both.returncode == 0 and "==> photo.l3ic <==" in both.stdout and "==> copy.l3ic <==" in both.stdout
+    listed = json.loads(run("runtime.info", "photo.l3ic", "copy.l3ic", "--json", cwd=workdir).stdout)
+    assert [i["file"] for i in listed] == ["photo.l3ic", "copy.l3ic"] and listed[0]["width"] == 70
+    result = run("runtime.info", "bad.l3ic", cwd=workdir)
+    assert_clean_failure(result)
+    assert "bad.l3ic" in result.stderr
+    result = run("runtime.info", "photo.l3ic", "bad.l3ic", "--json", cwd=workdir)
+    assert result.returncode == 1 and "bad.l3ic" in result.stderr
+    assert [i["file"] for i in json.loads(result.stdout)] == ["photo.l3ic"]
+
+
+def png_zlib_level(path):
+    """FLEVEL of the zlib stream in the first IDAT chunk: 0 fastest (level 0-1) ... 3 maximum (7-9)."""
+    data = open(path, "rb").read()
+    at = data.index(b"IDAT") + 4
+    return data[at + 1] >> 6
+
+
+def test_decode_writes_fast_pngs_unless_asked_for_small_ones(workdir):
+    assert run("runtime.decode", "photo.l3ic", cwd=workdir).returncode == 0
+    assert png_zlib_level(workdir / "photo.decoded.png") == 0
+    assert run("runtime.decode", "photo.l3ic", "-o", "small.png", "--png-level", "9", cwd=workdir).returncode == 0
+    assert png_zlib_level(workdir / "small.png") == 3
+    assert_clean_failure(run("runtime.decode", "photo.l3ic", "-o", "bad.png", "--png-level", "10", cwd=workdir))

@@ -123,7 +123,7 @@ def test_damaged_model_file_is_refused(tmp_path, sample):
 def test_unknown_model_and_provider():
     with pytest.raises(ModelError, match="unknown model"):
         Codec("ultra")
-    with pytest.raises(ModelError, match="unknown provider"):
+    with pytest.raises(L3icError, match="provider must be auto, cpu, cuda"):
         Codec("medium", "tpu")
 
 
@@ -155,3 +155,119 @@ def test_hostile_streams_fail_cleanly(codec):
 
 def test_format_error_is_an_l3ic_error():
     assert issubclass(FormatError, L3icError)
+
+
+# ---- shapes and inputs (issue 16, item 9) ---------------------------------------------------------------
+def test_opaque_alpha_keeps_the_users_shape(codec):
+    """An alpha channel that is all 255 is still the user's alpha: decode gives back (H, W, 4)."""
+    rgba = np.dstack([photo_like(20, 28), np.full((20, 28), 255, np.uint8)])
+    decoded = codec.decode(codec.encode(rgba))
+    assert decoded.shape == rgba.shape
+    assert (decoded[:, :, 3] == 255).all()
+
+
+@pytest.mark.parametrize("mode", ["LA", "RGBA"])
+def test_opaque_alpha_keeps_the_pillow_mode(codec, mode):
+    image = Image.fromarray(photo_like(20, 28)).convert(mode)  # alpha all 255
+    assert codec.decode_to_pil(codec.encode(image)).mode == mode
+    assert codec.decode(codec.encode(image)).shape == (20, 28, len(mode))
+
+
+def test_an_opaque_alpha_plane_costs_few_bytes(codec):
+    rgb = photo_like(64, 96)
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    assert len(codec.encode(rgba)) - len(codec.encode(rgb)) < 64
+
+
+def test_paths_are_accepted(codec, tmp_path):
+    import pathlib
+    rgb = photo_like(24, 32)
+    Image.fromarray(rgb).save(tmp_path / "photo.png")
+    data = codec.encode(str(tmp_path / "photo.png"))
+    assert data == codec.encode(rgb) == codec.encode(tmp_path / "photo.png")
+    (tmp_path / "photo.l3ic").write_bytes(data)
+    for path in (str(tmp_path / "photo.l3ic"), pathlib.Path(tmp_path / "photo.l3ic")):
+        np.testing.assert_array_equal(codec.decode(path), codec.decode(data))
+        assert read_info(path) == read_info(data)
+        np.testing.assert_array_equal(read_latents(path), read_latents(data))
+
+
+def test_other_inputs_are_clear_errors(codec, tmp_path):
+    for bad in (42, None, b"not an array", [1, 2, 3]):
+        with pytest.raises(L3icError, match="an array, a Pillow image or a path"):
+            codec.encode(bad)
+    for bad in (42, None, np.zeros(10, np.uint8)):
+        with pytest.raises(L3icError, match="bytes or a path"):
+            codec.decode(bad)
+    with pytest.raises(L3icError, match="no such file"):
+        codec.encode(str(tmp_path / "missing.png"))
+    with pytest.raises(L3icError, match="no such file"):
+        codec.decode(tmp_path / "missing.l3ic")
+
+
+def test_dir_lists_the_public_names():
+    import l3ic
+    names = dir(l3ic)
+    for name in ("Codec", "read_info", "read_latents", "L3icError", "FormatError", "FSEError", "ImageError", "ModelError"):
+        assert name in names and getattr(l3ic, name) is not None
+    assert set(l3ic.__all__) <= set(names)
+    import runtime  # the first import name: the same public names
+    assert set(l3ic.__all__) <= set(dir(runtime))
+
+
+@pytest.mark.parametrize("latents, message", [
+    (np.zeros((32, 4)), "shape"),
+    (np.zeros((32, 0, 3)), "shape"),
+    (np.zeros((16, 4, 4)), "channels"),
+    (np.full((32, 2, 2), "a"), "dtype"),
+    (np.zeros((32, 2, 2), complex), "dtype"),
+    (np.zeros((32, 2, 2), object), "dtype"),
+    (np.full((32, 2, 2), np.nan), "finite"),
+    (np.full((32, 2, 2), 1e300), "finite"),
+    (None, "integer or float array"),
+    (np.zeros((32, 2, 2), bool), "integer or float array"),
+])
+def test_bad_latents_are_l3ic_errors(codec, latents, message):
+    with pytest.raises(L3icError, match=message):
+        codec.decode_latents(latents)
+
+
+@pytest.mark.parametrize("latents, message", [
+    (np.full((16, 2, 2), 17), "codebook"),
+    (np.full((16, 2, 2), -16), "codebook"),
+    (np.full((16, 2, 2), 0.5), "codebook"),
+    (np.zeros((32, 2, 2), np.int16), "channels"),
+])
+def test_bad_latents_for_a_format2_model_are_l3ic_errors(latents, message):
+    legacy = Codec(os.path.join(os.path.dirname(find_model("low")), "legacy", "low-format2"), "cpu")
+    with pytest.raises(L3icError, match=message):
+        legacy.decode_latents(latents)
+    assert legacy.decode_latents(np.full((16, 2, 2), 16, np.int16)).shape == (16, 16, 3)
+
+
+# ---- public stages (issue 16, item 11) -------------------------------------------------------------------
+def test_the_public_stages_make_up_encode_and_decode(codec):
+    from l3ic import container
+    from l3ic.codec import latent_values, synthesise
+    from l3ic.image import from_array
+    picture = from_array(photo_like(40, 72))
+    header = codec.header_for(picture)
+    tiles, z_chunks = codec.code(codec.analyse(picture.rgb(), header), header)
+    data = container.write(header, tiles, picture.side_data, z_chunks)
+    assert data == codec.encode(picture)
+    parsed, model = codec.parse(data)
+    assert model is codec.decoder_for(parsed.header)
+    pixels = synthesise(model, latent_values(parsed, model), parsed.header, tiling=codec.tiling)
+    np.testing.assert_array_equal(pixels, codec.decode(data))
+
+
+def test_benchmarks_use_only_public_names_of_l3ic():
+    """speed.py and fuzz.py time and fuzz the codec through its public stages, and set tiling as a value."""
+    import re
+    from conftest import REPO
+    for name in ("speed.py", "fuzz.py"):
+        with open(os.path.join(REPO, "benchmarks", name), encoding="utf-8") as f:
+            text = f.read()
+        private = re.findall(r"\b(?:codec|codec_module|model|container|parsed|hyperprior|images?)\._[a-z]\w*", text)
+        assert not private, (name, private)
+        assert not re.search(r"codec_module\.[A-Z_]+\s*=", text), name

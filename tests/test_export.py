@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # TensorFlow: not in the fast tier (pytest -m "not slow")
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 onnx = pytest.importorskip("onnx")
@@ -63,7 +64,7 @@ def test_training_resumes_and_loss_goes_down(trained_run):
 
 def test_export_parity_ops_and_runtime_round_trip(trained_run):
     root, run = trained_run
-    out = str(root / "model")
+    out = str(root / "new" / "models" / "model")  # --out's missing parent folders are created
     to_onnx.main([run, "--out", out, "--parity-images", str(root / "data"), "--sample", "", "--provisional"])
     with open(os.path.join(out, "manifest.json")) as f:
         manifest = json.load(f)

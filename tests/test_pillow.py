@@ -98,7 +98,10 @@ def test_alpha_round_trip(tmp_path, rgb):
     assert psnr(rgb, out[..., :3]) > 22
     opaque = tmp_path / "opaque.l3ic"
     Image.fromarray(np.dstack([rgb, np.full((48, 64), 255, np.uint8)]), "RGBA").save(opaque)
-    assert Image.open(opaque).mode == "RGB"  # a fully opaque alpha channel is not stored
+    assert Image.open(opaque).mode == "RGBA"  # the user's mode, even when the alpha channel is all opaque
+    for mode in ("LA", "L", "RGB"):
+        Image.fromarray(rgb).convert(mode).save(opaque)
+        assert Image.open(opaque).mode == mode and Image.open(opaque).convert("RGBA").getextrema()[3] == (255, 255)
 
 
 def test_icc_and_exif_round_trip(tmp_path, rgb):
@@ -158,9 +161,11 @@ def test_save_options(tmp_path, rgb):
 @pytest.mark.parametrize("options, message", [
     ({"quality": 85}, "quality must be one of"),
     ({"quality": "ultra"}, "quality must be one of"),
-    ({"quality": "medium", "model": "medium"}, "either quality= or model="),
+    ({"quality": "medium", "model": "medium"}, "give model or quality, not both"),
     ({"target_bpp": 1.0, "quality": "medium"}, "chooses the model itself"),
-    ({"target_bpp": 0}, "must be positive"),
+    ({"target_bpp": 0}, "must be a positive number of bits per pixel"),
+    ({"target_bpp": "0.5"}, "must be a positive number of bits per pixel"),
+    ({"refine": 1.5}, "refine must be a number of steps"),
 ])
 def test_bad_save_options(tmp_path, rgb, options, message):
     path = tmp_path / "bad.l3ic"

@@ -121,3 +121,27 @@ def test_usage_errors(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(L3icError, match=r"Ray is not installed: pip install 'l3ic\[ray\]'"):
         batch_ray.main(["--input", str(src), "--output", out])
+
+
+def test_usage_errors_use_the_shared_option_checks(tmp_path):
+    """The Ray job validates its options with l3ic.options, as the CLI does, before Ray starts."""
+    src = make_folder(tmp_path / "in")
+    out = str(tmp_path / "out")
+    for args, message in ((["--refine", "-1"], "^--refine must be a number of steps >= 0, got -1$"),
+                          (["-m", "low", "-q", "low"], "^give --model or --quality, not both$"),
+                          (["--max-pixels", "-5"], "^--max-pixels must be a positive number of pixels, got -5$")):
+        with pytest.raises(L3icError, match=message):
+            batch_ray.main(["--input", str(src), "--output", out] + args)
+
+
+def test_the_actor_encodes_its_rows(tmp_path, codec):
+    """``Encoder`` (a Ray Data actor) called as Ray calls it, without Ray: results and failures per row."""
+    from l3ic.image import DEFAULT_MAX_PIXELS
+    from l3ic.options import EncodeOptions
+    src = make_folder(tmp_path / "in")
+    options = (EncodeOptions.validated(refine=1), False, False, False, DEFAULT_MAX_PIXELS)
+    rows = {"input": [str(src / "a.png"), str(src / "broken.png")],
+            "output": [str(tmp_path / "a.l3ic"), str(tmp_path / "broken.l3ic")]}
+    out = batch_ray.Encoder(options, "cpu", 1, DEFAULT_MAX_PIXELS)(rows)
+    assert out["model"] == ["medium", ""] and out["error"][0] == "" and "broken.png" in out["error"][1]
+    assert codec.decode(str(tmp_path / "a.l3ic")).shape == (40, 56, 3)

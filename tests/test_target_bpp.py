@@ -114,9 +114,11 @@ def test_quality_option(photo):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--target-bpp", "1", "-q", "medium"], "--target-bpp chooses the model itself: drop -m/--quality"),
-    (["--target-bpp", "1", "-m", "medium"], "--target-bpp chooses the model itself: drop -m/--quality"),
-    (["--target-bpp", "0"], "--target-bpp must be positive"),
+    (["--target-bpp", "1", "-q", "medium"], "--target-bpp chooses the model itself: drop --model/--quality"),
+    (["--target-bpp", "1", "-m", "medium"], "--target-bpp chooses the model itself: drop --model/--quality"),
+    (["--target-bpp", "0"], "--target-bpp must be a positive number of bits per pixel, got 0.0"),
+    (["-q", "medium", "-m", "medium"], "give --model or --quality, not both"),
+    (["--max-pixels", "0"], "--max-pixels must be a positive number of pixels, got 0"),
 ])
 def test_target_usage_errors(photo, args, message):
     folder, path = photo

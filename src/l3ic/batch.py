@@ -21,10 +21,10 @@ import os
 import sys
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor
 
 from l3ic.codec import Codec
 from l3ic.errors import L3icError
+from l3ic.image import IMAGE_SUFFIXES, list_images
 
 
 MAX_DEFAULT_JOBS = 8  # each worker holds its own sessions: about 0.2 GB, 0.7 GB for 6 Mpx images
@@ -44,6 +44,12 @@ def positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError("must be a positive integer, got %r" % text)
     return value
+
+
+def ProcessPoolExecutor(*args, **kwargs):  # noqa: N802 (stands for the class, which tests replace)
+    """concurrent.futures' process pool, imported only when a batch needs one: 10-20 ms a single file need not pay."""
+    from concurrent.futures import ProcessPoolExecutor as pool
+    return pool(*args, **kwargs)
 
 
 def default_jobs(providers):
@@ -67,18 +73,17 @@ class CodecCache:
 
     def __call__(self, model):
         if model not in self.codecs:
-            self.codecs[model] = Codec(model, self.providers, self.max_pixels, self.threads)
+            self.codecs[model] = Codec(model, providers=self.providers, max_pixels=self.max_pixels, threads=self.threads)
         return self.codecs[model]
 
 
-def expand(inputs, suffixes):
-    """Input arguments -> (files, whether this is a batch)."""
+def expand(inputs, suffixes=IMAGE_SUFFIXES):
+    """Input arguments -> (files, whether this is a batch); a folder gives its files with ``suffixes``."""
     files, batch = [], len(inputs) > 1
     for arg in inputs:
         if os.path.isdir(arg):
             batch = True
-            files += sorted(os.path.join(arg, n) for n in os.listdir(arg)
-                            if n.lower().endswith(suffixes) and os.path.isfile(os.path.join(arg, n)))
+            files += list_images(arg, suffixes)
         elif glob.has_magic(arg):
             batch = True
             files += sorted(glob.glob(arg))
@@ -99,10 +104,28 @@ def check_distinct_outputs(jobs):
         seen[dst] = src
 
 
+def names_folder(output, batch):
+    """Whether -o is a folder to write into: with several inputs always; with one when it ends in / or is a folder."""
+    return bool(output) and (batch or output.endswith(("/", os.sep)) or os.path.isdir(output))
+
+
+def make_output_folder(output, batch):
+    """Create the folder -o names (with its parents, as ``mkdir -p``): writing into a new folder needs no extra step."""
+    if not names_folder(output, batch):
+        return
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise L3icError("-o must be a folder%s, and %s is a file" % (" with several inputs" if batch else "", output))
+    try:
+        os.makedirs(output, exist_ok=True)
+    except OSError as e:
+        raise L3icError("cannot create the output folder %s: %s" % (output, e.strerror or e))
+
+
 def output_for(path, output, batch, suffix):
-    """Where one input's result goes: -o itself for a single file, else a file in the folder -o (or next to the input)."""
-    if not batch and not (output and os.path.isdir(output)):
-        return output or os.path.splitext(path)[0] + suffix
+    """Where one input's result goes: -o itself when it names a file, else INPUT's stem + ``suffix`` in the folder -o
+    (or next to the input)."""
+    if output and not names_folder(output, batch):
+        return output
     folder = output or os.path.dirname(path)
     return os.path.join(folder, os.path.splitext(os.path.basename(path))[0] + suffix)
 

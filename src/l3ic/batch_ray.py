@@ -27,10 +27,11 @@ import time
 
 from l3ic import batch, cli
 from l3ic.atomic import write_atomic
-from l3ic.encode import IMAGE_SUFFIXES, encode_one, model_choice, refine_choice
+from l3ic.encode import IMAGE_SUFFIXES, encode_one, encode_options
 from l3ic.errors import L3icError
 from l3ic.image import DEFAULT_MAX_PIXELS
 from l3ic.model import QUALITIES
+from l3ic.options import PROVIDERS
 
 FIELDS = ("input", "output", "bytes_in", "pixels", "bytes", "bpp", "model", "seconds", "error")
 MANIFEST = "manifest.jsonl"
@@ -53,7 +54,7 @@ def parse_args(argv):
     p.add_argument("--threads", type=batch.positive_int, default=1, help="ONNX Runtime threads (and Ray CPUs) per actor (default 1)")
     p.add_argument("--num-cpus", type=batch.positive_int, help="CPUs of the local Ray instance (default: all; not with --address)")
     p.add_argument("--object-store-mb", type=batch.positive_int, default=200, help="object store of the local Ray instance (default 200)")
-    p.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"], help="ONNX Runtime execution provider")
+    p.add_argument("--provider", default="auto", choices=PROVIDERS, help="ONNX Runtime execution provider")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images (default %(default)d)")
     p.add_argument("--quiet", action="store_true", help="no Ray progress bars")
     return p.parse_args(argv)
@@ -113,7 +114,7 @@ def connect(args):
     return True
 
 
-def run(args, model, jobs):
+def run(args, chosen, jobs):
     """Encode the jobs on the Ray cluster; yields one result row per file, as they finish."""
     import ray
     from l3ic.batch_ray import Encoder  # by its module name, so that workers import it rather than unpickle __main__
@@ -122,7 +123,7 @@ def run(args, model, jobs):
         logging.getLogger("ray.data").setLevel(logging.ERROR)
     workers = args.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // args.threads)
     workers = min(workers, len(jobs))
-    options = (model, args.target_bpp, args.strip, args.force, False, args.max_pixels, args.refine)
+    options = (chosen, args.strip, args.force, False, args.max_pixels)
     rows = [{"input": src, "output": dst} for src, dst in jobs]
     blocks = min(len(rows), 16 * workers)  # small blocks: an actor takes a block at a time, so they balance the load
     dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
@@ -151,8 +152,7 @@ def write_manifest(path, rows):
 
 def main(argv=None):
     args = parse_args(argv)
-    model = model_choice(args)
-    refine_choice(args)  # a bad --refine is an error before Ray starts
+    chosen = encode_options(args)  # bad options are errors before Ray starts
     jobs = plan(args)
     try:
         os.makedirs(args.output, exist_ok=True)
@@ -163,7 +163,7 @@ def main(argv=None):
     own_cluster = connect(args)
     rows, failure = [], None
     try:
-        for row in run(args, model, jobs):
+        for row in run(args, chosen, jobs):
             rows.append(row)
             if row["error"]:
                 print(batch.error_line(row["input"], row["error"]), file=sys.stderr)

@@ -88,7 +88,8 @@ def tool_parser(prog, description, input_help, output_help):
     parser.add_argument("-m", "--model", help="model: low, medium (default), high, or a model folder")
     parser.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"],
                         help="ONNX Runtime execution provider (auto: CUDA when available)")
-    parser.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
+    parser.add_argument("-f", "--force", action="store_true",
+                        help="overwrite an existing output (decode: also drop alpha that the output format cannot hold)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="refuse larger images (decompression-bomb guard; default %(default)d)")
     return parser

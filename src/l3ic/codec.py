@@ -14,15 +14,21 @@ once and reused) and does the glue the networks cannot: padding to the model
 stride, splitting the latent into tiles, choosing what goes into the header,
 and on decode checking that the file was made by this model before trusting it.
 """
+import os
+from dataclasses import dataclass
+
 import numpy as np
 from PIL import Image
 
 from l3ic import container, fse, hyperprior
 from l3ic import image as images
-from l3ic.errors import L3icError, ModelError
+from l3ic.cli import read_input
+from l3ic.errors import ImageError, L3icError, ModelError
 from l3ic.model import DEFAULT_MODEL, Model, find_decoder, installed_qualities
+from l3ic.options import CodecOptions, EncodeOptions, refine_steps, whole_number
 from l3ic.refine import refine_symbols
 
+# The default Tiling, in latent cells:
 WHOLE_IMAGE_LATENT = 256  # latents up to 256 x 256 cells (2048 px at stride 8) are coded as one tile
 TILE_LATENT = 128  # larger images: tiles of 128 x 128 latent cells, coded and run through the networks one by one
 HALO = 12  # latent cells of context around a block the decoder runs on: more than its receptive field
@@ -32,6 +38,51 @@ REFINE_BLOCK = 80  # refinement works on blocks of at most 80 x 80 latent cells 
 # its backward pass holds ~1.3 KB per pixel, so this bounds its memory to ~1.4 GB at any image size
 
 
+@dataclass(frozen=True)
+class Tiling:
+    """How a codec cuts the latent into tiles and blocks, in latent cells (defaults above).
+
+    A latent up to ``whole_image`` cells on both axes is one tile, a larger
+    one is cut into ``tile`` x ``tile`` tiles (the file records the grid, so
+    any tiling decodes any file).  The networks run block by block with
+    ``halo`` (decoder) or ``encode_halo`` (encoder) cells of context, and
+    refinement on blocks of at most ``refine_block`` cells: memory is bounded
+    by the block size, and the halos make the blocks match a whole-image run.
+    """
+
+    whole_image: int = WHOLE_IMAGE_LATENT
+    tile: int = TILE_LATENT
+    halo: int = HALO
+    encode_halo: int = ENCODE_HALO
+    refine_block: int = REFINE_BLOCK
+
+    def __post_init__(self):
+        for name, least in (("whole_image", 1), ("tile", 1), ("halo", 0), ("encode_halo", 0), ("refine_block", 1)):
+            whole_number(getattr(self, name), name, "latent cells", least)
+
+    def tile_shape(self, latent_h, latent_w):
+        """Tile size for a latent: the whole latent when small (fewer FSE tables, better rate), else fixed tiles."""
+        if latent_h <= self.whole_image and latent_w <= self.whole_image:
+            return latent_h, latent_w
+        return min(self.tile, latent_h), min(self.tile, latent_w)
+
+    def encode_blocks(self, header, refine):
+        """Latent rectangles the encoder runs on: the tiles, cut into ``refine_block`` squares when refining."""
+        tiles = [header.tile_rect(t) for t in range(header.n_tiles)]
+        if not refine:
+            return tiles
+        b = self.refine_block
+        return [(y + by, x + bx, min(b, h - by), min(b, w - bx))
+                for y, x, h, w in tiles for by in range(0, h, b) for bx in range(0, w, b)]
+
+    def check_hyper_stride(self, hyper_stride):
+        """Format 3 samples ẑ on one grid: tiles, blocks and the encoder's halo must be whole ẑ cells."""
+        for name in ("tile", "encode_halo", "refine_block"):
+            if getattr(self, name) % hyper_stride:
+                raise L3icError("%s %d is not a multiple of the model's hyper stride %d"
+                                % (name, getattr(self, name), hyper_stride))
+
+
 class Codec:
     """Encode images to l3ic bytes and decode them, with one model.
 
@@ -39,25 +90,43 @@ class Codec:
     ``providers``: ``None``/``"auto"`` (CUDA when available, else CPU), ``"cpu"``,
     ``"cuda"`` or a list of ONNX Runtime execution providers.
     ``threads``: ONNX Runtime intra-op threads (default: all cores).
-    ``max_pixels``: files claiming larger images are refused before decoding.
+    ``max_pixels``: image files and files claiming larger images are refused before decoding.
+    ``tiling``: a ``Tiling`` (default ``Tiling()``), how the latent is cut into tiles and blocks.
+
+    ``encode`` and ``decode`` are made of public stages, for tools that time,
+    inspect or replace one of them (``benchmarks/speed.py``):
+
+    * encode: ``header_for(picture)`` (geometry, model identity, tile grid) ->
+      ``analyse(picture.rgb(), header)`` (the encoder network: image to
+      symbols) -> ``code(analysed, header)`` (entropy-code the tiles) ->
+      ``container.write``;
+    * decode: ``parse(data)`` (the parsed file and the model that decodes it;
+      ``decoder_for(header)`` alone) -> ``latent_values(parsed, model)``
+      (entropy-decode) -> ``synthesise(model, values, header)`` (the decoder
+      network: latents to pixels) -> ``image.to_pil``.
     """
 
-    def __init__(self, model=DEFAULT_MODEL, providers=None, max_pixels=images.DEFAULT_MAX_PIXELS, threads=None):
-        self.model = Model(model, providers, threads)
-        self.max_pixels = max_pixels
+    def __init__(self, model=DEFAULT_MODEL, providers=None, max_pixels=images.DEFAULT_MAX_PIXELS, threads=None,
+                 tiling=None):
+        options = CodecOptions.validated(providers, max_pixels, threads)
+        self.model = Model(model, options.providers, options.threads)
+        self.max_pixels = options.max_pixels
+        self.tiling = Tiling() if tiling is None else tiling
         self._decoders = {self.model.decoder_hash: self.model}  # model identity -> Model (legacy decoders)
 
     # ---- encoding ------------------------------------------------------------
     def encode(self, image, strip=False, refine=0):
         """Compress an image to l3ic bytes.
 
-        ``image``: uint8 array (H, W, 3) RGB, (H, W, 4) RGBA or (H, W) gray, or a
-        Pillow image in any mode.  ICC profile and EXIF of a Pillow image are
-        kept unless ``strip``; alpha is kept losslessly.  ``refine``: steps of
-        encoder-side refinement (``l3ic.refine``; 0 = off): a better
-        rate-distortion trade-off for about one decoder pass and a half per step.
+        ``image``: uint8 array (H, W, 3) RGB, (H, W, 4) RGBA or (H, W) gray, a
+        Pillow image in any mode, or the path (str or os.PathLike) of an image
+        file.  ICC profile and EXIF of a Pillow image or file are kept unless
+        ``strip``; alpha is kept losslessly (so the decoded image has the
+        input's shape and mode).  ``refine``: steps of encoder-side refinement
+        (``l3ic.refine``; 0 = off): a better rate-distortion trade-off for
+        about one decoder pass and a half per step.
         """
-        refine = _checked_refine(refine)
+        refine = refine_steps(refine)
         picture = self._picture(image, strip)
         header = self.header_for(picture)
         tiles, z_chunks = self.code(self.analyse(picture.rgb(), header, refine), header)
@@ -68,7 +137,7 @@ class Codec:
 
         int16 codebook values (rounded latents), in every format.
         """
-        refine = _checked_refine(refine)
+        refine = refine_steps(refine)
         picture = self._picture(image, strip=True)
         header = self.header_for(picture)
         analysed = self.analyse(picture.rgb(), header, refine)
@@ -77,24 +146,29 @@ class Codec:
         return hyperprior.rounded(analysed[0], self.model.codebook_min, self.model.codebook_size).astype(np.int16)
 
     def _picture(self, image, strip):
+        """What ``encode`` takes as an ``l3ic.image.Picture``."""
         if isinstance(image, images.Picture):
             return image
         if isinstance(image, Image.Image):
             return images.from_pil(image, strip)
-        return images.from_array(image)
+        if isinstance(image, (str, os.PathLike)):
+            return images.load(os.fspath(image), self.max_pixels, strip)
+        if isinstance(image, np.ndarray):
+            return images.from_array(image)
+        raise ImageError("expected an image: an array, a Pillow image or a path, got %s" % type(image).__name__)
 
     def analyse(self, rgb, header, refine=0):
-        """Stage 1 of encoding: run the encoder block by block, each block with ENCODE_HALO latent cells of image
-        context around it.
+        """Stage 1 of encoding: run the encoder block by block, each block with ``tiling.encode_halo`` latent cells
+        of image context around it.
 
         Returns the encoder's outputs for the whole image: [symbols] (format
         2) or [latents, ẑ symbols] (format 3; ẑ at 1/hyper_stride of the
         latent).  The blocks are the tiles; with refinement, tiles are cut
-        further into blocks of at most REFINE_BLOCK cells.  The context makes
+        further into blocks of at most ``tiling.refine_block`` cells.  The context makes
         a blockwise encode match a whole-image encode (up to float rounding),
         while memory stays bounded by the block size.
         """
-        blocks = _encode_blocks(header, refine)
+        blocks = self.tiling.encode_blocks(header, refine)
         s = self.model.stride
         factors = [1, header.hyper_stride] if self.model.has_hyperprior else [1]
         if len(blocks) == 1:
@@ -107,14 +181,14 @@ class Codec:
         pad = s * factors[-1]
         outputs = None
         for block in blocks:
-            core, window = _with_halo(header, block, ENCODE_HALO)
+            core, window = _with_halo(header, block, self.tiling.encode_halo)
             (ya, yb), (xa, xb) = window
             outs = self._encode_window(_pad_to(rgb[ya * s:yb * s, xa * s:xb * s], pad), refine)
             if outputs is None:
                 outputs = [np.empty((o.shape[0], -(-header.latent_h // f), -(-header.latent_w // f)), o.dtype)
                            for o, f in zip(outs, factors)]
             (cy, ch), (cx, cw) = core
-            for whole, out, f in zip(outputs, outs, factors):  # tile corners and HALO are multiples of f
+            for whole, out, f in zip(outputs, outs, factors):  # block corners and the halo are multiples of f
                 whole[:, (ya + cy) // f:-(-(ya + cy + ch) // f), (xa + cx) // f:-(-(xa + cx + cw) // f)] = \
                     out[:, cy // f:-(-(cy + ch) // f), cx // f:-(-(cx + cw) // f)]
         return outputs
@@ -126,7 +200,9 @@ class Codec:
         """The file header for a picture (``l3ic.image.Picture``): geometry, model identity, tile grid."""
         m = self.model
         latent_h, latent_w = -(-picture.height // m.stride), -(-picture.width // m.stride)
-        tile_h, tile_w = tile_shape(latent_h, latent_w)
+        tile_h, tile_w = self.tiling.tile_shape(latent_h, latent_w)
+        if m.has_hyperprior:
+            self.tiling.check_hyper_stride(m.entropy_model.hyper_stride)
         return container.Header(
             width=picture.width, height=picture.height, mode=picture.mode,
             model_name=m.name, decoder_hash=m.decoder_hash,
@@ -164,7 +240,8 @@ class Codec:
 
     # ---- decoding ------------------------------------------------------------
     def decode(self, data, channels=None, region=None):
-        """Decompress l3ic bytes to a uint8 array: (H, W, 3) RGB, (H, W) gray, or with a 4th alpha channel.
+        """Decompress l3ic bytes (or the path of an .l3ic file) to a uint8 array of the encoded image's shape:
+        (H, W, 3) RGB, (H, W) gray, (H, W, 4) RGBA or (H, W, 2) gray + alpha.
 
         ``channels``: decode only these latent channels (the others are taken as
         zero); channel 0 is the most important, so ``range(k)`` is the best
@@ -179,8 +256,8 @@ class Codec:
         h = parsed.header
         region = _checked_region(region, h)
         blocks = _blocks(h, region)
-        values = latent_values(parsed, model, channels, _tiles_under(h, blocks))
-        pixels = synthesise(model, values, h, region, blocks)
+        values = latent_values(parsed, model, channels, _tiles_under(h, blocks, self.tiling.halo))
+        pixels = synthesise(model, values, h, region, blocks, self.tiling)
         return images.to_pil(pixels, h.mode, _crop_side_data(parsed.side_data, h, region))
 
     def decode_latents(self, latents):
@@ -188,22 +265,12 @@ class Codec:
 
         Format-2 models take integer codebook values; format-3 models any finite values (ŷ are integers).
         """
-        latents = np.asarray(latents)
-        m = self.model
-        if latents.ndim != 3 or latents.shape[0] != m.channels:
-            raise ValueError("latents must have shape (%d, h, w), got %s" % (m.channels, latents.shape))
-        if not m.has_hyperprior:
-            symbols = latents.astype(np.int64) - m.codebook_min
-            if symbols.min() < 0 or symbols.max() >= m.codebook_size:
-                raise ValueError("latent values must lie in the codebook %d..%d" % (m.codebook_min, m.codebook_min + m.codebook_size - 1))
-        elif not np.all(np.isfinite(latents)):
-            raise ValueError("latent values must be finite")
-        return _to_uint8(m.decode(latents.astype(np.float32)))
+        return _to_uint8(self.model.decode(_checked_latents(latents, self.model)))
 
     def parse(self, data):
         """Stage 1 of decoding: the parsed file (``container.L3icFile``) and the model that decodes it: this
-        codec's, or the legacy decoder of an earlier release that the file names."""
-        parsed = container.L3icFile.parse(data, max_pixels=self.max_pixels)
+        codec's, or the legacy decoder of an earlier release that the file names.  ``data``: bytes or a path."""
+        parsed = container.L3icFile.parse(_file_bytes(data), max_pixels=self.max_pixels)
         return parsed, self.decoder_for(parsed.header)
 
     def decoder_for(self, h):
@@ -229,16 +296,17 @@ def _checked_against(h, m):
     return m
 
 
-def synthesise(model, values, header, region=None, blocks=None):
-    """Stage 3 of decoding: run the decoder on latent values block by block, each with HALO cells of latent
-    context, and paste the region (x, y, w, h; default the whole image) together -> uint8 pixels."""
+def synthesise(model, values, header, region=None, blocks=None, tiling=None):
+    """Stage 3 of decoding: run the decoder on latent values block by block, each with ``tiling.halo`` cells of
+    latent context, and paste the region (x, y, w, h; default the whole image) together -> uint8 pixels."""
     region = region or _checked_region(None, header)
     blocks = blocks if blocks is not None else _blocks(header, region)
+    halo = (Tiling() if tiling is None else tiling).halo
     s = model.stride
     rx, ry, rw, rh = region
     rgb = np.empty((rh, rw, 3), np.uint8)
     for block in blocks:
-        ((cy, ch), (cx, cw)), ((ya, yb), (xa, xb)) = _with_halo(header, block)
+        ((cy, ch), (cx, cw)), ((ya, yb), (xa, xb)) = _with_halo(header, block, halo)
         out = _to_uint8(model.decode(values[:, ya:yb, xa:xb]))
         # pixels of the block's core, clipped to the region
         y0, x0 = max((ya + cy) * s, ry), max((xa + cx) * s, rx)
@@ -322,9 +390,9 @@ def read_latents(data, channels=None, max_pixels=images.DEFAULT_MAX_PIXELS):
     Format 3: ŷ (``latent_values``), which needs the installed model the file
     names for its entropy model (not its networks).
     ``max_pixels`` refuses files claiming larger images before anything is
-    allocated, as ``Codec.decode`` does.
+    allocated, as ``Codec.decode`` does.  ``data``: bytes or a path.
     """
-    parsed = container.L3icFile.parse(data, max_pixels=max_pixels)
+    parsed = container.L3icFile.parse(_file_bytes(data), max_pixels=max_pixels)
     h = parsed.header
     wanted = _channel_list(channels, h.channels)
     if h.version >= 3:
@@ -343,7 +411,9 @@ def read_info(data, max_pixels=images.DEFAULT_MAX_PIXELS):
 
     ``source`` is present when the encoder changed the source beyond what
     decoding restores (16-bit samples reduced to 8 bits, CMYK to RGB, ...).
+    ``data``: bytes or a path.
     """
+    data = _file_bytes(data)
     return describe(container.L3icFile.parse(data, max_pixels=max_pixels), len(data))
 
 
@@ -368,6 +438,37 @@ def describe(parsed, n_bytes):
     return info
 
 
+def _file_bytes(data):
+    """The bytes of an l3ic file, given as bytes or as a path (str or os.PathLike)."""
+    if isinstance(data, (str, os.PathLike)):
+        return read_input(os.fspath(data))
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return data
+    raise L3icError("expected an l3ic file: bytes or a path, got %s" % type(data).__name__)
+
+
+def _checked_latents(latents, model):
+    """Latent values for ``model``'s decoder as float32 (C, h, w); L3icError (ModelError for the channel count)
+    for anything its decoder cannot take."""
+    latents = np.asarray(latents)
+    if latents.dtype.kind not in "iuf":
+        raise L3icError("latents must be an integer or float array, got dtype %s" % latents.dtype)
+    if latents.ndim != 3 or min(latents.shape) < 1:
+        raise L3icError("latents must have shape (channels, h, w) with h, w >= 1, got %s" % (latents.shape,))
+    if latents.shape[0] != model.channels:
+        raise ModelError("latents have %d channels, model %r takes %d" % (latents.shape[0], model.name, model.channels))
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused just below
+        values = latents.astype(np.float32)
+    if not np.all(np.isfinite(values)):
+        raise L3icError("latent values must be finite float32 numbers")
+    if model.has_hyperprior:
+        return values
+    lo, hi = model.codebook_min, model.codebook_min + model.codebook_size - 1
+    if not (np.all(values == np.rint(values)) and lo <= values.min() and values.max() <= hi):
+        raise L3icError("latent values of a format-2 model must be integers of the codebook %d..%d" % (lo, hi))
+    return values
+
+
 def _channel_list(channels, count):
     if channels is None:
         return list(range(count))
@@ -375,28 +476,6 @@ def _channel_list(channels, count):
     if not wanted or len(set(wanted)) != len(wanted) or min(wanted) < 0 or max(wanted) >= count:
         raise L3icError("channels must be distinct indices in 0..%d" % (count - 1))
     return wanted
-
-
-def _encode_blocks(header, refine):
-    """Latent rectangles the encoder runs on: the tiles, cut into REFINE_BLOCK squares when refining."""
-    tiles = [header.tile_rect(t) for t in range(header.n_tiles)]
-    if not refine:
-        return tiles
-    return [(y + by, x + bx, min(REFINE_BLOCK, h - by), min(REFINE_BLOCK, w - bx))
-            for y, x, h, w in tiles for by in range(0, h, REFINE_BLOCK) for bx in range(0, w, REFINE_BLOCK)]
-
-
-def _checked_refine(refine):
-    if isinstance(refine, bool) or not isinstance(refine, (int, np.integer)) or refine < 0:
-        raise L3icError("refine must be a number of steps >= 0, got %r" % (refine,))
-    return int(refine)
-
-
-def tile_shape(latent_h, latent_w):
-    """Tile size for a latent: the whole latent when small (fewer FSE tables, better rate), else fixed tiles."""
-    if latent_h <= WHOLE_IMAGE_LATENT and latent_w <= WHOLE_IMAGE_LATENT:
-        return latent_h, latent_w
-    return min(TILE_LATENT, latent_h), min(TILE_LATENT, latent_w)
 
 
 def _checked_region(region, header):
@@ -423,11 +502,11 @@ def _blocks(header, region):
     return blocks
 
 
-def _tiles_under(header, blocks):
-    """Tiles whose symbols the blocks need, halo included."""
+def _tiles_under(header, blocks, halo):
+    """Tiles whose symbols the blocks need, ``halo`` cells around them included."""
     needed = set()
     for block in blocks:
-        (ya, yb), (xa, xb) = _with_halo(header, block)[1]
+        (ya, yb), (xa, xb) = _with_halo(header, block, halo)[1]
         for t in range(header.n_tiles):
             ty, tx, th, tw = header.tile_rect(t)
             if ty < yb and ya < ty + th and tx < xb and xa < tx + tw:
@@ -448,7 +527,7 @@ def _crop_side_data(side_data, header, region):
     return cropped
 
 
-def _with_halo(header, rect, halo=HALO):
+def _with_halo(header, rect, halo):
     """For a tile rect, the latent window to run a network on and where the tile sits inside it.
 
     Returns ((cy, ch), (cx, cw)) = the tile's offset and size within the window,
@@ -478,12 +557,14 @@ def encode_to_target(picture, target_bpp, codec_for, models=None, refine=0):
     the first that fits; if none fits, that is an error naming the smallest
     rate reached.
     """
+    options = EncodeOptions.validated(target_bpp=target_bpp, refine=refine)
     pixels = picture.width * picture.height
     smallest = None
     for name in models if models is not None else installed_qualities():
-        data = codec_for(name).encode(picture, refine=refine)
+        data = codec_for(name).encode(picture, refine=options.refine)
         bpp = 8.0 * len(data) / pixels
-        if bpp <= target_bpp:
+        if bpp <= options.target_bpp:
             return data, name
         smallest = (bpp, name)
-    raise L3icError("no model reaches %.3f bpp for this image (smallest: %s at %.3f bpp)" % (target_bpp, smallest[1], smallest[0]))
+    raise L3icError("no model reaches %.3f bpp for this image (smallest: %s at %.3f bpp)"
+                    % (options.target_bpp, smallest[1], smallest[0]))

@@ -3,7 +3,12 @@
 The model named in each file is used unless ``-m`` says otherwise; a file made
 by another model is refused (the file carries a hash of its decoder).  Several
 inputs, a folder or a glob make a batch, as for ``runtime.encode``.
+
+The default output of ``photo.l3ic`` is ``photo.decoded.png``, never
+``photo.png``: that name is usually the lossless original the file was made
+from, and a decode (even with ``-f``) must not invite replacing it.
 """
+import argparse
 import os
 import sys
 import time
@@ -16,13 +21,22 @@ from l3ic.errors import L3icError
 
 def parse_args(argv, prog="l3ic decode"):
     p = cli.tool_parser(prog, "Decompress l3ic files to images.", ".l3ic files, folders or globs",
-                        "output image (one input; its extension picks the format, default INPUT with .png) "
-                        "or folder (several inputs)")
+                        "output image (one input; its extension picks the format) or folder (ending in /, an "
+                        "existing folder, or any -o with several inputs; created when missing); default: "
+                        "INPUT.decoded.png next to each input (photo.l3ic -> photo.decoded.png)")
     p.add_argument("--channels", help="decode only these latent channels, e.g. 0,1,2 or 0-7 (others are zero)")
     p.add_argument("--crop", help="decode only this region, x,y,width,height in pixels (only the tiles it needs)")
-    p.add_argument("--format", default="png", help="output format of a batch, as a file extension (default png)")
+    p.add_argument("--format", default="png", help="format of the default output names, as a file extension (default png)")
+    p.add_argument("--png-level", type=png_level, default=images.PNG_LEVEL, metavar="N",
+                   help="zlib level of PNG outputs, 0-9: 9 for the smallest files (slow), default %(default)d (fast)")
     batch.add_jobs_option(p)
     return p.parse_args(argv)
+
+
+def png_level(text):
+    if text not in [str(n) for n in range(10)]:
+        raise argparse.ArgumentTypeError("must be 0 to 9, got %r" % text)
+    return int(text)
 
 
 def parse_channels(text):
@@ -52,16 +66,24 @@ def parse_crop(text):
 
 def decode_one(codecs, src, dst, options):
     """Decode one file; the unit of work of both the single-file and the batch mode."""
-    model, channels, region, force = options
+    model, channels, region, force, png_level = options
     check_output_path(dst, inputs=[src], overwrite=force)
     data = cli.read_input(src)
-    # the model named in the header; parsing it already applies --max-pixels (the codec's limit)
-    codec = codecs(model or container.L3icFile.parse(data, max_pixels=codecs.max_pixels).header.model_name)
+    # parsing the header already applies --max-pixels (the codec's limit) and names the model
+    parsed = container.L3icFile.parse(data, max_pixels=codecs.max_pixels)
+    # before decoding: an unknown extension, and alpha that the output format would lose (the alpha record is
+    # read only for such a format: decoding reads it again)
+    no_alpha = images.writable_format(dst) in images.NO_ALPHA
+    note = images.alpha_note(dst, no_alpha and parsed.side_record(images.ALPHA) is not None, drop=force)
+    codec = codecs(model or parsed.header.model_name)
     start = time.perf_counter()
     picture = codec.decode_to_pil(data, channels, region)
     elapsed = time.perf_counter() - start
-    images.save(picture, dst, overwrite=force)
-    line = "%s -> %s: %dx%d %s, model %s, %.2f s" % (src, dst, picture.width, picture.height, picture.mode, codec.model.name, elapsed)
+    images.save(picture, dst, overwrite=force, drop_alpha=force, png_level=png_level)
+    mode = picture.mode[:-1] if note else picture.mode
+    line = "%s -> %s: %dx%d %s, model %s, %.2f s" % (src, dst, picture.width, picture.height, mode, codec.model.name, elapsed)
+    if note:
+        line += "; note: " + note
     return {"line": line, "pixels": picture.width * picture.height, "bytes_in": len(data),
             "bytes_out": os.path.getsize(dst), "l3ic_bytes": len(data)}
 
@@ -70,10 +92,9 @@ def main(argv=None, prog="l3ic decode"):
     args = parse_args(argv, prog)
     channels = parse_channels(args.channels)
     files, is_batch = batch.expand(args.input, (".l3ic",))
-    if is_batch and args.output and not os.path.isdir(args.output):
-        raise L3icError("with several inputs, -o must be an existing folder: %s" % args.output)
-    options = (args.model, channels, parse_crop(args.crop), args.force)
-    suffix = "." + args.format.lstrip(".")
+    batch.make_output_folder(args.output, is_batch)
+    options = (args.model, channels, parse_crop(args.crop), args.force, args.png_level)
+    suffix = ".decoded." + args.format.lstrip(".")
     jobs = [(f, batch.output_for(f, args.output, is_batch, suffix), options) for f in files]
     return batch.run_tool(decode_one, jobs, args, is_batch, "files")
 

@@ -19,15 +19,17 @@ from l3ic import image as images
 from l3ic.atomic import check_output_path, write_bytes_atomic
 from l3ic.codec import encode_to_target
 from l3ic.errors import L3icError
-from l3ic.model import DEFAULT_MODEL, QUALITIES, installed_qualities
+from l3ic.model import QUALITIES, installed_qualities
+from l3ic.options import CodecOptions, EncodeOptions
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif")
+from l3ic.image import IMAGE_SUFFIXES  # the one list of image suffixes (l3ic.batch_ray imports it from here)
 
 
 def parse_args(argv, prog="l3ic encode"):
     p = cli.tool_parser(prog, "Compress images to l3ic files.",
                         "image files, folders or globs (PNG, JPEG, anything Pillow reads)",
-                        "output file (one input) or folder (several inputs; default: next to each input)")
+                        "output .l3ic file (one input) or folder (ending in /, an existing folder, or any -o with "
+                        "several inputs; created when missing); default: INPUT.l3ic next to each input")
     p.add_argument("-q", "--quality", choices=QUALITIES, help="same as -m low|medium|high")
     p.add_argument("--target-bpp", type=float, help="per image, the highest-quality model whose file is within this many bits per pixel")
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
@@ -41,7 +43,8 @@ def parse_args(argv, prog="l3ic encode"):
 
 def encode_one(codecs, src, dst, options):
     """Encode one file; the unit of work of both the single-file and the batch mode."""
-    model, target, strip, force, verify, max_pixels, refine = options
+    chosen, strip, force, verify, max_pixels = options
+    model, target, refine = chosen.model, chosen.target_bpp, chosen.refine
     check_output_path(dst, inputs=[src], overwrite=force)
     picture = images.load(src, max_pixels=max_pixels, strip=strip)
     start = time.perf_counter()
@@ -53,7 +56,7 @@ def encode_one(codecs, src, dst, options):
     write_bytes_atomic(dst, data, overwrite=force)
     pixels = picture.width * picture.height
     line = "%s -> %s: %dx%d %s, %d bytes, %.3f bpp, model %s, %.2f s" % (
-        src, dst, picture.width, picture.height, picture.mode, len(data), 8.0 * len(data) / pixels, model, elapsed)
+        src, dst, picture.width, picture.height, kept_mode(picture), len(data), 8.0 * len(data) / pixels, model, elapsed)
     if verify:
         decoded = np.asarray(codecs(model).decode_to_pil(data).convert(picture.mode))
         line += ", PSNR %.2f dB" % images.psnr(picture.pixels, decoded)
@@ -63,32 +66,44 @@ def encode_one(codecs, src, dst, options):
             "model": model, "seconds": elapsed}
 
 
-def model_choice(args):
-    """The model that -m / -q name (default medium), or None with --target-bpp; one-line errors for conflicts."""
-    if args.target_bpp is not None:
-        if args.model or args.quality:
-            raise L3icError("--target-bpp chooses the model itself: drop -m/--quality")
-        if not args.target_bpp > 0:
-            raise L3icError("--target-bpp must be positive")
-        return None
-    if args.model and args.quality:
-        raise L3icError("give -m or -q, not both")
-    return args.model or args.quality or DEFAULT_MODEL
+def kept_mode(picture):
+    """The mode the file decodes to: RGB / L, with A when the alpha plane travels as side data."""
+    return picture.mode + ("A" if images.ALPHA in picture.side_data else "")
 
 
-def refine_choice(args):
-    if args.refine < 0:
-        raise L3icError("--refine must be 0 or more steps")
-    return args.refine
+def check_paths(args, is_batch, prog):
+    """Refuse two mistakes before any work, whatever -f says.
+
+    ``encode in.png out.l3ic`` (the output as cjxl and avifenc take it) would
+    encode in.png and then fail on out.l3ic as a missing input; and
+    ``-o x.png`` would put l3ic bytes under an image extension.
+    """
+    for arg in args.input:
+        if arg.lower().endswith(".l3ic") and not os.path.isdir(arg):
+            if len(args.input) == 2 and arg == args.input[1]:
+                raise L3icError("the output is given with -o: %s %s -o %s" % (prog, args.input[0], arg))
+            raise L3icError("%s is an l3ic file, not an image to encode (an output is given with -o)" % arg)
+    if args.output and not batch.names_folder(args.output, is_batch):
+        fmt = images.format_for(args.output)
+        if fmt and not args.output.lower().endswith(".l3ic"):
+            raise L3icError("-o %s would be an l3ic file named as a %s image: name it %s.l3ic"
+                            % (args.output, fmt, os.path.splitext(args.output)[0]))
+
+
+def encode_options(args):
+    """-m / -q / --target-bpp / --refine as ``EncodeOptions``, with --provider and --max-pixels checked too, before
+    any work (``l3ic.options``: the checks the API and the Pillow plugin make, errors naming the flags)."""
+    CodecOptions.validated(args.provider, args.max_pixels, flags=True)
+    return EncodeOptions.validated(args.model, args.quality, args.target_bpp, args.refine, flags=True)
 
 
 def main(argv=None, prog="l3ic encode"):
     args = parse_args(argv, prog)
-    model = model_choice(args)
+    chosen = encode_options(args)
     files, is_batch = batch.expand(args.input, IMAGE_SUFFIXES)
-    if is_batch and args.output and not os.path.isdir(args.output):
-        raise L3icError("with several inputs, -o must be an existing folder: %s" % args.output)
-    options = (model, args.target_bpp, args.strip, args.force, args.verify, args.max_pixels, refine_choice(args))
+    check_paths(args, is_batch, prog)
+    batch.make_output_folder(args.output, is_batch)
+    options = (chosen, args.strip, args.force, args.verify, args.max_pixels)
     jobs = [(f, batch.output_for(f, args.output, is_batch, ".l3ic"), options) for f in files]
     return batch.run_tool(encode_one, jobs, args, is_batch, "images")
 

@@ -1,8 +1,14 @@
-"""``python -m runtime.info FILE.l3ic [--json]``: print the header of an l3ic file.
+"""``python -m runtime.info FILE.l3ic... [--json]``: print the header of l3ic files.
 
 When the encoder had to change the source beyond what decoding restores (16-bit
 samples reduced to 8 bits, CMYK converted to RGB, ...), the file's ``SRCF``
 record says so, and this prints it as ``source``.
+
+Several files: each one's fields under a ``==> FILE <==`` line (as ``head``
+prints several files), or with ``--json`` one list of objects, each with a
+``file`` key (one file prints one object, as before, so that scripts reading
+one file need not change).  A file that cannot be read is one ``l3ic: error:
+FILE: ...`` line; the others are still shown and the exit status is 1.
 """
 import json
 import sys
@@ -10,23 +16,58 @@ import sys
 from l3ic import cli
 from l3ic import image as images
 from l3ic.codec import read_info
+from l3ic.errors import L3icError
 
 
-def main(argv=None, prog="l3ic info"):
-    p = cli.Parser(prog=prog, description="Show the header of an l3ic file.")
-    p.add_argument("input", help=".l3ic file")
-    p.add_argument("--json", action="store_true", help="print JSON")
+def parse_args(argv, prog):
+    p = cli.Parser(prog=prog, description="Show the header of l3ic files.")
+    p.add_argument("input", nargs="+", help=".l3ic files")
+    p.add_argument("--json", action="store_true", help="print JSON (an object; a list of objects for several files)")
     p.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS,
                    help="refuse files claiming larger images (default %(default)d)")
-    args = p.parse_args(argv)
-    info = read_info(cli.read_input(args.input), max_pixels=args.max_pixels)
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return
+    return p.parse_args(argv)
+
+
+def file_info(path, max_pixels):
+    """The header of one file; its errors name the file (several files are read in one run)."""
+    try:
+        return read_info(cli.read_input(path), max_pixels=max_pixels)
+    except L3icError as e:
+        message = str(e)
+        raise L3icError(message if path in message else "%s: %s" % (path, message)) from e
+
+
+def text_lines(info):
+    """The human-readable fields: the source record in words, bpp to 3 decimals (as the encoder prints it)."""
     for key, value in info.items():
         if key == "source":
             value = images.describe_source(value)
-        print("%-24s %s" % (key, value))
+        elif key == "bpp":
+            value = "%.3f" % value
+        yield "%-24s %s" % (key, value)
+
+
+def main(argv=None, prog="l3ic info"):
+    args = parse_args(argv, prog)
+    if len(args.input) == 1:  # errors surface as the tool's one line
+        info = file_info(args.input[0], args.max_pixels)
+        print(json.dumps(info, indent=2) if args.json else "\n".join(text_lines(info)))
+        return 0
+    shown, failed = [], False
+    for path in args.input:
+        try:
+            info = file_info(path, args.max_pixels)
+        except L3icError as e:
+            print("l3ic: error: %s" % e, file=sys.stderr)
+            failed = True
+            continue
+        if not args.json:
+            print("%s==> %s <==" % ("\n" if shown else "", path))
+            print("\n".join(text_lines(info)), flush=True)
+        shown.append(dict(file=path, **info))
+    if args.json:
+        print(json.dumps(shown, indent=2))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ from l3ic import container
 from l3ic import image as images
 from l3ic.codec import Codec, describe, encode_to_target
 from l3ic.errors import FormatError, L3icError
-from l3ic.model import DEFAULT_MODEL, QUALITIES, installed_qualities
+from l3ic.model import installed_qualities
+from l3ic.options import EncodeOptions
 
 FORMAT = "L3IC"
 _codecs = {}
@@ -102,26 +103,20 @@ class L3icImageFile(ImageFile.ImageFile):
 
 def _save(im, fp, filename):
     params = im.encoderinfo
-    quality, model, target = params.get("quality"), params.get("model"), params.get("target_bpp")
-    if quality is not None and quality not in QUALITIES:
-        raise ValueError("l3ic quality must be one of %s (one model per quality), got %r" % (", ".join(QUALITIES), quality))
-    if quality is not None and model is not None:
-        raise ValueError("give l3ic either quality= or model=, not both")
-    if target is not None and (quality is not None or model is not None):
-        raise ValueError("l3ic target_bpp= chooses the model itself: drop quality=/model=")
-    if target is not None and not float(target) > 0:
-        raise ValueError("l3ic target_bpp must be positive, got %r" % (target,))
-    strip, refine = params.get("strip", False), params.get("refine", 0)
-    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
-        raise ValueError("l3ic refine must be a number of steps >= 0, got %r" % (refine,))
+    try:
+        chosen = EncodeOptions.validated(params.get("model"), params.get("quality"), params.get("target_bpp"),
+                                         params.get("refine", 0))
+    except L3icError as e:  # Pillow's convention for a bad save option
+        raise ValueError("l3ic %s" % e) from e
+    strip = params.get("strip", False)
     try:
         picture = images.from_pil(im, strip=strip)
         if not strip:
             _override_metadata(picture, params)
-        if target is not None:
-            data, _ = encode_to_target(picture, float(target), _codec, installed_qualities(), refine)
+        if chosen.target_bpp is not None:
+            data, _ = encode_to_target(picture, chosen.target_bpp, _codec, installed_qualities(), chosen.refine)
         else:
-            data = _codec(model or quality or DEFAULT_MODEL).encode(picture, refine=refine)
+            data = _codec(chosen.model).encode(picture, refine=chosen.refine)
     except L3icError as e:
         raise OSError("cannot write l3ic image: %s" % e) from e
     fp.write(data)

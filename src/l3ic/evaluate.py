@@ -2,18 +2,16 @@
 
 bpp counts every byte of the ``.l3ic`` file (header, index, checksums); quality
 is measured on the decoded uint8 image.  Used by ``export.to_onnx`` to record
-a model's RD in its manifest and by ``benchmarks.rd``.
+a model's RD in its manifest; ``benchmarks.rd`` compares it with other codecs.
 """
 import os
 import time
 
 import numpy as np
 
-from benchmarks.metrics import ms_ssim, psnr
 from l3ic import image as images
 from l3ic.codec import Codec
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff")
+from l3ic.metrics import ms_ssim, psnr
 
 
 def evaluate_image(model, path, codec=None, refine=0):
@@ -34,14 +32,9 @@ def evaluate_image(model, path, codec=None, refine=0):
     }
 
 
-def list_images(folder):
-    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_SUFFIXES))
-    return [os.path.join(folder, n) for n in names]
-
-
 def evaluate_folder(model, folder, limit=None, refine=0):
-    """Mean bpp / PSNR / MS-SSIM over the images of a folder (each image weighted equally)."""
+    """Mean bpp / PSNR / MS-SSIM over the images of a folder (each image weighted equally; ImageError if none)."""
     codec = Codec(model, "cpu")
-    results = [evaluate_image(model, p, codec, refine) for p in list_images(folder)[:limit]]
+    results = [evaluate_image(model, p, codec, refine) for p in images.list_images(folder, required=True)[:limit]]
     mean = lambda key: float(np.mean([r[key] for r in results if r[key] is not None]))
     return {"images": len(results), "bpp": mean("bpp"), "psnr": mean("psnr"), "ms_ssim": mean("ms_ssim")}

@@ -1,0 +1,98 @@
+"""Encode and codec options: validated once (l3ic.options) for the API, the CLI, Ray and the Pillow plugin."""
+import os
+
+import numpy as np
+import pytest
+
+from l3ic import Codec, L3icError
+from l3ic.options import CodecOptions, EncodeOptions
+
+from conftest import photo_like
+
+
+def test_encode_defaults_and_choices():
+    assert EncodeOptions.validated() == EncodeOptions("medium", None, 0)
+    assert EncodeOptions.validated(quality="high").model == "high"
+    assert EncodeOptions.validated(model="some/folder", refine=np.int64(3)) == EncodeOptions("some/folder", None, 3)
+    chosen = EncodeOptions.validated(target_bpp=0.5)
+    assert (chosen.model, chosen.target_bpp) == (None, 0.5)
+    with pytest.raises(Exception):
+        chosen.refine = 2  # frozen: a validated value stays valid
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(refine=-1), "refine must be a number of steps >= 0, got -1"),
+    (dict(refine=1.5), "refine must be"),
+    (dict(refine=True), "refine must be"),
+    (dict(refine="3"), "refine must be"),
+    (dict(quality="ultra"), "quality must be one of low, medium, high, got 'ultra'"),
+    (dict(quality=85), "quality must be one of"),
+    (dict(model="medium", quality="medium"), "give model or quality, not both"),
+    (dict(model=""), "model must be"),
+    (dict(model=3), "model must be"),
+    (dict(target_bpp=1, quality="medium"), "target_bpp chooses the model itself: drop model/quality"),
+    (dict(target_bpp=1, model="medium"), "target_bpp chooses the model itself"),
+    (dict(target_bpp=0), "target_bpp must be a positive number of bits per pixel, got 0"),
+    (dict(target_bpp=float("nan")), "target_bpp must be"),
+    (dict(target_bpp="0.5"), "target_bpp must be"),
+])
+def test_bad_encode_options_are_one_line_errors(options, message):
+    with pytest.raises(L3icError, match="^" + message.replace("(", r"\(")) as caught:
+        EncodeOptions.validated(**options)
+    assert "\n" not in str(caught.value)
+
+
+def test_flags_name_the_command_line_options():
+    with pytest.raises(L3icError, match="^--target-bpp chooses the model itself: drop --model/--quality$"):
+        EncodeOptions.validated(model="low", target_bpp=1, flags=True)
+    with pytest.raises(L3icError, match="^--refine must be"):
+        EncodeOptions.validated(refine=-2, flags=True)
+
+
+def test_codec_options():
+    assert CodecOptions.validated() == CodecOptions("auto", 1 << 27, None)
+    assert CodecOptions.validated("cpu", 100, 2) == CodecOptions("cpu", 100, 2)
+    assert CodecOptions.validated(["CPUExecutionProvider"]).providers == ("CPUExecutionProvider",)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(providers="tpu"), "provider must be auto, cpu, cuda or a list of ONNX Runtime providers, got 'tpu'"),
+    (dict(providers=[]), "provider must be"),
+    (dict(providers=3), "provider must be"),
+    (dict(max_pixels=0), "max_pixels must be a positive number of pixels, got 0"),
+    (dict(max_pixels=2.5), "max_pixels must be"),
+    (dict(threads=0), "threads must be a positive number of threads, got 0"),
+])
+def test_bad_codec_options_are_one_line_errors(options, message):
+    with pytest.raises(L3icError, match="^" + message):
+        CodecOptions.validated(**options)
+    with pytest.raises(L3icError, match="^" + message):
+        Codec("medium", **options)
+
+
+def test_the_api_validates_with_the_same_options(codec):
+    from l3ic.codec import encode_to_target
+    from l3ic.image import from_array
+    picture = from_array(photo_like(16, 16))
+    for call in (lambda: codec.encode(picture, refine=-1), lambda: codec.encode_latents(picture, refine=-1),
+                 lambda: encode_to_target(picture, 1.0, lambda name: codec, refine=-1)):
+        with pytest.raises(L3icError, match="^refine must be a number of steps >= 0, got -1$"):
+            call()
+    with pytest.raises(L3icError, match="^target_bpp must be a positive number"):
+        encode_to_target(picture, -1.0, lambda name: codec)
+
+
+def test_codec_cache_passes_its_settings_to_codec():
+    from l3ic.batch import CodecCache
+    codec = CodecCache(providers="cpu", threads=1, max_pixels=12345)("medium")
+    assert (codec.max_pixels, codec.model.threads, codec.model.providers) == (12345, 1, ["CPUExecutionProvider"])
+
+
+def test_option_checks_live_in_one_module():
+    """No second copy of the refine, quality or target-rate checks in the tools."""
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src", "l3ic")
+    for name in ("codec.py", "encode.py", "pillow.py", "batch_ray.py"):
+        with open(os.path.join(src, name), encoding="utf-8") as f:
+            text = f.read()
+        for phrase in ("must be a number of steps", "chooses the model itself", "not both", "must be positive"):
+            assert phrase not in text, (name, phrase)
