@@ -376,6 +376,17 @@ def test_alpha_is_reported_and_never_dropped_silently(tmp_path, mode, channels):
     assert Image.open(tmp_path / "a.jpg").mode == mode[:-1]
 
 
+def test_an_opaque_alpha_goes_to_jpeg_without_force(tmp_path):
+    """A file keeps an opaque alpha plane (the user's mode comes back), but writing it as JPEG loses nothing."""
+    import numpy as np
+    rgba = np.concatenate([photo_like(24, 32), np.full((24, 32, 1), 255, np.uint8)], axis=2)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    assert run("runtime.encode", "a.png", cwd=tmp_path).returncode == 0
+    result = run("runtime.decode", "a.l3ic", "-o", "a.jpg", cwd=tmp_path)
+    assert result.returncode == 0 and "note" not in result.stdout, result.stderr
+    assert Image.open(tmp_path / "a.jpg").mode == "RGB"
+
+
 def test_info_of_several_files_and_errors_that_name_the_file(workdir):
     shutil.copy(str(workdir / "photo.l3ic"), str(workdir / "copy.l3ic"))
     (workdir / "bad.l3ic").write_bytes(b"not an l3ic file")

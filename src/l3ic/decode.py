@@ -72,9 +72,9 @@ def decode_one(codecs, src, dst, options):
     # parsing the header already applies --max-pixels (the codec's limit) and names the model
     parsed = container.L3icFile.parse(data, max_pixels=codecs.max_pixels)
     # before decoding: an unknown extension, and alpha that the output format would lose (the alpha record is
-    # read only for such a format: decoding reads it again)
+    # read only for such a format: decoding reads it again); an opaque alpha plane loses nothing
     no_alpha = images.writable_format(dst) in images.NO_ALPHA
-    note = images.alpha_note(dst, no_alpha and parsed.side_record(images.ALPHA) is not None, drop=force)
+    note = images.alpha_note(dst, no_alpha and images.has_transparency(parsed.side_record(images.ALPHA)), drop=force)
     codec = codecs(model or parsed.header.model_name)
     start = time.perf_counter()
     picture = codec.decode_to_pil(data, channels, region)

@@ -403,6 +403,11 @@ def writable_format(path):
     return fmt
 
 
+def has_transparency(alpha):
+    """Whether an alpha record (bytes, or None for none) has a pixel that is not fully opaque."""
+    return alpha is not None and len(alpha) > 0 and int(np.frombuffer(alpha, np.uint8).min()) < 255
+
+
 def alpha_note(path, has_alpha, drop=False):
     """None, or the note to print when ``path``'s format cannot hold the alpha a decoded image has.
 
@@ -424,8 +429,10 @@ def save(image, path, overwrite=False, drop_alpha=False, png_level=PNG_LEVEL):
     at zlib level ``png_level`` (0-9; the fast 1 by default: writing at Pillow's 6 was most of a CLI decode).
     """
     fmt = writable_format(path)
-    if image.mode in ("RGBA", "LA") and alpha_note(path, True, drop_alpha):
-        image = image.convert(image.mode[:-1])
+    if image.mode in ("RGBA", "LA") and writable_format(path) in NO_ALPHA:
+        transparent = has_transparency(image.getchannel("A").tobytes())
+        if not transparent or alpha_note(path, True, drop_alpha):
+            image = image.convert(image.mode[:-1])
     params = {k: image.info[k] for k in ("icc_profile", "exif") if image.info.get(k)}
     if fmt == "PNG":
         params["compress_level"] = png_level

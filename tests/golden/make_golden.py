@@ -1,4 +1,4 @@
-"""Regenerate the golden files that pin cross-platform decoding: ``python tests/golden/make_golden.py``.
+"""Regenerate the golden files that pin cross-platform decoding: ``python tests/golden/make_golden.py`` (``--help``).
 
 Rerun this whenever a shipped model is replaced (``models/medium``: a new
 checkpoint changes the decoder hash, the symbols and the pixels), review the
@@ -84,7 +84,11 @@ def crop(case):
         return image.convert("RGB").crop((left, top, left + width, top + height)).convert(mode)
 
 
-def main():
+def main(argv=None):
+    import argparse
+    argparse.ArgumentParser(prog="python tests/golden/make_golden.py",
+                            description="Regenerate the format-3 golden files in tests/golden/ with the shipped "
+                                        "medium model (see this script's docstring).").parse_args(argv)
     sys.path.insert(0, REPO)
     from l3ic import Codec
     from l3ic.image import psnr
