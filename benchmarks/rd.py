@@ -29,7 +29,7 @@ from benchmarks.codecs import BY_NAME, available
 from benchmarks.metrics import ms_ssim, ms_ssim_db, psnr
 from l3ic.atomic import write_bytes_atomic
 from l3ic.errors import ImageError
-from l3ic.image import list_images
+from l3ic.image import list_images, split_holdout
 
 ALL_CODECS = ["l3ic", "jpeg", "webp", "jpeg2000", "avif", "jxl", "x265"]
 L3IC_MODELS = ("low", "medium", "high")
@@ -366,6 +366,8 @@ def plot(curves, out):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.rd", description=__doc__.split("\n\n")[0])
     p.add_argument("--images", required=True, help="folder of test images (e.g. the Kodak set)")
+    p.add_argument("--holdout", type=int, help="only the N images of --images that export.train --holdout N "
+                                             "validates on (held-out training-set photos)")
     p.add_argument("--codecs", default=",".join(ALL_CODECS))
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--jobs", type=int, default=os.cpu_count())
@@ -387,6 +389,8 @@ def main(argv=None):
         codecs.append(c)
     try:
         images = list_images(args.images, required=True)
+        if args.holdout:
+            images = split_holdout(images, args.holdout)[1]
     except ImageError as e:
         raise SystemExit("error: %s" % e)
     os.makedirs(args.out, exist_ok=True)

@@ -5,7 +5,6 @@ of PNG), then every batch is a set of random crops with random horizontal
 flips, drawn from a numpy ``Generator`` whose state is saved with each
 checkpoint so that ``--resume`` continues with exactly the same stream.
 """
-import hashlib
 import os
 
 import numpy as np
@@ -14,6 +13,7 @@ from PIL import Image
 from l3ic import image as images
 from l3ic.errors import ImageError
 from l3ic.image import IMAGE_SUFFIXES  # noqa: F401  (the runtime's one list: training reads what l3ic encode reads)
+from l3ic.image import split_holdout  # noqa: F401  (benchmarks.rd --holdout measures the same images)
 
 
 def image_paths(folder):
@@ -22,19 +22,6 @@ def image_paths(folder):
         return images.list_images(folder, required=True)
     except ImageError as e:
         raise SystemExit("error: %s" % e)
-
-
-def split_holdout(paths, count):
-    """Split off ``count`` images for validation, chosen by a hash of the file name.
-
-    The choice depends only on the names, so it is the same on every machine
-    and for every run, and adding images to the folder does not reshuffle it.
-    """
-    if count <= 0:
-        return paths, []
-    key = lambda p: hashlib.sha256(os.path.basename(p).encode()).hexdigest()
-    held = set(sorted(paths, key=key)[:count])
-    return [p for p in paths if p not in held], sorted(held)
 
 
 def load_rgb(path):

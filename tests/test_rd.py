@@ -86,3 +86,26 @@ def test_published_reader_rejects_other_files(tmp_path):
     bad.write_text(json.dumps({"bpp": [0.25], "psnr": {"x": [30.0]}}))  # the --reference format
     with pytest.raises(SystemExit):
         rd.load_published(str(bad))
+
+
+def test_holdout_measures_the_images_training_validates_on(tmp_path, monkeypatch):
+    """benchmarks.rd --holdout N takes exactly the N images export.train --holdout N held out, by name only."""
+    from benchmarks import rd
+    from export import data
+    from PIL import Image
+    names = ["p%02d.png" % i for i in range(12)]
+    for n in names:
+        Image.new("RGB", (8, 8)).save(tmp_path / n)
+    seen = {}
+
+    def stop(codecs, images, cache, refine):
+        seen["images"] = images
+        raise SystemExit(0)
+
+    monkeypatch.setattr(rd, "plan", stop)
+    try:
+        rd.main(["--images", str(tmp_path), "--holdout", "3", "--codecs", "l3ic", "--out", str(tmp_path / "out")])
+    except SystemExit:
+        pass
+    held = data.split_holdout(data.image_paths(str(tmp_path)), 3)[1]
+    assert seen["images"] == held and len(held) == 3

@@ -17,6 +17,7 @@ kept here:
 
 Every failure to read an image is an ``ImageError`` with a one-line message.
 """
+import hashlib
 import io
 import json
 import os
@@ -80,6 +81,21 @@ def list_images(folder, suffixes=IMAGE_SUFFIXES, required=False):
     if required and not paths:
         raise ImageError("no images in %s (files named *%s)" % (folder, ", *".join(suffixes)))
     return paths
+
+
+def split_holdout(paths, count):
+    """Split off ``count`` images for validation, chosen by a hash of the file name: ``(rest, held_out)``.
+
+    The choice depends only on the names, so it is the same on every machine
+    and for every run, and adding images to the folder does not reshuffle it.
+    ``export.train --holdout N`` validates on these, and ``benchmarks.rd
+    --holdout N`` measures on the same images.
+    """
+    if count <= 0:
+        return paths, []
+    key = lambda p: hashlib.sha256(os.path.basename(p).encode()).hexdigest()
+    held = set(sorted(paths, key=key)[:count])
+    return [p for p in paths if p not in held], sorted(held)
 
 
 # ---- reading ---------------------------------------------------------------------------------
