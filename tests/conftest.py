@@ -33,6 +33,8 @@ SLOW_TESTS = {  # module::test (all its parameters); measured, 2 cores: ~1 s or 
     "test_batch.py::test_outputs_next_to_inputs_globs_and_formats",
     "test_batch.py::test_decode_folder_with_a_corrupt_file",
     "test_channels.py::test_truncated_file_decodes_like_a_channel_subset",
+    "test_command.py::test_export_tools_without_tensorflow_say_what_to_install",  # imports export.train, to_onnx
+    "test_small_images.py::test_every_tiny_image_round_trips",
 }
 
 

@@ -36,6 +36,9 @@ ENCODE_HALO = 24  # the encoder's: its receptive field plus the hyper-analysis's
 # ẑ match a whole-image encode; a multiple of the hyper stride, so that a window's ẑ cells are the image's
 REFINE_BLOCK = 80  # refinement works on blocks of at most 80 x 80 latent cells plus ENCODE_HALO:
 # its backward pass holds ~1.3 KB per pixel, so this bounds its memory to ~1.4 GB at any image size
+SMALL_SIDE = 16  # an image axis of at most this many pixels gets MARGIN latent cells of edge-replicated image on
+MARGIN = 3  # both sides (container.FLAG_MARGIN): the networks' zero padding spoils the decoded colours within ~3
+# cells of the latent's border (worst at the top-left corner), and a latent of a few cells is all border
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ class Codec:
         """
         blocks = self.tiling.encode_blocks(header, refine)
         s = self.model.stride
+        rgb = _canvas(rgb, header)
         factors = [1, header.hyper_stride] if self.model.has_hyperprior else [1]
         if len(blocks) == 1:
             outs = self._encode_window(_pad_to(rgb, s), refine)
@@ -199,7 +203,10 @@ class Codec:
     def header_for(self, picture):
         """The file header for a picture (``l3ic.image.Picture``): geometry, model identity, tile grid."""
         m = self.model
-        latent_h, latent_w = -(-picture.height // m.stride), -(-picture.width // m.stride)
+        margin = MARGIN if m.has_hyperprior else 0  # FLAG_MARGIN is a format-3 flag
+        margin_y, margin_x = (margin if side <= SMALL_SIDE else 0 for side in (picture.height, picture.width))
+        latent_h = -(-picture.height // m.stride) + 2 * margin_y
+        latent_w = -(-picture.width // m.stride) + 2 * margin_x
         tile_h, tile_w = self.tiling.tile_shape(latent_h, latent_w)
         if m.has_hyperprior:
             self.tiling.check_hyper_stride(m.entropy_model.hyper_stride)
@@ -209,6 +216,7 @@ class Codec:
             codebook_size=m.codebook_size, codebook_min=m.codebook_min,
             channels=m.channels, stride=m.stride,
             latent_h=latent_h, latent_w=latent_w, tile_h=tile_h, tile_w=tile_w,
+            flags=container.FLAG_MARGIN if margin_y or margin_x else 0,
             **(dict(z_channels=m.entropy_model.z_channels, hyper_stride=m.entropy_model.hyper_stride) if m.has_hyperprior else {}))
 
     def code(self, analysed, header):
@@ -255,9 +263,9 @@ class Codec:
         parsed, model = self.parse(data)
         h = parsed.header
         region = _checked_region(region, h)
-        blocks = _blocks(h, region)
+        blocks = _blocks(h, _on_canvas(h, region))
         values = latent_values(parsed, model, channels, _tiles_under(h, blocks, self.tiling.halo))
-        pixels = synthesise(model, values, h, region, blocks, self.tiling)
+        pixels = synthesise(model, values, h, _on_canvas(h, region), blocks, self.tiling)
         return images.to_pil(pixels, h.mode, _crop_side_data(parsed.side_data, h, region))
 
     def decode_latents(self, latents):
@@ -298,8 +306,9 @@ def _checked_against(h, m):
 
 def synthesise(model, values, header, region=None, blocks=None, tiling=None):
     """Stage 3 of decoding: run the decoder on latent values block by block, each with ``tiling.halo`` cells of
-    latent context, and paste the region (x, y, w, h; default the whole image) together -> uint8 pixels."""
-    region = region or _checked_region(None, header)
+    latent context, and paste the region (x, y, w, h in the decoded latent's pixels, which are the image's shifted
+    by its margin: ``_on_canvas``; default the whole image) together -> uint8 pixels."""
+    region = region or _on_canvas(header, _checked_region(None, header))
     blocks = blocks if blocks is not None else _blocks(header, region)
     halo = (Tiling() if tiling is None else tiling).halo
     s = model.stride
@@ -537,6 +546,24 @@ def _with_halo(header, rect, halo):
     ya, xa = max(0, y - halo), max(0, x - halo)
     yb, xb = min(header.latent_h, y + h + halo), min(header.latent_w, x + w + halo)
     return ((y - ya, h), (x - xa, w)), ((ya, yb), (xa, xb))
+
+
+def _on_canvas(header, region):
+    """A region (x, y, w, h) of the image in the pixels of the decoded latent: shifted by the header's margin."""
+    x, y, w, h = region
+    my, mx = header.margin
+    return x + mx * header.stride, y + my * header.stride, w, h
+
+
+def _canvas(rgb, header):
+    """The image with its margin (``header.margin`` cells on each side) edge-replicated around it, as far as the
+    latent reaches; without a margin the image itself (``analyse`` pads it to the stride)."""
+    my, mx = header.margin
+    if not (my or mx):
+        return rgb
+    s, h, w = header.stride, rgb.shape[0], rgb.shape[1]
+    return np.pad(rgb, ((my * s, header.latent_h * s - h - my * s), (mx * s, header.latent_w * s - w - mx * s), (0, 0)),
+                  mode="edge")
 
 
 def _pad_to(rgb, stride):

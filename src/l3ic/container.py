@@ -37,6 +37,9 @@ MAX_SIDE_DATA = 256 << 20
 """Default limit on the total decompressed size of all side-data records (bytes)."""
 
 MAX_MODEL_NAME = 64
+FLAG_MARGIN = 0x0001  # flags bit 0: the latent covers the image plus a margin of whole cells on both sides of an axis
+KNOWN_FLAGS = FLAG_MARGIN
+MAX_MARGIN = 8  # latent cells of margin on each side, at most (a file cannot claim a latent much larger than its image)
 COLOUR_MODES = ("RGB", "L")  # colour mode byte -> name
 # Coding modes by version: FSE 0, CONSTANT 1, RAW 2, EMPTY 3, CONTEXT 4 (version 2), STATIC 5 (version 3);
 # chunk contents are l3ic/fse.py's and l3ic/hyperprior.py's business.
@@ -95,6 +98,7 @@ class Header:
     tile_w: int
     z_channels: int = 0  # format 3: channels of the hyperprior's side information ẑ; 0 = format 2
     hyper_stride: int = 0  # format 3: ẑ has one cell per hyper_stride x hyper_stride latent cells
+    flags: int = 0  # FLAG_MARGIN: latent_h = ceil(height / stride) + 2 * margin_y (likewise w), the image at the margin
 
     def __post_init__(self):
         problem = self._problem()
@@ -122,8 +126,15 @@ class Header:
             return "channel count %d is outside 1..65535" % self.channels
         if not 1 <= self.stride < 1 << 8:
             return "stride %d is outside 1..255" % self.stride
+        if self.flags & ~KNOWN_FLAGS or (self.flags and not self.z_channels):
+            return "unsupported flags 0x%04x (version 3 knows 0x%04x)" % (self.flags, KNOWN_FLAGS)
         expected = (_ceil_div(self.height, self.stride), _ceil_div(self.width, self.stride))
-        if (self.latent_h, self.latent_w) != expected:
+        extra = (self.latent_h - expected[0], self.latent_w - expected[1])
+        if self.flags & FLAG_MARGIN:
+            if not all(0 <= e <= 2 * MAX_MARGIN and e % 2 == 0 for e in extra) or extra == (0, 0):
+                return "latent size %dx%d is not a %dx%d image at stride %d plus a margin of 0..%d cells (not both 0)" % (
+                    self.latent_h, self.latent_w, self.width, self.height, self.stride, MAX_MARGIN)
+        elif extra != (0, 0):
             return "latent size %dx%d does not match a %dx%d image at stride %d (expected %dx%d)" % (
                 self.latent_h, self.latent_w, self.width, self.height, self.stride, *expected)
         if not (1 <= self.tile_h <= self.latent_h and 1 <= self.tile_w <= self.latent_w):
@@ -147,6 +158,13 @@ class Header:
     def version(self) -> int:
         """The format version this header is written in: 3 with a hyperprior, else 2."""
         return 3 if self.z_channels else 2
+
+    @property
+    def margin(self) -> Tuple[int, int]:
+        """(y, x) latent cells of margin above / left of the image (FLAG_MARGIN; else (0, 0)): the image's pixel
+        (0, 0) is the decoded latent's pixel (margin_y * stride, margin_x * stride)."""
+        return ((self.latent_h - _ceil_div(self.height, self.stride)) // 2,
+                (self.latent_w - _ceil_div(self.width, self.stride)) // 2)
 
     @property
     def z_shape(self) -> Tuple[int, int]:
@@ -261,7 +279,7 @@ def write(header: Header, tiles: Sequence[TileChunks],
     side = [_side_record(tag, data) for tag, data in side_data.items()]
     name = header.model_name.encode("utf-8")
     head = b"".join([
-        _FIXED.pack(MAGIC, version, 0, header.width, header.height, COLOUR_MODES.index(header.mode),
+        _FIXED.pack(MAGIC, version, header.flags, header.width, header.height, COLOUR_MODES.index(header.mode),
                     header.stride, header.codebook_size, header.codebook_min, header.channels,
                     header.latent_h, header.latent_w, header.tile_h, header.tile_w,
                     header.decoder_hash, len(side), len(name)),
@@ -357,8 +375,8 @@ class L3icFile:
             raise _truncated("fixed header", _FIXED.size, size)
         (_, _, flags, width, height, mode, stride, codebook_size, codebook_min, channels,
          latent_h, latent_w, tile_h, tile_w, decoder_hash, side_count, name_len) = _FIXED.unpack_from(mv)
-        if flags:
-            raise FormatError("unsupported l3ic flags 0x%04x (this runtime knows none)" % flags)
+        if flags & ~KNOWN_FLAGS or (flags and version < 3):
+            raise FormatError("unsupported l3ic flags 0x%04x (this runtime knows 0x%04x, in version 3)" % (flags, KNOWN_FLAGS))
         if 0 in (channels, latent_h, latent_w, tile_h, tile_w):
             raise FormatError("invalid l3ic header: zero channel count, latent size or tile size")
         z_channels = hyper_stride = 0
@@ -389,7 +407,7 @@ class L3icFile:
             name = bytes(mv[name_start:table]).decode("utf-8")
             header = Header(width, height, COLOUR_MODES[mode], name, decoder_hash, codebook_size,
                             codebook_min, channels, stride, latent_h, latent_w, tile_h, tile_w,
-                            z_channels, hyper_stride)
+                            z_channels, hyper_stride, flags)
         except (UnicodeDecodeError, ValueError) as e:
             raise FormatError("invalid l3ic header: %s" % str(e).splitlines()[0])
         if width * height > max_pixels:

@@ -63,6 +63,26 @@ class EncodedChannels(NamedTuple):
     payload: bytes
 
 
+def as_context(coded, rows):
+    """``coded`` with the chunks ``rows`` (of modes 0..3) re-expressed as one-stream CONTEXT chunks, 4 bytes longer.
+
+    A one-stream CONTEXT chunk (s0 0, no predictor, k 1, the mode) wraps the
+    chunk unchanged and decodes to the same symbols; format 3 needs it where a
+    chunk must code plain latent values (read as such only in FSE or CONTEXT
+    mode) and the coder chose CONSTANT or RAW.  Valid for chunks of 2 or more
+    symbols (CONTEXT's rule).
+    """
+    ends = np.cumsum(coded.sizes, dtype=np.int64)
+    chunks = [coded.payload[e - n:e] for e, n in zip(ends.tolist(), coded.sizes.tolist())]
+    modes, sizes = coded.modes.copy(), coded.sizes.copy()
+    for i in rows:
+        if modes[i] > EMPTY:
+            raise ValueError("only chunks of modes 0..3 can be wrapped, chunk %d has mode %d" % (i, modes[i]))
+        chunks[i] = bytes([0, 0, 1, int(modes[i])]) + chunks[i]
+        modes[i], sizes[i] = CONTEXT, sizes[i] + 4
+    return EncodedChannels(modes, sizes, b"".join(chunks))
+
+
 def _message(code):
     return ffi.string(lib.l3ic_fse_error_message(code)).decode("ascii")
 

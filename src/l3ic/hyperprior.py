@@ -202,9 +202,10 @@ def encode_tile(entropy_model, latents, base, index, codebook_min, codebook_size
     """Code one tile's latents (C, h, w): per channel the shorter of the static coding and the adaptive one.
 
     Both code ŷ = round(y) clipped to the codebook (``rounded``), so a file
-    decodes to ``Codec.encode_latents``.  Where the hyperprior's base is so
-    far off that the static symbols cannot reach ŷ (tiny images, whose ẑ
-    has little context), the channel is coded adaptively whatever its size.
+    decodes to ``Codec.encode_latents`` (except a one-element tile whose ŷ the
+    static symbols cannot reach).  Where the hyperprior's base is so far off
+    that the static symbols cannot reach ŷ (small images, whose ẑ has little
+    context), the channel is coded adaptively whatever its size.
     """
     channels, h, w = latents.shape
     symbols = symbols_of(latents, base, codebook_min, codebook_size)
@@ -218,6 +219,14 @@ def encode_tile(entropy_model, latents, base, index, codebook_min, codebook_size
                                    codebook_size, width=w)
     take = np.zeros(channels, bool)
     take[tried] = ~exact[tried] | (np.isin(adaptive.modes, ADAPTIVE_MODES) & (adaptive.sizes < static.sizes[tried]))
+    # a chunk the static symbols cannot code must code plain values, which only FSE/CONTEXT chunks are read as:
+    # a CONSTANT or RAW choice of the adaptive coder is wrapped as CONTEXT (4 bytes); a single element (CONTEXT
+    # needs two) is coded statically after all, clipped to the base's reach
+    plain = np.flatnonzero(take[tried] & ~np.isin(adaptive.modes, ADAPTIVE_MODES))
+    if len(plain) and h * w < 2:
+        take[tried[plain]] = False
+    elif len(plain):
+        adaptive = fse.as_context(adaptive, plain)
     row = np.full(channels, -1)
     row[tried] = np.arange(len(tried))
     static_ends, adaptive_ends = np.cumsum(static.sizes, dtype=np.int64), np.cumsum(adaptive.sizes, dtype=np.int64)
