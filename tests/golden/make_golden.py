@@ -44,6 +44,7 @@ CASES = {  # name: (left, top, width, height, mode) of the crop of samples/rose.
     "rgb": (150, 200, 77, 61, "RGB"),
     "gray": (40, 330, 45, 38, "L"),
     "large": (100, 100, 203, 150, "RGB"),
+    "small": (200, 260, 13, 6, "RGB"),  # under 17 px on both axes: a file with a margin (FLAG_MARGIN)
 }
 
 
