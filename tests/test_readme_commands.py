@@ -5,6 +5,7 @@ packages of the one running the tests (a .pth line, since ``--system-site-packag
 interpreter's), builds with ``--no-build-isolation``, and the FSE build takes zstd from ``~/.cache/l3ic`` (or
 ``L3IC_FSE_SOURCE``).  Uncommitted changes are not in the clone: that is the point.
 """
+import json
 import os
 import re
 import shlex
@@ -110,3 +111,18 @@ def test_every_python_m_tool_of_the_readme_has_help_from_a_fresh_clone(clone):
         if proc.returncode != 0 or "Traceback" in stderr or "usage" not in stdout.lower():
             failed.append("%s: exit %d\n%s%s" % (command, proc.returncode, stdout[-500:], stderr[-1500:]))
     assert not failed, "\n\n".join(failed)
+
+
+def test_the_wheel_installs_only_l3ic_runtime_and_the_command(clone):
+    """``benchmarks`` and ``export`` are maintainers' tools of the checkout; the package installs ``l3ic``, ``runtime``
+    (the first import name) and the ``l3ic`` console script."""
+    root, env = clone
+    script = ("import importlib.metadata as m, json; d = m.distribution('l3ic'); "
+              "print(json.dumps(sorted({str(f).split('/')[0] for f in d.files if str(f).endswith('.py') "
+              "and '.dist-info' not in str(f) and not str(f).startswith('..')}))); "
+              "print(json.dumps(sorted(e.name for e in d.entry_points if e.group == 'console_scripts')))")
+    done = subprocess.run([os.path.join(env["VIRTUAL_ENV"], "bin", "python"), "-c", script], cwd="/", env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    packages, scripts = (json.loads(line) for line in done.stdout.splitlines())
+    assert packages == ["l3ic", "runtime"] and scripts == ["l3ic"]
