@@ -131,7 +131,7 @@ class Target:
         raise NotImplementedError
 
     def seeds(self):
-        return _l3ic_seeds()
+        return l3ic_seeds()
 
 
 class ContainerTarget(Target):
@@ -390,7 +390,7 @@ def make_target(name):
 _SEEDS = {}
 
 
-def _l3ic_seeds():
+def l3ic_seeds():
     """Small real files of the installed medium model (format 3 for a hyperprior model): RGB, gray, alpha + EXIF +
     ICC side data, a tiled one with ragged edge tiles, a 1x1; and the frozen format-2 and format-1 golden files."""
     key = os.environ.get("L3IC_MODELS")

@@ -63,12 +63,12 @@ def test_static_seeds_decode_and_use_the_model_tables():
 def test_fix_crcs_gets_mutations_past_the_checksums():
     from l3ic import container
     from l3ic.errors import FormatError
-    seeds = fuzz._l3ic_seeds()
+    seeds = fuzz.l3ic_seeds()
     for seed in seeds:
         assert fuzz.fix_crcs(seed) == seed
         parsed = container.L3icFile.parse(seed)
         damaged = bytearray(seed)
-        damaged[parsed._offsets[-1] - 1] ^= 0x55  # the last byte of the last chunk
+        damaged[parsed.payload_span[1] - 1] ^= 0x55  # the last byte of the last chunk
         last_tile = parsed.header.n_tiles - 1
         with pytest.raises(FormatError, match="checksum mismatch in tile %d" % last_tile):
             container.L3icFile.parse(bytes(damaged)).tile_chunks(last_tile)
@@ -77,7 +77,7 @@ def test_fix_crcs_gets_mutations_past_the_checksums():
     if v3:  # format 3: the ẑ chunk comes first, after 3 more header bytes
         parsed = container.L3icFile.parse(v3[0])
         damaged = bytearray(v3[0])
-        damaged[int(parsed._offsets[0])] ^= 0x01  # the ẑ chunk
+        damaged[parsed.payload_span[0]] ^= 0x01  # the ẑ chunk (the first)
         with pytest.raises(FormatError, match="checksum mismatch in z channel 0"):
             container.L3icFile.parse(bytes(damaged)).z_chunks()
         container.L3icFile.parse(fuzz.fix_crcs(bytes(damaged))).z_chunks()

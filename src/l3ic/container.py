@@ -447,9 +447,15 @@ class L3icFile:
         return cls(header, version, mv, modes, offsets, crcs, side)
 
     @property
+    def payload_span(self) -> Tuple[int, int]:
+        """(start, end) offsets in the file of all chunks, back to back (the entropy-coded payload)."""
+        return int(self._offsets[0]), int(self._offsets[-1])
+
+    @property
     def chunk_bytes(self) -> int:
         """Bytes of all chunks (the entropy-coded payload, without header, index or side data)."""
-        return int(self._offsets[-1] - self._offsets[0])
+        start, end = self.payload_span
+        return end - start
 
     def tile_chunks(self, tile: int, channels: Optional[Iterable[int]] = None) -> TileChunks:
         """The chunks of ``channels`` (default all, in order) of ``tile``, in the order asked, CRC-checked.
