@@ -39,7 +39,7 @@ DEFAULTS = {
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m export.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", help="folder of training images (PNG/JPEG)")
+    p.add_argument("--data", help="folder of training images (any of l3ic.image.IMAGE_SUFFIXES)")
     p.add_argument("--val", help="folder of validation images (default: --holdout images split off --data)")
     p.add_argument("--out", required=True, help="run folder (config, log, checkpoints)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")

@@ -384,7 +384,17 @@ def test_an_opaque_alpha_goes_to_jpeg_without_force(tmp_path):
     assert run("runtime.encode", "a.png", cwd=tmp_path).returncode == 0
     result = run("runtime.decode", "a.l3ic", "-o", "a.jpg", cwd=tmp_path)
     assert result.returncode == 0 and "note" not in result.stdout, result.stderr
-    assert Image.open(tmp_path / "a.jpg").mode == "RGB"
+    assert Image.open(tmp_path / "a.jpg").mode == "RGB" and " RGB, " in result.stdout  # the line says what was written
+
+
+def test_every_tool_checks_max_pixels_up_front(encoded):
+    folder = encoded[0]
+    for tool in ("runtime.encode", "runtime.decode", "runtime.info"):
+        source = "photo.png" if tool == "runtime.encode" else "photo.l3ic"
+        output = ["-o", "x.l3ic" if tool == "runtime.encode" else "x.png"] if tool != "runtime.info" else []
+        result = run(tool, source, "--max-pixels", "0", *output, cwd=folder)
+        assert_clean_failure(result)
+        assert "--max-pixels must be a positive number" in result.stderr, (tool, result.stderr)
 
 
 def test_info_of_several_files_and_errors_that_name_the_file(workdir):

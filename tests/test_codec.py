@@ -271,3 +271,14 @@ def test_benchmarks_use_only_public_names_of_l3ic():
         private = re.findall(r"\b(?:codec|codec_module|model|container|parsed|hyperprior|images?)\._[a-z]\w*", text)
         assert not private, (name, private)
         assert not re.search(r"codec_module\.[A-Z_]+\s*=", text), name
+
+
+def test_bad_channels_regions_and_tilings_are_l3ic_errors(codec):
+    from l3ic import L3icError
+    data = codec.encode(photo_like(20, 30))
+    for kwargs in (dict(channels=["x"]), dict(channels=5), dict(channels=[0.7]), dict(region=(0, 0, "a", 1)),
+                   dict(region=(0, 0, 5)), dict(region=5)):
+        with pytest.raises(L3icError):
+            codec.decode(data, **kwargs)
+    with pytest.raises(L3icError, match="tiling"):
+        type(codec)("medium", "cpu", tiling=64)

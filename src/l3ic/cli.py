@@ -82,11 +82,13 @@ class Parser(argparse.ArgumentParser):
 def tool_parser(prog, description, input_help, output_help):
     """The options every codec tool shares: input, -o, model, provider, -f, --max-pixels."""
     from l3ic.image import DEFAULT_MAX_PIXELS
+    from l3ic.options import PROVIDERS
     parser = Parser(prog=prog, description=description)
     parser.add_argument("input", nargs="+", help=input_help)
     parser.add_argument("-o", "--output", help=output_help)
-    parser.add_argument("-m", "--model", help="model: low, medium (default), high, or a model folder")
-    parser.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"],
+    parser.add_argument("-m", "--model", help="model: low, medium, high, or a model folder (encode: default medium; "
+                                              "decode: default the model the file names)")
+    parser.add_argument("--provider", default="auto", choices=PROVIDERS,
                         help="ONNX Runtime execution provider (auto: CUDA when available)")
     parser.add_argument("-f", "--force", action="store_true",
                         help="overwrite an existing output (decode: also drop alpha that the output format cannot hold)")
@@ -107,7 +109,3 @@ def read_input(path):
     except OSError as e:
         raise L3icError("cannot read %s: %s" % (path, e.strerror or e))
 
-
-def default_output(path, suffix):
-    """``photo.png`` -> ``photo.l3ic`` (next to the input)."""
-    return os.path.splitext(path)[0] + suffix

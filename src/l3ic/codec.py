@@ -115,6 +115,8 @@ class Codec:
         self.model = Model(model, options.providers, options.threads)
         self.max_pixels = options.max_pixels
         self.tiling = Tiling() if tiling is None else tiling
+        if not isinstance(self.tiling, Tiling):
+            raise L3icError("tiling must be a l3ic.codec.Tiling, got %r" % (tiling,))
         self._decoders = {self.model.decoder_hash: self.model}  # model identity -> Model (legacy decoders)
 
     # ---- encoding ------------------------------------------------------------
@@ -136,7 +138,8 @@ class Codec:
         return container.write(header, tiles, picture.side_data, z_chunks)
 
     def encode_latents(self, image, refine=0):
-        """The quantised latents of an image as the decoder sees them, shape (C, ceil(H/s), ceil(W/s)).
+        """The quantised latents of an image as the decoder sees them, shape (C, ceil(H/s), ceil(W/s)), plus
+        2 * MARGIN on an axis of at most SMALL_SIDE pixels (the image then starts MARGIN cells in).
 
         int16 codebook values (rounded latents), in every format.
         """
@@ -263,9 +266,10 @@ class Codec:
         parsed, model = self.parse(data)
         h = parsed.header
         region = _checked_region(region, h)
-        blocks = _blocks(h, _on_canvas(h, region))
+        canvas = _on_canvas(h, region)
+        blocks = _blocks(h, canvas)
         values = latent_values(parsed, model, channels, _tiles_under(h, blocks, self.tiling.halo))
-        pixels = synthesise(model, values, h, _on_canvas(h, region), blocks, self.tiling)
+        pixels = synthesise(model, values, h, canvas, blocks, self.tiling)
         return images.to_pil(pixels, h.mode, _crop_side_data(parsed.side_data, h, region))
 
     def decode_latents(self, latents):
@@ -481,7 +485,10 @@ def _checked_latents(latents, model):
 def _channel_list(channels, count):
     if channels is None:
         return list(range(count))
-    wanted = [int(c) for c in channels]
+    try:
+        wanted = [whole_number(c, "a channel", "channel index", least=0) for c in channels]
+    except TypeError:
+        raise L3icError("channels must be a list of channel indices, got %r" % (channels,))
     if not wanted or len(set(wanted)) != len(wanted) or min(wanted) < 0 or max(wanted) >= count:
         raise L3icError("channels must be distinct indices in 0..%d" % (count - 1))
     return wanted
@@ -491,7 +498,10 @@ def _checked_region(region, header):
     """(x, y, w, h) of the pixels to decode; the whole image by default."""
     if region is None:
         return 0, 0, header.width, header.height
-    x, y, w, h = (int(v) for v in region)
+    try:
+        x, y, w, h = (whole_number(v, "a region coordinate", "pixels", least=0) for v in region)
+    except (TypeError, ValueError):
+        raise L3icError("region must be (x, y, width, height) in whole pixels, got %r" % (region,))
     if w < 1 or h < 1 or x < 0 or y < 0 or x + w > header.width or y + h > header.height:
         raise L3icError("region %d,%d,%d,%d is not inside the %dx%d image" % (x, y, w, h, header.width, header.height))
     return x, y, w, h

@@ -17,6 +17,7 @@ from l3ic import batch, cli, container
 from l3ic import image as images
 from l3ic.atomic import check_output_path
 from l3ic.errors import L3icError
+from l3ic.options import CodecOptions
 
 
 def parse_args(argv, prog="l3ic decode"):
@@ -24,7 +25,7 @@ def parse_args(argv, prog="l3ic decode"):
                         "output image (one input; its extension picks the format) or folder (ending in /, an "
                         "existing folder, or any -o with several inputs; created when missing); default: "
                         "INPUT.decoded.png next to each input (photo.l3ic -> photo.decoded.png)")
-    p.add_argument("--channels", help="decode only these latent channels, e.g. 0,1,2 or 0-7 (others are zero)")
+    p.add_argument("--channels", help="decode only these latent channels, e.g. 0,1,2 or 0-7 (the others: the hyperprior's guess, or zero in format 2)")
     p.add_argument("--crop", help="decode only this region, x,y,width,height in pixels (only the tiles it needs)")
     p.add_argument("--format", default="png", help="format of the default output names, as a file extension (default png)")
     p.add_argument("--png-level", type=png_level, default=images.PNG_LEVEL, metavar="N",
@@ -80,7 +81,7 @@ def decode_one(codecs, src, dst, options):
     picture = codec.decode_to_pil(data, channels, region)
     elapsed = time.perf_counter() - start
     images.save(picture, dst, overwrite=force, drop_alpha=force, png_level=png_level)
-    mode = picture.mode[:-1] if note else picture.mode
+    mode = picture.mode[:-1] if no_alpha and picture.mode in ("RGBA", "LA") else picture.mode  # what was written
     line = "%s -> %s: %dx%d %s, model %s, %.2f s" % (src, dst, picture.width, picture.height, mode, codec.model.name, elapsed)
     if note:
         line += "; note: " + note
@@ -90,6 +91,7 @@ def decode_one(codecs, src, dst, options):
 
 def main(argv=None, prog="l3ic decode"):
     args = parse_args(argv, prog)
+    CodecOptions.validated(args.provider, args.max_pixels, flags=True)  # before any work, as encode does
     channels = parse_channels(args.channels)
     files, is_batch = batch.expand(args.input, (".l3ic",))
     batch.make_output_folder(args.output, is_batch)

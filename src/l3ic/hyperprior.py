@@ -134,11 +134,6 @@ class EntropyModel:
         if self.latent_tables.alphabet_size != codebook_size:
             raise ModelError("entropy model: latent tables have %d symbols, the codebook %d" % (self.latent_tables.alphabet_size, codebook_size))
 
-    def z_size(self, latent_h, latent_w):
-        """(zh, zw): the ẑ map of a latent of latent_h x latent_w cells."""
-        s = self.hyper_stride
-        return -(-latent_h // s), -(-latent_w // s)
-
     def parameters(self, z_symbols):
         """ẑ symbols (Zc, zh, zw) uint8 -> (base int32, table index uint8), each (C, s*zh, s*zw).
 

@@ -87,8 +87,8 @@ def split_holdout(paths, count):
     """Split off ``count`` images for validation, chosen by a hash of the file name: ``(rest, held_out)``.
 
     The choice depends only on the names, so it is the same on every machine
-    and for every run, and adding images to the folder does not reshuffle it.
-    ``export.train --holdout N`` validates on these, and ``benchmarks.rd
+    and for every run, and adding an image to the folder changes it by at most
+    that image.  ``export.train --holdout N`` validates on these, and ``benchmarks.rd
     --holdout N`` measures on the same images.
     """
     if count <= 0:

@@ -17,6 +17,7 @@ from l3ic import cli
 from l3ic import image as images
 from l3ic.codec import read_info
 from l3ic.errors import L3icError
+from l3ic.options import CodecOptions
 
 
 def parse_args(argv, prog):
@@ -49,6 +50,7 @@ def text_lines(info):
 
 def main(argv=None, prog="l3ic info"):
     args = parse_args(argv, prog)
+    CodecOptions.validated(max_pixels=args.max_pixels, flags=True)
     if len(args.input) == 1:  # errors surface as the tool's one line
         info = file_info(args.input[0], args.max_pixels)
         print(json.dumps(info, indent=2) if args.json else "\n".join(text_lines(info)))

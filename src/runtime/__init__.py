@@ -1,6 +1,7 @@
 """``runtime``: l3ic's first import name, kept for ``python -m runtime.encode`` / ``decode`` / ``info`` (the
-documented interface on a Jetson) and for code written against it.  It is the same API as ``l3ic``, which is
-the name to use in applications: a folder called ``runtime/`` in a project would shadow this one.
+documented interface on a Jetson) and for code using its top-level API (``from runtime import Codec``).  Only
+those are kept: the submodules live in ``l3ic`` (``l3ic.pillow``, ``l3ic.batch_ray``, ...), which is the name to
+use in applications, since a folder called ``runtime/`` in a project would shadow this one.
 """
 import l3ic
 

@@ -31,7 +31,6 @@ must keep decoding (through the legacy decoder in ``models/legacy``).
 import hashlib
 import json
 import os
-import sys
 
 import numpy as np
 from PIL import Image
@@ -90,7 +89,6 @@ def main(argv=None):
     argparse.ArgumentParser(prog="python tests/golden/make_golden.py",
                             description="Regenerate the format-3 golden files in tests/golden/ with the shipped "
                                         "medium model (see this script's docstring).").parse_args(argv)
-    sys.path.insert(0, REPO)
     from l3ic import Codec
     from l3ic.image import psnr
     codec = Codec(MODEL, "cpu")
