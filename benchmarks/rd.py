@@ -49,10 +49,10 @@ def settings_of(codec, quality, refine=0):
     coder (a better coder changes the file sizes) and, with refinement, its steps, settings and code, else the tool
     and setting."""
     if codec == "l3ic":
-        from l3ic import _fse
+        from l3ic import fse
         from l3ic.model import Model
         model = Model(quality, "cpu")
-        key = "%s-%s-%s" % (quality, model.decoder_hash.hex()[:12], file_digest(_fse.__file__)[:12])
+        key = "%s-%s-%s" % (quality, model.decoder_hash.hex()[:12], file_digest(fse.EXTENSION_FILE)[:12])
         if refine:  # the manifest's settings, the gradient graph and the refinement code all change the files
             from l3ic import codec, refine as refinement
             settings = json.dumps([model.refine_parameters(), model.manifest["files"]["decoder_gradient.onnx"]["sha256"],
@@ -408,15 +408,13 @@ def main(argv=None):
     bd, at_rates = bd_table(curves), psnr_at_rates(curves)
     quoted = reference_bd(curves, args.reference)
     published, per_image = published_bd(curves, args.published), per_image_bd(results)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"images": [os.path.basename(p) for p in images], "curves": curves, "bd_rate": bd,
-                   "psnr_at_bpp": at_rates, "bd_rate_vs_quoted": quoted, "bd_rate_vs_published": published,
-                   "per_image_bd_rate": per_image, "per_image_bd_summary": per_image_summary(per_image),
-                   "per_image": sorted(results, key=lambda r: (r["codec"], str(r["quality"]), r["image"]))},
-                  f, indent=1)
+    record = {"images": [os.path.basename(p) for p in images], "curves": curves, "bd_rate": bd,
+              "psnr_at_bpp": at_rates, "bd_rate_vs_quoted": quoted, "bd_rate_vs_published": published,
+              "per_image_bd_rate": per_image, "per_image_bd_summary": per_image_summary(per_image),
+              "per_image": sorted(results, key=lambda r: (r["codec"], str(r["quality"]), r["image"]))}
+    write_bytes_atomic(os.path.join(args.out, "results.json"), json.dumps(record, indent=1).encode(), overwrite=True)
     summary = summary_markdown(curves, bd, at_rates, len(images), quoted, published, per_image)
-    with open(os.path.join(args.out, "summary.md"), "w") as f:
-        f.write(summary)
+    write_bytes_atomic(os.path.join(args.out, "summary.md"), summary.encode(), overwrite=True)
     plot(curves, args.out)
     print(summary)
 

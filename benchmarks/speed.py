@@ -30,6 +30,8 @@ import time
 import numpy as np
 from PIL import Image
 
+from l3ic.atomic import write_bytes_atomic
+
 SIZES = {"768x512": (768, 512), "1920x1080": (1920, 1080)}
 CLI_RIVALS = ("jxl", "avif")  # the CLI latency targets: decode within 2x djxl and avifdec, encode within 2x cjxl
 STAGES = ("load", "encoder", "entropy_encode", "container_write", "container_read", "entropy_decode", "decoder")
@@ -189,8 +191,7 @@ def main(argv=None):
             results["standard"][size] = standard_codecs(rgb, args.cli_runs, CLI_RIVALS if args.cli_only else None)
     print_tables(results)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        write_bytes_atomic(args.json, json.dumps(results, indent=2).encode(), overwrite=True)
 
 
 def stage_times(args, model, size, provider):

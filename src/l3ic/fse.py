@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 try:
+    from l3ic import _fse
     from l3ic._fse import ffi, lib
 except ImportError as e:  # a source folder on sys.path ahead of the installed package, or a broken build
     raise ImportError("l3ic's compiled FSE extension is missing in %s (%s): install l3ic with pip install . "
@@ -48,6 +49,7 @@ RAW = int(lib.L3IC_FSE_MODE_RAW)
 EMPTY = int(lib.L3IC_FSE_MODE_EMPTY)
 CONTEXT = int(lib.L3IC_FSE_MODE_CONTEXT)
 STATIC = int(lib.L3IC_FSE_MODE_STATIC)
+EXTENSION_FILE = _fse.__file__  # the compiled coder (benchmarks.rd keys its cache on it: a new coder, new sizes)
 MODE_NAMES = {FSE: "FSE", CONSTANT: "CONSTANT", RAW: "RAW", EMPTY: "EMPTY", CONTEXT: "CONTEXT", STATIC: "STATIC"}
 MAX_SYMBOLS = int(lib.L3IC_FSE_MAX_SYMBOLS)   # per channel
 MAX_ALPHABET = int(lib.L3IC_FSE_MAX_ALPHABET)
