@@ -254,8 +254,8 @@ class Codec:
         """Decompress l3ic bytes (or the path of an .l3ic file) to a uint8 array of the encoded image's shape:
         (H, W, 3) RGB, (H, W) gray, (H, W, 4) RGBA or (H, W, 2) gray + alpha.
 
-        ``channels``: decode only these latent channels (the others are taken as
-        zero); channel 0 is the most important, so ``range(k)`` is the best
+        ``channels``: decode only these latent channels (the others are the
+        hyperprior's guess in format 3, zero in format 2); channel 0 is the most important, so ``range(k)`` is the best
         k-channel preview.  ``region``: (x, y, width, height) in pixels; only
         the tiles it needs are entropy-decoded and run through the decoder.
         """

@@ -19,10 +19,9 @@ from l3ic import image as images
 from l3ic.atomic import check_output_path, write_bytes_atomic
 from l3ic.codec import encode_to_target
 from l3ic.errors import L3icError
+from l3ic.image import IMAGE_SUFFIXES  # the one list of image suffixes (l3ic.batch_ray imports it from here)
 from l3ic.model import QUALITIES, installed_qualities
 from l3ic.options import CodecOptions, EncodeOptions
-
-from l3ic.image import IMAGE_SUFFIXES  # the one list of image suffixes (l3ic.batch_ray imports it from here)
 
 
 def parse_args(argv, prog="l3ic encode"):

@@ -445,7 +445,7 @@ def save(image, path, overwrite=False, drop_alpha=False, png_level=PNG_LEVEL):
     at zlib level ``png_level`` (0-9; the fast 1 by default: writing at Pillow's 6 was most of a CLI decode).
     """
     fmt = writable_format(path)
-    if image.mode in ("RGBA", "LA") and writable_format(path) in NO_ALPHA:
+    if image.mode in ("RGBA", "LA") and fmt in NO_ALPHA:
         transparent = has_transparency(image.getchannel("A").tobytes())
         if not transparent or alpha_note(path, True, drop_alpha):
             image = image.convert(image.mode[:-1])

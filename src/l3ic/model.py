@@ -19,6 +19,7 @@ the model identity a file records.
 import hashlib
 import json
 import os
+from functools import cached_property
 
 import numpy as np
 
@@ -142,7 +143,6 @@ class Model:
         self.has_hyperprior = self.format >= 3
         self.decoder_hash = model_identity(self.manifest)
         self.providers = resolve_providers(providers)
-        self._encoder = self._decoder = self._decoder_gradient = self._entropy_model = None
 
     def _read_manifest(self):
         path = os.path.join(self.folder, "manifest.json")
@@ -187,33 +187,26 @@ class Model:
         except Exception as e:  # ONNX Runtime raises its own exception types
             raise ModelError("ONNX Runtime cannot load %s: %s" % (path, str(e).splitlines()[0]))
 
-    @property
+    # Sessions and the entropy model load on first use: a decode never loads the encoder.
+    @cached_property
     def encoder(self):
-        if self._encoder is None:
-            self._encoder = self._session("encoder.onnx")
-        return self._encoder
+        return self._session("encoder.onnx")
 
-    @property
+    @cached_property
     def decoder(self):
-        if self._decoder is None:
-            self._decoder = self._session("decoder.onnx")
-        return self._decoder
+        return self._session("decoder.onnx")
 
-    @property
+    @cached_property
     def decoder_gradient(self):
-        if self._decoder_gradient is None:
-            self._decoder_gradient = self._session("decoder_gradient.onnx")
-        return self._decoder_gradient
+        return self._session("decoder_gradient.onnx")
 
-    @property
+    @cached_property
     def entropy_model(self):
         """The hyperprior of a format-3 model (``l3ic.hyperprior.EntropyModel``)."""
-        if self._entropy_model is None:
-            from l3ic.hyperprior import EntropyModel
-            if not self.has_hyperprior:
-                raise ModelError("model %r is a format-%d model without a hyperprior" % (self.name, self.format))
-            self._entropy_model = EntropyModel(self._checked_file("entropy_model.npz"), self.channels, self.codebook_size)
-        return self._entropy_model
+        from l3ic.hyperprior import EntropyModel
+        if not self.has_hyperprior:
+            raise ModelError("model %r is a format-%d model without a hyperprior" % (self.name, self.format))
+        return EntropyModel(self._checked_file("entropy_model.npz"), self.channels, self.codebook_size)
 
     def refine_parameters(self):
         """The manifest's settings for encoder-side refinement (``l3ic.refine``)."""
