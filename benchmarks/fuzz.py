@@ -32,7 +32,9 @@ Targets (each gets hostile bytes and may only fail with the runtime's own errors
 
 Seeds: files of the installed medium model (format 3 with a hyperprior model:
 RGB, gray, alpha + EXIF + ICC, a 1x1, one in 4 x 4-cell tiles with ragged edge
-tiles) and the frozen format-2 and format-1 golden files (tests/golden).
+tiles, one at a quality between two gain grid points) and the frozen golden
+files of earlier releases: format 1, 2, and format 3 without a quality field
+(tests/golden).
 
 Anything else that escapes (``IndexError``, ``MemoryError``, a wrong round
 trip, ...) is a *finding*: its input is saved under ``--crashes`` with the
@@ -110,6 +112,8 @@ SANITIZE_ENV = {
 _STATE = struct.Struct("<QQI")  # inputs run, inputs accepted, length of the current input (followed by its bytes)
 _FIXED = struct.Struct("<4sBHIIBBHhHIIII16sBB")  # the container's fixed header (docs/FORMAT.md)
 _HYPER = struct.Struct("<HB")  # format 3, after the fixed header: z channels, hyper stride
+_QUALITY = struct.Struct("<H")  # format 3 with the QUALITY flag, after _HYPER: q in hundredths
+FLAG_QUALITY = 0x0002
 _SIDE_ENTRY = 17
 
 
@@ -419,12 +423,15 @@ def _make_l3ic_seeds():
     # tiles of 4 x 4 latent cells (format 3 needs multiples of the hyper stride 4); a 6 x 5 latent gives
     # tiles of 4 and 2 rows by 4 and 1 columns: ragged edge tiles
     seeds.append(Codec("medium", "cpu", threads=1, tiling=Tiling(whole_image=4, tile=4)).encode(smooth[:48, :40]))
+    lo, hi = codec.quality_range  # gains interpolated between two grid points
+    seeds.append(codec.encode(smooth[:16, :32], quality=(lo + hi) // 2 + 7))
     # the frozen older formats (decoded by the legacy decoder): from the checkout, found next to this file or, for
     # an installed copy run from the checkout (as CI runs the tests), in the working directory
     for root in (REPO, os.getcwd()):
-        folder = os.path.join(root, "tests", "golden", "format2")
+        folder = os.path.join(root, "tests", "golden")
         if os.path.isdir(folder):
-            for name in ("rgb.l3ic", "rgb.v1.l3ic", "gray.l3ic"):
+            for name in ("format2/rgb.l3ic", "format2/rgb.v1.l3ic", "format2/gray.l3ic", "l3ic-0.3/rgb.l3ic",
+                         "l3ic-0.3/small.l3ic"):
                 with open(os.path.join(folder, name), "rb") as f:
                     seeds.append(f.read())
             break
@@ -447,7 +454,7 @@ def _layout(buf):
         if len(buf) < _FIXED.size + _HYPER.size:
             return None
         z_chunks = 1 if _HYPER.unpack_from(buf, _FIXED.size)[0] else 0
-        name_start += _HYPER.size
+        name_start += _HYPER.size + (_QUALITY.size if fields[2] & FLAG_QUALITY else 0)
     table = name_start + name_len
     index = table + _SIDE_ENTRY * side_count
     count = -(-latent_h // tile_h) * -(-latent_w // tile_w) * channels + z_chunks

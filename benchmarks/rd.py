@@ -1,7 +1,9 @@
 """Rate-distortion of l3ic against the standard codecs: ``python -m benchmarks.rd --images DIR --out results/NAME``.
 
 Every image goes through every codec at every quality point (for l3ic: each
-shipped model, with ``--refine N`` steps of encoder-side refinement); for each
+shipped model at its preset, or with ``--quality-step S`` the continuous
+quality q = 0, S, 2S, ..., 100 of ``l3ic.quality``, which picks the model; with
+``--refine N`` steps of encoder-side refinement); for each
 we keep the real file size (bpp), RGB PSNR, MS-SSIM (as
 ``tf.image.ssim_multiscale``) and encode/decode time.  Results are cached
 per (codec, setting, image) under ``results/NAME/cache`` so rerunning one codec
@@ -51,8 +53,9 @@ def settings_of(codec, quality, refine=0):
     if codec == "l3ic":
         from l3ic import fse
         from l3ic.model import Model
-        model = Model(quality, "cpu")
-        key = "%s-%s-%s" % (quality, model.decoder_hash.hex()[:12], file_digest(fse.EXTENSION_FILE)[:12])
+        model = Model(_model_of(quality), "cpu")
+        key = "%s-%s-%s" % (quality if isinstance(quality, str) else "q%g" % quality, model.decoder_hash.hex()[:12],
+                            file_digest(fse.EXTENSION_FILE)[:12])
         if refine:  # the manifest's settings, the gradient graph and the refinement code all change the files
             from l3ic import codec, refine as refinement
             settings = json.dumps([model.refine_parameters(), model.manifest["files"]["decoder_gradient.onnx"]["sha256"],
@@ -63,6 +66,12 @@ def settings_of(codec, quality, refine=0):
 
 
 _CODECS = {}
+
+
+def _model_of(quality):
+    """The l3ic model of a quality point: a preset's name, or the model that serves q (l3ic.quality)."""
+    from l3ic.quality import QUALITY_SCALE, model_for
+    return quality if isinstance(quality, str) else model_for(round(quality * QUALITY_SCALE))
 
 
 def _l3ic(model):
@@ -77,11 +86,14 @@ def measure(codec, quality, path, refine=0):
     reference = np.asarray(Image.open(path).convert("RGB"))
     pixels = reference.shape[0] * reference.shape[1]
     if codec == "l3ic":
-        c = _l3ic(quality)
+        from l3ic.codec import encode_picture
+        from l3ic.image import from_array
+        from l3ic.options import EncodeOptions
+        options = EncodeOptions.validated(**({"model": quality} if isinstance(quality, str) else {"quality": quality}), refine=refine)
         start = time.perf_counter()
-        data = c.encode(reference, refine=refine)
+        data = encode_picture(from_array(reference), options, _l3ic).data
         mid = time.perf_counter()
-        decoded = c.decode(data)
+        decoded = _l3ic(_model_of(quality)).decode(data)
         end = time.perf_counter()
         size = len(data)
     else:
@@ -110,12 +122,17 @@ def _task(args):
     return result
 
 
-def plan(codecs, images, cache, refine=0):
+def plan(codecs, images, cache, refine=0, quality_step=None):
     """All (codec, quality, image) tasks, split into cached results and work to do."""
     done, todo = [], []
     digests = {p: file_digest(p) for p in images}
     for codec in codecs:
-        qualities = [m for m in L3IC_MODELS if _model_exists(m)] if codec == "l3ic" else BY_NAME[codec].qualities
+        if codec != "l3ic":
+            qualities = BY_NAME[codec].qualities
+        elif quality_step:
+            qualities = [float(q) for q in np.arange(0.0, 100.0 + 1e-9, quality_step)]
+        else:
+            qualities = [m for m in L3IC_MODELS if _model_exists(m)]
         for q in qualities:
             key = settings_of(codec, q, refine)
             for p in images:
@@ -372,6 +389,8 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--jobs", type=int, default=os.cpu_count())
     p.add_argument("--refine", type=int, default=0, help="steps of encoder-side refinement for the l3ic models (default 0: off)")
+    p.add_argument("--quality-step", type=float, help="l3ic at q = 0, STEP, ..., 100 (continuous quality) instead of "
+                                                      "the three models' presets")
     p.add_argument("--reference", help="JSON of quoted PSNR-at-rate curves to compare l3ic with (e.g. benchmarks/reference/kodak.json)")
     p.add_argument("--published", help="JSON of published mean curves to compare l3ic with (CompressAI's format; "
                                        "benchmarks/reference/compressai-kodak.json, valid with the Kodak images)")
@@ -394,7 +413,7 @@ def main(argv=None):
     except ImageError as e:
         raise SystemExit("error: %s" % e)
     os.makedirs(args.out, exist_ok=True)
-    results, todo = plan(codecs, images, os.path.join(args.out, "cache"), args.refine)
+    results, todo = plan(codecs, images, os.path.join(args.out, "cache"), args.refine, args.quality_step)
     print("%d results cached, %d to compute" % (len(results), len(todo)), file=sys.stderr)
     if todo:
         from tqdm import tqdm

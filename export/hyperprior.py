@@ -192,7 +192,16 @@ def residual_bits(r, sigma):
     return -tf.math.log(tf.maximum(p, PROB_FLOOR)) / math.log(2.0)
 
 
-def coded_bits(model, y, codebook, noise=None, round_latents=False):
+def gained(mean, index, m, g):
+    """The mean and scale index of g * y from those of y, as the runtime computes them (``l3ic.hyperprior``):
+    the mean scaled and rounded to its steps (straight-through) and clipped, the index shifted by m and clipped."""
+    scaled = g * mean * PHASES
+    scaled = scaled + tf.stop_gradient(tf.floor(scaled + 0.5) - scaled)
+    return (tf.clip_by_value(scaled, -float(MEAN_MAX), float(MEAN_MAX)) / PHASES,
+            tf.clip_by_value(index + m, 0.0, float(SCALE_COUNT - 1)))
+
+
+def coded_bits(model, y, codebook, noise=None, round_latents=False, gain=None):
     """(bits, ŷ): the hyperprior's code length of latents y and their side information, and the decoder's input.
 
     ŷ = round(y) (straight-through), coded with a Gaussian of the mean and
@@ -200,11 +209,16 @@ def coded_bits(model, y, codebook, noise=None, round_latents=False):
     ŷ and ẑ, or, given a ``noise`` generator, on z plus uniform noise (the
     differentiable stand-in for rounding) and, unless ``round_latents``, on y
     plus noise too.  While the analysis is frozen, y needs no gradient, and
-    the rate of ŷ itself is what the hyperprior should fit.
+    the rate of ŷ itself is what the hyperprior should fit.  ``gain`` = (m, g)
+    per channel (``export.gain``): ẑ still comes from y, and g * y is coded
+    (``gained``); ŷ is then round(g * y), before any inverse gain.
     """
     z = model.hyper_analysis(y)
     z_hat = quantise_z(z)
     mean, index = model.hyper_synthesis(z_hat)
+    if gain is not None:
+        mean, index = gained(mean, index, *gain)
+        y = gain[1] * y
     y_hat = codebook.straight_through(y)
     r, z_coded = y_hat - mean, z_hat
     if noise is not None:
@@ -248,7 +262,8 @@ def gaussian_table_probabilities(codebook):
 
 
 def entropy_model_arrays(model, codebook):
-    """Everything ``l3ic.hyperprior.EntropyModel`` loads, as integer arrays for ``np.savez``."""
+    """Everything ``l3ic.hyperprior.EntropyModel`` loads, as arrays for ``np.savez`` (all integers but the
+    inverse gains of a model with continuous quality, which only scale the decoder's input)."""
     hidden, mean, scale = model.hyper_synthesis.integer_layers()
     arrays = {"hidden_layers": np.int64(len(hidden)), "mean_exp": np.int64(MEAN_EXP),
               "hyper_stride": np.int64(HYPER_STRIDE), "z_min": np.int64(Z_MIN), "table_log": np.int64(TABLE_LOG),
@@ -261,4 +276,9 @@ def entropy_model_arrays(model, codebook):
         arrays[prefix + "clip"] = np.array([layer["lo"], layer["hi"]], np.int64)
         if "depth_to_space" in layer:
             arrays[prefix + "depth_to_space"] = np.int64(layer["depth_to_space"])
+    qualities = model.config.get("qualities")
+    if qualities:
+        from l3ic.quality import QUALITY_SCALE
+        arrays.update(model.gain_units.arrays(), default_quality=np.int64(round(model.config["default_quality"] * QUALITY_SCALE)),
+                      quality_grid=np.array([round(q * QUALITY_SCALE) for q in qualities], np.int64))
     return arrays

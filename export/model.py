@@ -96,13 +96,16 @@ class L3icModel(keras.Model):
 
     With ``z_channels`` > 0 the model has a hyperprior (``export.hyperprior``):
     the entropy model of format 3.  Without, it is a format-2 model whose
-    channels are coded with per-file histograms.
+    channels are coded with per-file histograms.  ``qualities`` (a hyperprior
+    model's quality grid, ``l3ic.quality``, with its ``default_quality``) adds gain units (``export.gain``).
     """
 
-    def __init__(self, channels, width=128, blocks=3, detail=0, z_channels=0, hyper_width=64, **kwargs):
+    def __init__(self, channels, width=128, blocks=3, detail=0, z_channels=0, hyper_width=64, qualities=None,
+                 default_quality=None, **kwargs):
         super().__init__(**kwargs)
         self.config = {"channels": channels, "width": width, "blocks": blocks, "detail": detail,
-                       "z_channels": z_channels, "hyper_width": hyper_width}
+                       "z_channels": z_channels, "hyper_width": hyper_width, "qualities": qualities,
+                       "default_quality": default_quality}
         self.analysis = Analysis(channels, width, blocks, name="analysis")
         self.synthesis = Synthesis(channels, width, blocks, detail, name="synthesis")
         if z_channels:
@@ -110,6 +113,9 @@ class L3icModel(keras.Model):
             self.hyper_analysis = hyperprior.HyperAnalysis(z_channels, hyper_width, name="hyper_analysis")
             self.hyper_synthesis = hyperprior.HyperSynthesis(channels, hyper_width, name="hyper_synthesis")
             self.z_prior = hyperprior.ZPrior(z_channels, name="z_prior")
+        if qualities:
+            from export.gain import GainUnits
+            self.gain_units = GainUnits(qualities, default_quality, channels, name="gain_units")
 
     @property
     def has_hyperprior(self):
@@ -119,7 +125,8 @@ class L3icModel(keras.Model):
     def from_config_dict(cls, config):
         """The net described by a run's or a release's config.json (``detail`` and ``z_channels`` default to 0)."""
         return cls(config["channels"], config["width"], config["blocks"], config.get("detail", 0),
-                   config.get("z_channels", 0), config.get("hyper_width", 64))
+                   config.get("z_channels", 0), config.get("hyper_width", 64), config.get("qualities"),
+                   config.get("default_quality"))
 
     def build_for(self, size=64):
         """Create all variables by running a dummy image through both halves (and the hyperprior)."""
@@ -129,6 +136,8 @@ class L3icModel(keras.Model):
             z = self.hyper_analysis(y)
             self.hyper_synthesis(tf.round(z))
             self.z_prior.build()
+        if self.config["qualities"]:
+            self.gain_units.build()
         self.built = True  # Keras does not mark a container of called sub-models as built
         return self
 
@@ -138,4 +147,6 @@ class L3icModel(keras.Model):
         if self.has_hyperprior:
             counts["hyper_encoder"] = count(self.hyper_analysis)
             counts["hyper_decoder"] = count(self.hyper_synthesis) + count(self.z_prior)
+        if self.config["qualities"]:
+            counts["gains"] = count(self.gain_units)
         return counts

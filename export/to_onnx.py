@@ -323,7 +323,15 @@ def refine_record(training):
     None for a model not trained on MSE, whose λ does not fit refinement's MSE objective."""
     if training.get("distortion", "mse") != "mse":
         return None
-    return {"lambda": REFINE_LAMBDA_SCALE * float(training["lambda"]), "learning_rate": REFINE_LEARNING_RATE}
+    return {"lambda": REFINE_LAMBDA_SCALE * training_lambda(training), "learning_rate": REFINE_LEARNING_RATE}
+
+
+def training_lambda(config):
+    """The rate weight of a model at its default quality: lambda_of(its preset) with gains, else --lambda."""
+    from l3ic.quality import lambda_of
+    if config.get("qualities"):
+        return lambda_of(config["default_quality"])
+    return float(config["lambda"])
 
 
 def export_graphs(functions, folder, names=GRAPHS):
@@ -351,6 +359,9 @@ def parse_args(argv=None):
     p.add_argument("--upgrade", metavar="MODEL_DIR",
                    help="re-export encoder.onnx and decoder_gradient.onnx of an installed model from its keras/ weights "
                         "(for encoder-side refinement), keeping decoder.onnx and so every file already made with it")
+    p.add_argument("--retire", metavar="MODEL_DIR",
+                   help="copy the decoder (and entropy model) of an installed model to the decode-only folder --out "
+                        "(models/legacy/NAME-formatN), so that its files keep decoding after the model is replaced")
     p.add_argument("--refine", type=int, default=0,
                    help="with --remeasure: measure --eval with this many refinement steps, recorded as rd_refine")
     p.add_argument("--name", help="model name stored in files (default: the --out folder name)")
@@ -443,8 +454,31 @@ def upgrade(args):
     print("upgraded %s: %s" % (folder, json.dumps({"parity": parity, "refine": manifest["refine"]})))
 
 
+def retire(folder, out):
+    """A decode-only copy of an installed model: what ``l3ic.model.find_decoder`` needs to decode its files."""
+    with open(os.path.join(folder, "manifest.json")) as f:
+        manifest = json.load(f)
+    names = ["decoder.onnx"] + ([ENTROPY_MODEL] if ENTROPY_MODEL in manifest["files"] else [])
+    if os.path.exists(out):
+        fail("%s exists: retire into a new folder" % out)
+    os.makedirs(out)
+    for name in names:
+        shutil.copyfile(os.path.join(folder, name), os.path.join(out, name))
+    kept = {k: v for k, v in manifest.items() if k not in ("files", "io", "refine", "sample")}
+    kept.update(files={n: manifest["files"][n] for n in names},
+                io={k: v for k, v in manifest["io"].items() if k in ("decoder", "entropy_model")},
+                decode_only="the decoder of l3ic's %s release (format %d), kept so that its files still decode"
+                            % (manifest["exported"][:10], int(manifest.get("format", 2))))
+    write_json(os.path.join(out, "manifest.json"), kept)
+    print("retired %s to %s" % (folder, out))
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.retire:
+        if not args.out:
+            fail("--retire needs --out (models/legacy/NAME-formatN)")
+        return retire(args.retire, args.out)
     require_export_extra("export.to_onnx")
     if args.remeasure:
         return remeasure(args)
@@ -489,7 +523,9 @@ def main(argv=None):
             **graph_records(staging, ops),
             "parameters": model.parameter_counts(),
             "training": {"data": _relative(config.get("data")), "images": config.get("train_images"), "steps": config.get("trained_steps"),
-                         "init": config.get("init"), "total_steps": total_steps(config), "lambda": config.get("lambda"),
+                         "init": config.get("init"), "total_steps": total_steps(config),
+                         "lambda": training_lambda(config), "qualities": config.get("qualities"),
+                         "default_quality": config.get("default_quality"),
                          "distortion": config.get("distortion"), "batch": config.get("batch"), "crop": config.get("crop"),
                          "precision": config.get("precision_used")},
             "parity": parity,

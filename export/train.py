@@ -33,7 +33,8 @@ DEFAULTS = {
     "steps": 20000, "batch": 16, "crop": 128, "lr": 3e-4, "warmup": 500, "decay_from": 0.8,
     "clip_norm": 1.0, "noise_fraction": 0.2, "codebook_min": -15, "codebook_size": 32,
     "seed": 0, "precision": "auto", "holdout": 8, "val_size": 256,
-    "z_channels": 0, "hyper_width": 64, "hyper_steps": 0, "hyper_lr_scale": 10.0,
+    "z_channels": 0, "hyper_width": 64, "hyper_steps": 0, "hyper_lr_scale": 10.0, "qualities": None,
+    "gain_lr": 3e-3, "default_quality": None,
 }
 
 
@@ -62,6 +63,12 @@ def parse_args(argv=None):
     p.add_argument("--hyper-width", type=int, help="feature width of the hyper-analysis and hyper-synthesis")
     p.add_argument("--hyper-steps", type=int, help="first steps train only the hyperprior, on frozen transforms")
     p.add_argument("--hyper-lr-scale", type=float, help="the hyperprior's learning rate relative to --lr")
+    p.add_argument("--qualities", type=_qualities, help="continuous quality: comma-separated grid of q values "
+                                                         "(l3ic.quality), each with its own gains and lambda_of(q); "
+                                                         "steps take the points in turn, and --lambda is not used")
+    p.add_argument("--default-quality", type=float, help="with --qualities: the q an encode uses by default (the "
+                                                           "model's preset, l3ic.quality.PRESETS), inside the grid")
+    p.add_argument("--gain-lr", type=float, help="Adam learning rate of the gain units (with --qualities)")
     p.add_argument("--codebook-min", type=int)
     p.add_argument("--codebook-size", type=int)
     p.add_argument("--seed", type=int)
@@ -74,6 +81,16 @@ def parse_args(argv=None):
     p.add_argument("--checkpoint-minutes", type=float, default=3.0)
     p.add_argument("--log-every", type=int, default=50)
     return p.parse_args(argv)
+
+
+def _qualities(text):
+    try:
+        points = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected comma-separated numbers, got %r" % text)
+    if len(points) < 2 or points != sorted(set(points)) or not 0 <= points[0] <= points[-1] <= 100:
+        raise argparse.ArgumentTypeError("expected at least two increasing q values in 0..100, got %r" % text)
+    return points
 
 
 def resolve_config(args):
@@ -162,6 +179,17 @@ class Trainer:
             self.hyper_optimizer.build(self.hyper_variables)
         self.noise = tf.random.Generator.from_seed(config["seed"] + 1)
         self.step = 0
+        from l3ic.quality import lambda_of
+        self.qualities = config.get("qualities") or []
+        self.lambdas = [lambda_of(q) for q in self.qualities] or [config["lambda"]]
+        if self.qualities and not self.hyper:
+            raise SystemExit("error: --qualities needs a hyperprior model (--z-channels)")
+        if self.qualities and not (config.get("default_quality") is not None
+                                   and self.qualities[0] <= config["default_quality"] <= self.qualities[-1]):
+            raise SystemExit("error: --qualities needs --default-quality inside the grid")
+        if self.qualities:  # the gains have an optimiser of their own: they move by whole table steps
+            self.gain_optimizer = keras.optimizers.Adam(learning_rate=config["gain_lr"])
+            self.gain_optimizer.build(self.model.gain_units.trainable_variables)
 
         train_paths = data.image_paths(config["data"])
         if config.get("val"):
@@ -208,35 +236,44 @@ class Trainer:
 
         return step
 
-    def hyper_rate(self, y, use_noise, round_latents=False):
-        """(bits of the batch, ŷ) under the hyperprior (``export.hyperprior.coded_bits``)."""
+    def hyper_rate(self, y, use_noise, round_latents=False, point=None):
+        """(bits of the batch, the decoder's input) under the hyperprior (``export.hyperprior.coded_bits``), at
+        quality grid point ``point`` (an int tensor) when the model has gains: ŷ times the inverse gain."""
         from export.hyperprior import coded_bits
-        return coded_bits(self.model, y, self.codebook, self.noise if use_noise else None, round_latents)
+        if point is None or not self.qualities:
+            return coded_bits(self.model, y, self.codebook, self.noise if use_noise else None, round_latents)
+        m, g, inverse = self.model.gain_units.gain(point)
+        bits, y_hat = coded_bits(self.model, y, self.codebook, self.noise if use_noise else None, round_latents, (m, g))
+        return bits, y_hat * inverse
 
     def _make_hyper_step(self, use_noise, joint):
         """A step of a hyperprior model; not ``joint``: only the hyperprior learns, on the frozen analysis."""
         tf = self.tf
 
         @tf.function
-        def step(images, lr):
+        def step(images, lr, point, lam):
             x = tf.cast(images, tf.float32) / 255.0
             pixels = tf.cast(tf.shape(x)[0] * tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
             with tf.GradientTape() as tape:
                 y = tf.cast(self.model.analysis(x), tf.float32)
                 if not joint:
                     y = tf.stop_gradient(y)
-                bits, y_hat = self.hyper_rate(y, use_noise, round_latents=not joint)
+                bits, y_hat = self.hyper_rate(y, use_noise, round_latents=not joint, point=point)
                 bpp = bits / pixels
                 if joint:
                     x_hat = tf.cast(self.model.synthesis(y_hat), tf.float32)
-                    loss = self._distortion(x, x_hat) + self.config["lambda"] * bpp
+                    loss = self._distortion(x, x_hat) + lam * bpp
                     mse = tf.reduce_mean(tf.square(x - tf.clip_by_value(x_hat, 0.0, 1.0)))
                 else:
-                    loss, mse = self.config["lambda"] * bpp, tf.constant(1.0)
-            variables = self.hyper_variables + (self.transform_variables if joint else [])
+                    loss, mse = lam * bpp, tf.constant(1.0)
+            gains = self.model.gain_units.trainable_variables if self.qualities else []
+            variables = self.hyper_variables + (self.transform_variables if joint else []) + gains
             grads = tape.gradient(loss, variables)
             finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
             if finite:
+                if gains:
+                    self.gain_optimizer.apply_gradients(zip(grads[-len(gains):], gains))
+                    grads, variables = grads[:-len(gains)], variables[:-len(gains)]
                 n = len(self.hyper_variables)
                 self.hyper_optimizer.learning_rate.assign(lr * self.config["hyper_lr_scale"])
                 self.hyper_optimizer.apply_gradients(zip(grads[:n], variables[:n]))
@@ -248,18 +285,26 @@ class Trainer:
         return step
 
     def _validate_hyper(self):
-        """Mean bpp (code length of the hard symbols under the hyperprior, z included) and PSNR."""
+        """Mean bpp (code length of the hard symbols under the hyperprior, z included) and PSNR; with gains, at
+        every quality grid point (``val_points``: [q, bpp, psnr]) and their mean."""
         tf = self.tf
-        bpps, psnrs = [], []
-        for im in self.val_images:
-            x = tf.constant(im[None], tf.float32) / 255.0
-            y = tf.cast(self.model.analysis(x), tf.float32)
-            bits, y_hat = self.hyper_rate(y, use_noise=False)
-            x_hat = tf.clip_by_value(tf.cast(self.model.synthesis(y_hat), tf.float32), 0.0, 1.0)
-            bpps.append(float(bits) / (im.shape[0] * im.shape[1]))
-            mse = float(tf.reduce_mean(tf.square(tf.round(x_hat * 255.0) - x * 255.0)))
-            psnrs.append(10 * math.log10(255.0 ** 2 / max(mse, 1e-10)))
-        return {"val_bpp": float(np.mean(bpps)), "val_psnr": float(np.mean(psnrs)), "val_images": len(bpps)}
+        points = []
+        for point in range(max(1, len(self.qualities))):
+            bpps, psnrs = [], []
+            for im in self.val_images:
+                x = tf.constant(im[None], tf.float32) / 255.0
+                y = tf.cast(self.model.analysis(x), tf.float32)
+                bits, y_hat = self.hyper_rate(y, use_noise=False, point=tf.constant(point))
+                x_hat = tf.clip_by_value(tf.cast(self.model.synthesis(y_hat), tf.float32), 0.0, 1.0)
+                bpps.append(float(bits) / (im.shape[0] * im.shape[1]))
+                mse = float(tf.reduce_mean(tf.square(tf.round(x_hat * 255.0) - x * 255.0)))
+                psnrs.append(10 * math.log10(255.0 ** 2 / max(mse, 1e-10)))
+            points.append([self.qualities[point] if self.qualities else None, float(np.mean(bpps)), float(np.mean(psnrs))])
+        record = {"val_bpp": float(np.mean([p[1] for p in points])), "val_psnr": float(np.mean([p[2] for p in points])),
+                  "val_images": len(self.val_images)}
+        if self.qualities:
+            record["val_points"] = points
+        return record
 
     def validate(self):
         """Mean bpp (the runtime's entropy coder on the hard symbols, chunk bytes only) and PSNR on the validation crops."""
@@ -301,7 +346,8 @@ class Trainer:
         shutil.rmtree(old, ignore_errors=True)
 
     def _optimizer_variables(self):
-        return list(self.optimizer.variables) + (list(self.hyper_optimizer.variables) if self.hyper else [])
+        return (list(self.optimizer.variables) + (list(self.hyper_optimizer.variables) if self.hyper else [])
+                + (list(self.gain_optimizer.variables) if self.qualities else []))
 
     def restore(self):
         folder = os.path.join(self.out, "checkpoint")
@@ -336,7 +382,11 @@ class Trainer:
             key = self.step < noise_steps
             if self.hyper:
                 key = (key or self.step < config["hyper_steps"], self.step >= config["hyper_steps"])
-            loss, bpp, psnr, finite = self._train_step[key](images, self.tf.constant(lr, self.tf.float32))
+            args = (images, self.tf.constant(lr, self.tf.float32))
+            if self.hyper:  # the quality grid points take turns, so a resumed run continues the same sequence
+                point = self.step % len(self.lambdas)
+                args += (self.tf.constant(point), self.tf.constant(self.lambdas[point], self.tf.float32))
+            loss, bpp, psnr, finite = self._train_step[key](*args)
             self.step += 1
             if not bool(finite):
                 skipped += 1

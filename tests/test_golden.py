@@ -5,7 +5,8 @@ decoding and the hyper-synthesis are exact integer work); decoded pixels may
 differ from the stored decoded PNG by at most one rounding step, since float
 convolutions may round differently on other CPUs, GPUs or ONNX Runtime
 versions.  When a shipped model is replaced, rerun tests/golden/make_golden.py.
-The format-2 release's files (tests/golden/format2/, frozen) must keep decoding.
+The files of earlier releases (tests/golden/format2/ and tests/golden/l3ic-0.3/, the first format-3 models,
+frozen) must keep decoding.
 """
 import hashlib
 import json
@@ -20,12 +21,18 @@ from l3ic.image import psnr
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 FORMAT2 = os.path.join(HERE, "format2")
-with open(os.path.join(HERE, "golden.json")) as f:
-    GOLDEN = json.load(f)
-with open(os.path.join(FORMAT2, "golden.json")) as f:
-    GOLDEN2 = json.load(f)
+RELEASE_03 = os.path.join(HERE, "l3ic-0.3")
+
+
+def _load(folder):
+    with open(os.path.join(folder, "golden.json")) as f:
+        return json.load(f)
+
+
+GOLDEN, GOLDEN2, GOLDEN03 = _load(HERE), _load(FORMAT2), _load(RELEASE_03)
 CASES = sorted(GOLDEN["cases"])
-ALL = [(HERE, GOLDEN, c) for c in CASES] + [(FORMAT2, GOLDEN2, c) for c in sorted(GOLDEN2["cases"])]
+ALL = ([(HERE, GOLDEN, c) for c in CASES] + [(FORMAT2, GOLDEN2, c) for c in sorted(GOLDEN2["cases"])]
+       + [(RELEASE_03, GOLDEN03, c) for c in sorted(GOLDEN03["cases"])])
 IDS = [os.path.basename(folder) + "/" + case for folder, _, case in ALL]
 REGENERATE = "the shipped %r model changed: rerun tests/golden/make_golden.py and commit its output" % GOLDEN["model"]
 
@@ -55,7 +62,8 @@ def test_golden_file_is_intact(folder, golden, case):
     assert hashlib.sha256(data).hexdigest() == expected["l3ic_sha256"]
     info = read_info(data)
     assert (info["width"], info["height"], info["mode"]) == (expected["width"], expected["height"], expected["mode"])
-    assert info["format_version"] == (3 if folder == HERE else 2)
+    assert info["format_version"] == (2 if folder == FORMAT2 else 3)
+    assert ("quality" in info) == (folder == HERE)  # the current models code at a quality (l3ic.quality)
 
 
 @pytest.mark.parametrize("folder, golden, case", ALL, ids=IDS)
@@ -63,14 +71,14 @@ def test_symbols_are_bit_identical(folder, golden, case):
     from golden.make_golden import entropy_sha256, symbols_sha256
     data = read(folder, case + ".l3ic")
     assert symbols_sha256(data) == golden["cases"][case]["symbols_sha256"]
-    if folder == HERE:  # ẑ, the index maps from the integer hyper-synthesis, the bases and the symbols
+    if folder != FORMAT2:  # ẑ, the index maps from the integer hyper-synthesis (and gains), the bases and the symbols
         assert entropy_sha256(data) == golden["cases"][case]["entropy_sha256"]
 
 
 @pytest.mark.parametrize("folder, golden, case", ALL, ids=IDS)
 def test_decoded_pixels_within_one_rounding_step(codec, folder, golden, case):
     expected = pixels(folder, case + ".decoded.png")
-    decoded = codec.decode(read(folder, case + ".l3ic"))  # format 2: through the legacy decoder
+    decoded = codec.decode(read(folder, case + ".l3ic"))  # earlier releases: through the legacy decoders
     assert decoded.shape == expected.shape and decoded.dtype == np.uint8
     diff = np.abs(decoded.astype(np.int16) - expected.astype(np.int16))
     assert int(diff.max()) <= 1, "decoded pixels differ by up to %d from the golden decode" % int(diff.max())
@@ -81,8 +89,9 @@ def test_decoded_pixels_within_one_rounding_step(codec, folder, golden, case):
 def test_encoder_reproduces_the_latents(codec, case):
     """Re-encoding the source gives the golden latents, except where float rounding lands on a quantiser boundary."""
     from l3ic import read_latents
+    from golden.make_golden import CASES as MADE
     golden = read_latents(read(HERE, case + ".l3ic"))
-    ours = codec.encode_latents(pixels(HERE, case + ".source.png"))
+    ours = codec.encode_latents(pixels(HERE, case + ".source.png"), quality=MADE[case][5])
     assert ours.shape == golden.shape
     assert np.mean(ours == golden) > 0.99
 

@@ -11,13 +11,24 @@ from conftest import photo_like
 
 
 def test_encode_defaults_and_choices():
-    assert EncodeOptions.validated() == EncodeOptions("medium", None, 0)
-    assert EncodeOptions.validated(quality="high").model == "high"
-    assert EncodeOptions.validated(model="some/folder", refine=np.int64(3)) == EncodeOptions("some/folder", None, 3)
+    assert EncodeOptions.validated() == EncodeOptions("medium", None, None, 0)
+    assert EncodeOptions.validated(quality="high") == EncodeOptions("high", None, None, 0)  # a preset names its model
+    assert EncodeOptions.validated(model="some/folder", refine=np.int64(3)) == EncodeOptions("some/folder", None, None, 3)
     chosen = EncodeOptions.validated(target_bpp=0.5)
-    assert (chosen.model, chosen.target_bpp) == (None, 0.5)
+    assert (chosen.model, chosen.quality, chosen.target_bpp) == (None, None, 0.5)
     with pytest.raises(Exception):
         chosen.refine = 2  # frozen: a validated value stays valid
+
+
+@pytest.mark.parametrize("quality, model, units", [
+    (0, "low", 0), (25, "low", 2500), (45, "medium", 4500), ("72.5", "medium", 7250), (80, "high", 8000),
+    (np.float32(99.99), "high", 9999), (100, "high", 10000), ("HIGH", "high", 9500)])
+def test_a_quality_number_picks_the_model_that_serves_it(quality, model, units):
+    assert EncodeOptions.validated(quality=quality) == EncodeOptions(model, units, None, 0)
+
+
+def test_a_quality_number_goes_with_a_model_folder():
+    assert EncodeOptions.validated(model="my/model", quality=50) == EncodeOptions("my/model", 5000, None, 0)
 
 
 @pytest.mark.parametrize("options, message", [
@@ -25,13 +36,18 @@ def test_encode_defaults_and_choices():
     (dict(refine=1.5), "refine must be"),
     (dict(refine=True), "refine must be"),
     (dict(refine="3"), "refine must be"),
-    (dict(quality="ultra"), "quality must be one of low, medium, high, got 'ultra'"),
-    (dict(quality=85), "quality must be one of"),
-    (dict(model="medium", quality="medium"), "give model or quality, not both"),
+    (dict(quality="ultra"), "quality must be a number 0..100 or one of low, medium, high, got 'ultra'"),
+    (dict(quality=100.01), "quality must be a number 0..100"),
+    (dict(quality=-1), "quality must be a number 0..100"),
+    (dict(quality=float("nan")), "quality must be a number 0..100"),
+    (dict(quality=True), "quality must be a number 0..100"),
+    (dict(quality=[50]), "quality must be a number 0..100"),
+    (dict(model="medium", quality="medium"), "give model or the preset quality medium, not both"),
     (dict(model=""), "model must be"),
     (dict(model=3), "model must be"),
-    (dict(target_bpp=1, quality="medium"), "target_bpp chooses the model itself: drop model/quality"),
-    (dict(target_bpp=1, model="medium"), "target_bpp chooses the model itself"),
+    (dict(target_bpp=1, quality="medium"), "target_bpp chooses the model and quality itself: drop model/quality"),
+    (dict(target_bpp=1, quality=50), "target_bpp chooses the model and quality itself"),
+    (dict(target_bpp=1, model="medium"), "target_bpp chooses the model and quality itself"),
     (dict(target_bpp=0), "target_bpp must be a positive number of bits per pixel, got 0"),
     (dict(target_bpp=float("nan")), "target_bpp must be"),
     (dict(target_bpp="0.5"), "target_bpp must be"),
@@ -43,10 +59,12 @@ def test_bad_encode_options_are_one_line_errors(options, message):
 
 
 def test_flags_name_the_command_line_options():
-    with pytest.raises(L3icError, match="^--target-bpp chooses the model itself: drop --model/--quality$"):
+    with pytest.raises(L3icError, match="^--target-bpp chooses the model and quality itself: drop --model/--quality$"):
         EncodeOptions.validated(model="low", target_bpp=1, flags=True)
     with pytest.raises(L3icError, match="^--refine must be"):
         EncodeOptions.validated(refine=-2, flags=True)
+    with pytest.raises(L3icError, match="^--quality must be a number 0..100"):
+        EncodeOptions.validated(quality="abc", flags=True)
 
 
 def test_codec_options():

@@ -10,7 +10,6 @@ from PIL import Image
 from conftest import photo_like
 from l3ic import batch_ray
 from l3ic.errors import L3icError
-from l3ic.model import installed_qualities
 
 try:
     import ray
@@ -86,11 +85,11 @@ def test_existing_outputs_and_force(cluster, tmp_path, capsys):
 def test_target_bpp(cluster, tmp_path, capsys):
     src, out = make_folder(tmp_path / "in"), tmp_path / "out"
     (src / "broken.png").unlink()
-    assert batch_ray.main(["--input", str(src), "--output", str(out), "--target-bpp", "0.01", "--quiet"]) == 1
+    assert batch_ray.main(["--input", str(src), "--output", str(out), "--target-bpp", "0.01", "--quiet"]) == 0
     rows = read_manifest(out / "manifest.jsonl")
-    assert len(rows) == 5 and all("no model reaches 0.010 bpp" in r["error"] for r in rows)
-    assert batch_ray.main(["--input", str(src), "--output", str(out), "--target-bpp", "50", "--quiet"]) == 0
-    assert {r["model"] for r in read_manifest(out / "manifest.jsonl")} == {installed_qualities()[0]}  # the best fits
+    assert len(rows) == 5 and all(r["error"] is None and r["model"] == "low" for r in rows)  # the smallest files
+    assert batch_ray.main(["--input", str(src), "--output", str(out), "-f", "--target-bpp", "50", "--quiet"]) == 0
+    assert {r["model"] for r in read_manifest(out / "manifest.jsonl")} == {"high"}  # q 100 fits
 
 
 @needs_ray
@@ -112,7 +111,7 @@ def test_usage_errors(tmp_path, monkeypatch):
     out = str(tmp_path / "out")
     with pytest.raises(L3icError, match="no input files found"):
         batch_ray.main(["--input", str(tmp_path / "*.webp"), "--output", out])
-    with pytest.raises(L3icError, match="chooses the model itself"):
+    with pytest.raises(L3icError, match="chooses the model and quality itself"):
         batch_ray.main(["--input", str(src), "--output", out, "--target-bpp", "1", "-q", "medium"])
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "a.png").write_bytes((src / "a.png").read_bytes())
@@ -128,7 +127,8 @@ def test_usage_errors_use_the_shared_option_checks(tmp_path):
     src = make_folder(tmp_path / "in")
     out = str(tmp_path / "out")
     for args, message in ((["--refine", "-1"], "^--refine must be a number of steps >= 0, got -1$"),
-                          (["-m", "low", "-q", "low"], "^give --model or --quality, not both$"),
+                          (["-m", "low", "-q", "low"], "^give --model or the preset --quality low, not both$"),
+                          (["-q", "101"], "^--quality must be a number 0..100"),
                           (["--max-pixels", "-5"], "^--max-pixels must be a positive number of pixels, got -5$")):
         with pytest.raises(L3icError, match=message):
             batch_ray.main(["--input", str(src), "--output", out] + args)

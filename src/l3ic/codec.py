@@ -16,6 +16,7 @@ and on decode checking that the file was made by this model before trusting it.
 """
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -24,8 +25,9 @@ from l3ic import container, fse, hyperprior
 from l3ic import image as images
 from l3ic.cli import read_input
 from l3ic.errors import ImageError, L3icError, ModelError
-from l3ic.model import DEFAULT_MODEL, Model, find_decoder, installed_qualities
+from l3ic.model import DEFAULT_MODEL, QUALITIES, Model, find_decoder
 from l3ic.options import CodecOptions, EncodeOptions, refine_steps, whole_number
+from l3ic.quality import QUALITY_SCALE, model_for
 from l3ic.refine import refine_symbols
 
 # The default Tiling, in latent cells:
@@ -120,7 +122,7 @@ class Codec:
         self._decoders = {self.model.decoder_hash: self.model}  # model identity -> Model (legacy decoders)
 
     # ---- encoding ------------------------------------------------------------
-    def encode(self, image, strip=False, refine=0):
+    def encode(self, image, strip=False, refine=0, quality=None):
         """Compress an image to l3ic bytes.
 
         ``image``: uint8 array (H, W, 3) RGB, (H, W, 4) RGBA or (H, W) gray, a
@@ -129,27 +131,31 @@ class Codec:
         ``strip``; alpha is kept losslessly (so the decoded image has the
         input's shape and mode).  ``refine``: steps of encoder-side refinement
         (``l3ic.refine``; 0 = off): a better rate-distortion trade-off for
-        about one decoder pass and a half per step.
+        about one decoder pass and a half per step.  ``quality``: for a model
+        trained for continuous quality, q in its range (``quality_range``;
+        default its preset), in hundredths as ``l3ic.quality.quality_units`` gives it.
         """
         refine = refine_steps(refine)
         picture = self._picture(image, strip)
-        header = self.header_for(picture)
+        header = self.header_for(picture, quality)
         tiles, z_chunks = self.code(self.analyse(picture.rgb(), header, refine), header)
         return container.write(header, tiles, picture.side_data, z_chunks)
 
-    def encode_latents(self, image, refine=0):
-        """The quantised latents of an image as the decoder sees them, shape (C, ceil(H/s), ceil(W/s)), plus
+    def encode_latents(self, image, refine=0, quality=None):
+        """The quantised latents of an image as the file codes them, shape (C, ceil(H/s), ceil(W/s)), plus
         2 * MARGIN on an axis of at most SMALL_SIDE pixels (the image then starts MARGIN cells in).
 
-        int16 codebook values (rounded latents), in every format.
+        int16 codebook values (rounded latents, gained at ``quality``), in every format.
         """
         refine = refine_steps(refine)
         picture = self._picture(image, strip=True)
-        header = self.header_for(picture)
+        header = self.header_for(picture, quality)
         analysed = self.analyse(picture.rgb(), header, refine)
         if not self.model.has_hyperprior:
             return analysed[0].astype(np.int16) + self.model.codebook_min
-        return hyperprior.rounded(analysed[0], self.model.codebook_min, self.model.codebook_size).astype(np.int16)
+        gain = gain_of(header, self.model)
+        latents = analysed[0] if gain is None else analysed[0] * gain.encoder[:, None, None]
+        return hyperprior.rounded(latents, self.model.codebook_min, self.model.codebook_size).astype(np.int16)
 
     def _picture(self, image, strip):
         """What ``encode`` takes as an ``l3ic.image.Picture``."""
@@ -178,8 +184,9 @@ class Codec:
         s = self.model.stride
         rgb = _canvas(rgb, header)
         factors = [1, header.hyper_stride] if self.model.has_hyperprior else [1]
+        gain = gain_of(header, self.model)
         if len(blocks) == 1:
-            outs = self._encode_window(_pad_to(rgb, s), refine)
+            outs = self._encode_window(_pad_to(rgb, s), refine, gain)
             return [np.ascontiguousarray(o[:, :-(-header.latent_h // f), :-(-header.latent_w // f)])
                     for o, f in zip(outs, factors)]
         # Several windows are padded to a whole number of ẑ cells: a stride-2 convolution's "same" padding
@@ -190,7 +197,7 @@ class Codec:
         for block in blocks:
             core, window = _with_halo(header, block, self.tiling.encode_halo)
             (ya, yb), (xa, xb) = window
-            outs = self._encode_window(_pad_to(rgb[ya * s:yb * s, xa * s:xb * s], pad), refine)
+            outs = self._encode_window(_pad_to(rgb[ya * s:yb * s, xa * s:xb * s], pad), refine, gain)
             if outputs is None:
                 outputs = [np.empty((o.shape[0], -(-header.latent_h // f), -(-header.latent_w // f)), o.dtype)
                            for o, f in zip(outs, factors)]
@@ -200,12 +207,32 @@ class Codec:
                     out[:, cy // f:-(-(cy + ch) // f), cx // f:-(-(cx + cw) // f)]
         return outputs
 
-    def _encode_window(self, rgb, refine):
-        return refine_symbols(self.model, rgb, refine) if refine else self.model.encode(rgb)
+    def _encode_window(self, rgb, refine, gain):
+        """The encoder's outputs for one window.  Refinement works on the gained latents of the header's quality
+        (``l3ic.hyperprior.Gain``); its result is divided by the gain again, so that ``code`` gains all alike
+        (and rounds back to the refined integers): a plain analysis is the same at every quality."""
+        if not refine:
+            return self.model.encode(rgb)
+        outs = refine_symbols(self.model, rgb, refine, gain)
+        if gain is not None:
+            outs[0] = outs[0] / gain.encoder[:, None, None]
+        return outs
 
-    def header_for(self, picture):
-        """The file header for a picture (``l3ic.image.Picture``): geometry, model identity, tile grid."""
+    @property
+    def quality_range(self):
+        """(lowest, highest) quality in hundredths of a model trained for continuous quality, else None."""
+        return self.model.entropy_model.qualities if self.model.has_hyperprior else None
+
+    def header_for(self, picture, quality=None):
+        """The file header for a picture (``l3ic.image.Picture``): geometry, model identity, tile grid, and for a
+        model with gains the quality (hundredths; default the model's preset)."""
         m = self.model
+        flags = 0
+        if self.quality_range is not None:
+            quality, flags = m.entropy_model.default_quality if quality is None else quality, container.FLAG_QUALITY
+            m.entropy_model.gain(quality)  # refuses a quality outside the model's range
+        elif quality is not None:
+            raise L3icError("model %r has no continuous quality: use a quality preset or another model" % m.name)
         margin = MARGIN if m.has_hyperprior else 0  # FLAG_MARGIN is a format-3 flag
         margin_y, margin_x = (margin if side <= SMALL_SIDE else 0 for side in (picture.height, picture.width))
         latent_h = -(-picture.height // m.stride) + 2 * margin_y
@@ -219,7 +246,7 @@ class Codec:
             codebook_size=m.codebook_size, codebook_min=m.codebook_min,
             channels=m.channels, stride=m.stride,
             latent_h=latent_h, latent_w=latent_w, tile_h=tile_h, tile_w=tile_w,
-            flags=container.FLAG_MARGIN if margin_y or margin_x else 0,
+            flags=flags | (container.FLAG_MARGIN if margin_y or margin_x else 0), quality=quality or 0,
             **(dict(z_channels=m.entropy_model.z_channels, hyper_stride=m.entropy_model.hyper_stride) if m.has_hyperprior else {}))
 
     def code(self, analysed, header):
@@ -227,7 +254,8 @@ class Codec:
         if not self.model.has_hyperprior:
             return [self._code_tile(analysed[0], header.tile_rect(t)) for t in range(header.n_tiles)], None
         latents, z = analysed
-        return [self._code_tile_hyper(latents, z, header.tile_rect(t)) for t in range(header.n_tiles)], self._code_z(z)
+        gain = gain_of(header, self.model)
+        return [self._code_tile_hyper(latents, z, header.tile_rect(t), gain) for t in range(header.n_tiles)], self._code_z(z)
 
     def _code_tile(self, symbols, rect):
         y, x, h, w = rect
@@ -235,12 +263,15 @@ class Codec:
         coded = fse.encode_channels(tile, self.model.codebook_size, width=w)
         return container.TileChunks(coded.modes, coded.sizes, coded.payload)
 
-    def _code_tile_hyper(self, latents, z, rect):
+    def _code_tile_hyper(self, latents, z, rect, gain):
         """Format 3: one tile, each element coded with the table the entropy model gives it (``hyperprior.encode_tile``)."""
         m, em = self.model, self.model.entropy_model
         y, x, h, w = rect
-        base, index = em.tile_parameters(z, rect)
-        coded = hyperprior.encode_tile(em, latents[:, y:y + h, x:x + w], base, index, m.codebook_min, m.codebook_size)
+        base, index = em.tile_parameters(z, rect, gain)
+        tile = latents[:, y:y + h, x:x + w]
+        if gain is not None:
+            tile = tile * gain.encoder[:, None, None]
+        coded = hyperprior.encode_tile(em, tile, base, index, m.codebook_min, m.codebook_size)
         return container.TileChunks(coded.modes, coded.sizes, coded.payload)
 
     def _code_z(self, z):
@@ -272,12 +303,17 @@ class Codec:
         pixels = synthesise(model, values, h, canvas, blocks, self.tiling)
         return images.to_pil(pixels, h.mode, _crop_side_data(parsed.side_data, h, region))
 
-    def decode_latents(self, latents):
+    def decode_latents(self, latents, quality=None):
         """Run the decoder on latent values (C, h, w), as ``encode_latents`` gives them -> uint8 RGB (h*s, w*s, 3).
 
-        Format-2 models take integer codebook values; format-3 models any finite values (ŷ are integers).
+        Format-2 models take integer codebook values; format-3 models any finite values (ŷ are integers),
+        which a model with gains multiplies by the inverse gain of ``quality`` (default its preset).
         """
-        return _to_uint8(self.model.decode(_checked_latents(latents, self.model)))
+        values = _checked_latents(latents, self.model)
+        if self.quality_range is not None:
+            em = self.model.entropy_model
+            values = values * em.gain(em.default_quality if quality is None else quality).inverse[:, None, None]
+        return _to_uint8(self.model.decode(values))
 
     def parse(self, data):
         """Stage 1 of decoding: the parsed file (``container.L3icFile``) and the model that decodes it: this
@@ -305,7 +341,17 @@ def _checked_against(h, m):
             or (m.has_hyperprior and (h.z_channels, h.hyper_stride) != (m.entropy_model.z_channels, m.entropy_model.hyper_stride)):
         raise ModelError("this file's header does not match model %r (%d channels, stride %d, format %d)"
                          % (m.name, m.channels, m.stride, m.format))
+    qualities = m.entropy_model.qualities if m.has_hyperprior else None
+    if bool(h.flags & container.FLAG_QUALITY) != (qualities is not None) \
+            or (qualities and not qualities[0] <= h.quality <= qualities[1]):
+        raise ModelError("this file's quality field does not fit model %r (quality %s)"
+                         % (m.name, "%g..%g" % tuple(q / QUALITY_SCALE for q in qualities) if qualities else "none"))
     return m
+
+
+def gain_of(header, model):
+    """The ``l3ic.hyperprior.Gain`` a file's latents are coded with (its quality field), or None."""
+    return model.entropy_model.gain(header.quality) if header.flags & container.FLAG_QUALITY else None
 
 
 def synthesise(model, values, header, region=None, blocks=None, tiling=None):
@@ -333,21 +379,30 @@ def synthesise(model, values, header, region=None, blocks=None, tiling=None):
 def latent_values(parsed, model, channels=None, tiles=None):
     """Stage 2 of decoding: entropy-decode the chosen channels of the chosen tiles into latent values, float32 (C, latent_h, latent_w).
 
-    These are what the decoder network takes.  Format 3: ŷ (``hyperprior.decode_tile``),
-    and channels not asked for hold the hyperprior's guess, the base floor(mean).
+    These are what the decoder network takes.  Format 3: ŷ (``coded_latents``),
+    and channels not asked for hold the hyperprior's guess, the base floor(mean);
+    in a file with a quality field, times the inverse gain of that quality.
     Formats 1 and 2: codebook values, and channels not asked for hold 0.
     Tiles not asked for hold 0.
     """
     h = parsed.header
     if h.version < 3:
         return read_symbols(parsed, channels, tiles).astype(np.float32) + h.codebook_min
+    gain = gain_of(h, model)
+    values = coded_latents(parsed, model, channels, tiles, gain)
+    return values if gain is None else values * gain.inverse[:, None, None]
+
+
+def coded_latents(parsed, model, channels=None, tiles=None, gain=None):
+    """The ŷ a format-3 file codes, float32 (C, latent_h, latent_w): ``latent_values`` before any inverse gain."""
+    h = parsed.header
     wanted = _channel_list(channels, h.channels)
     em = model.entropy_model
     z = decode_z(parsed, em)
     values = np.zeros((h.channels, h.latent_h, h.latent_w), np.float32)
     for t in range(h.n_tiles) if tiles is None else tiles:
         y, x, th, tw = rect = h.tile_rect(t)
-        base, index = em.tile_parameters(z, rect)
+        base, index = em.tile_parameters(z, rect, gain)
         chunks = parsed.tile_chunks(t, wanted)
         block = base.astype(np.float32)
         block[wanted] = hyperprior.decode_tile(em, chunks.payload, chunks.modes, chunks.sizes, base[wanted], index[wanted],
@@ -412,7 +467,8 @@ def read_latents(data, channels=None, max_pixels=images.DEFAULT_MAX_PIXELS):
         folder = find_decoder(h.model_name, h.decoder_hash)
         if folder is None:
             raise ModelError("this file needs model %r (identity %s), which is not installed" % (h.model_name, h.decoder_hash.hex()[:12]))
-        return latent_values(parsed, _checked_against(h, Model(folder, "cpu")), wanted)[wanted].astype(np.int16)
+        model = _checked_against(h, Model(folder, "cpu"))
+        return coded_latents(parsed, model, wanted, gain=gain_of(h, model))[wanted].astype(np.int16)
     latents = np.empty((len(wanted), h.latent_h, h.latent_w), np.int16)
     for (y, x, th, tw), block in _decoded_tiles(parsed, wanted):
         latents[:, y:y + th, x:x + tw] = block.astype(np.int16) + h.codebook_min
@@ -445,6 +501,8 @@ def describe(parsed, n_bytes):
     }
     if h.z_channels:
         info["z_channels"], info["hyper_stride"] = h.z_channels, h.hyper_stride
+    if h.flags & container.FLAG_QUALITY:
+        info["quality"] = h.quality / QUALITY_SCALE
     record = parsed.side_record(images.SOURCE)
     if record is not None:
         info["source"] = images.read_source_record(record)
@@ -586,22 +644,104 @@ def _to_uint8(unit_float):
     return np.clip(np.rint(unit_float * 255.0), 0, 255).astype(np.uint8)
 
 
-def encode_to_target(picture, target_bpp, codec_for, models=None, refine=0):
-    """Encode with the highest-quality model whose file is within ``target_bpp``; returns (bytes, model name).
+TARGET_TOLERANCE = 0.01  # the quality search stops at a file within 1 % below the target
 
-    ``codec_for(name)`` returns a Codec for a model name (callers cache them).
-    Like ``cwebp -size``, it tries the models from best to smallest and keeps
-    the first that fits; if none fits, that is an error naming the smallest
-    rate reached.
+
+@dataclass(frozen=True)
+class Encoded:
+    """An encode's result: the file, the model and quality (hundredths; None for a model without continuous
+    quality) it was made with, and a one-line note for the user (or None)."""
+
+    data: bytes
+    model: str
+    quality: Optional[int]
+    note: Optional[str] = None
+
+
+def encode_picture(picture, options, codec_for):
+    """Encode an ``l3ic.image.Picture`` with validated ``EncodeOptions``: the one code path of the command-line
+    tools, the Ray job and the Pillow plugin.  ``codec_for(name)`` returns a Codec for a model name (callers cache
+    them).  With ``target_bpp`` the quality is searched (``encode_to_target``)."""
+    if options.target_bpp is not None:
+        return encode_to_target(picture, options.target_bpp, codec_for, options.refine)
+    codec = codec_for(options.model)
+    data = codec.encode(picture, refine=options.refine, quality=options.quality)
+    quality = options.quality if options.quality is not None or codec.quality_range is None \
+        else codec.model.entropy_model.default_quality
+    return Encoded(data, options.model, quality)
+
+
+def encode_to_target(picture, target_bpp, codec_for, refine=0):
+    """The largest file within ``target_bpp`` over the whole quality range, as ``Encoded``.
+
+    Like ``cwebp -size``, but by search on q (``l3ic.quality``; the quality
+    models must have gains).  Within one model, file size grows with q, so a
+    bracketed search (log size interpolated linearly in q, alternating with
+    bisection steps) finds the largest q whose file fits, stopping within
+    TARGET_TOLERANCE; each model is searched in its own range (neighbouring
+    models need not agree on the size at their common boundary) and the
+    largest file that fits wins.  A model's encoder network runs once: only
+    the entropy coding depends on q.  A target below every file gives the
+    smallest and a note.  With ``refine``, the chosen q is then refined,
+    which keeps the size.
     """
     options = EncodeOptions.validated(target_bpp=target_bpp, refine=refine)
-    pixels = picture.width * picture.height
-    smallest = None
-    for name in models if models is not None else installed_qualities():
-        data = codec_for(name).encode(picture, refine=options.refine)
-        bpp = 8.0 * len(data) / pixels
-        if bpp <= options.target_bpp:
-            return data, name
-        smallest = (bpp, name)
-    raise L3icError("no model reaches %.3f bpp for this image (smallest: %s at %.3f bpp)"
-                    % (options.target_bpp, smallest[1], smallest[0]))
+    budget, refine = options.target_bpp * picture.width * picture.height / 8.0, options.refine
+    found, smallest = [], None
+    for name in QUALITIES:
+        codec = codec_for(name)
+        file_at = _files_by_quality(codec, picture)
+        lo, hi = codec.quality_range
+        bottom = file_at(lo)
+        smallest = min(smallest or (len(bottom), name, lo, bottom), (len(bottom), name, lo, bottom))
+        if len(bottom) <= budget:
+            found.append((name,) + _largest_within(file_at, lo, hi, bottom, budget))
+    note = None
+    if found:
+        name, units, data = max(found, key=lambda f: len(f[2]))
+    else:
+        _, name, units, data = smallest
+        note = "no quality reaches %.3f bpp: the smallest file (q %g) is %.3f bpp" % (
+            options.target_bpp, units / QUALITY_SCALE, 8.0 * len(data) / (picture.width * picture.height))
+    if refine:
+        refined = codec_for(name).encode(picture, refine=refine, quality=units)
+        if len(refined) <= (len(data) if note else budget):
+            data = refined
+    return Encoded(data, name, units, note)
+
+
+def _files_by_quality(codec, picture):
+    """A function q (hundredths) -> the file of ``picture`` at q; the encoder network runs on the first call only."""
+    analysed = []
+
+    def file_at(units):
+        header = codec.header_for(picture, units)
+        if not analysed:
+            analysed.append(codec.analyse(picture.rgb(), header))
+        tiles, z_chunks = codec.code(analysed[0], header)
+        return container.write(header, tiles, picture.side_data, z_chunks)
+
+    return file_at
+
+
+def _largest_within(file_at, lo, hi, bottom, budget):
+    """(q, file) of the largest q in lo..hi whose file is at most ``budget`` bytes, given ``bottom`` = file_at(lo)
+    fits: stops early at a file within TARGET_TOLERANCE of the budget."""
+    top = file_at(hi)
+    if len(top) <= budget:
+        return hi, top
+    best, sizes, bisect = (lo, bottom), {lo: len(bottom), hi: len(top)}, False
+    while hi - lo > 1 and sizes[lo] < (1.0 - TARGET_TOLERANCE) * budget:
+        if bisect:
+            q = (lo + hi) // 2
+        else:
+            t = (np.log(budget) - np.log(sizes[lo])) / (np.log(sizes[hi]) - np.log(sizes[lo]))
+            q = int(round(lo + t * (hi - lo)))
+        q, bisect = min(max(q, lo + 1), hi - 1), not bisect
+        data = file_at(q)
+        sizes[q] = len(data)
+        if len(data) <= budget:
+            lo, best = q, (q, data)
+        else:
+            hi = q
+    return best

@@ -38,7 +38,9 @@ MAX_SIDE_DATA = 256 << 20
 
 MAX_MODEL_NAME = 64
 FLAG_MARGIN = 0x0001  # flags bit 0: the latent covers the image plus a margin of whole cells on both sides of an axis
-KNOWN_FLAGS = FLAG_MARGIN
+FLAG_QUALITY = 0x0002  # flags bit 1: a quality field follows the hyperprior fields (gained latents, l3ic.quality)
+KNOWN_FLAGS = FLAG_MARGIN | FLAG_QUALITY
+MAX_QUALITY = 10000  # the quality field: q in hundredths, 0..100
 MAX_MARGIN = 8  # latent cells of margin on each side, at most (a file cannot claim a latent much larger than its image)
 COLOUR_MODES = ("RGB", "L")  # colour mode byte -> name
 # Coding modes by version: FSE 0, CONSTANT 1, RAW 2, EMPTY 3, CONTEXT 4 (version 2), STATIC 5 (version 3);
@@ -51,6 +53,7 @@ _ZSTD_LEVEL = 10  # side data is small (ICC, EXIF) or compresses well (alpha): a
 # decoder hash, side-data count, model-name length.
 _FIXED = struct.Struct("<4sBHIIBBHhHIIII16sBB")
 _HYPER = struct.Struct("<HB")  # version 3 only, right after the fixed header: z channels, hyper stride
+_QUALITY = struct.Struct("<H")  # version 3 with FLAG_QUALITY, right after _HYPER
 _SIDE = struct.Struct("<4sBIII")  # tag, compression, stored length, decompressed length, CRC32
 _U32 = struct.Struct("<I")
 _MIN_ENTRY = 6  # smallest channel-index entry: mode u8 + 1-byte varint + CRC32
@@ -99,6 +102,7 @@ class Header:
     z_channels: int = 0  # format 3: channels of the hyperprior's side information ẑ; 0 = format 2
     hyper_stride: int = 0  # format 3: ẑ has one cell per hyper_stride x hyper_stride latent cells
     flags: int = 0  # FLAG_MARGIN: latent_h = ceil(height / stride) + 2 * margin_y (likewise w), the image at the margin
+    quality: int = 0  # FLAG_QUALITY: q in hundredths (0..MAX_QUALITY) whose gains the latents were coded with; else 0
 
     def __post_init__(self):
         problem = self._problem()
@@ -128,6 +132,8 @@ class Header:
             return "stride %d is outside 1..255" % self.stride
         if self.flags & ~KNOWN_FLAGS or (self.flags and not self.z_channels):
             return "unsupported flags 0x%04x (version 3 knows 0x%04x)" % (self.flags, KNOWN_FLAGS)
+        if not (0 <= self.quality <= MAX_QUALITY and (self.flags & FLAG_QUALITY or self.quality == 0)):
+            return "quality %d is outside 0..%d, or given without FLAG_QUALITY" % (self.quality, MAX_QUALITY)
         expected = (_ceil_div(self.height, self.stride), _ceil_div(self.width, self.stride))
         extra = (self.latent_h - expected[0], self.latent_w - expected[1])
         if self.flags & FLAG_MARGIN:
@@ -284,6 +290,7 @@ def write(header: Header, tiles: Sequence[TileChunks],
                     header.latent_h, header.latent_w, header.tile_h, header.tile_w,
                     header.decoder_hash, len(side), len(name)),
         _HYPER.pack(header.z_channels, header.hyper_stride) if version == 3 else b"",
+        _QUALITY.pack(header.quality) if header.flags & FLAG_QUALITY else b"",
         name, *(entry for entry, _ in side), bytes(modes), *lengths, *crcs])
     return b"".join([head, _U32.pack(zlib.crc32(head)), *(t.payload for t in groups),
                      *(stored for _, stored in side)])
@@ -388,6 +395,12 @@ class L3icFile:
             name_start += _HYPER.size
             if not (z_channels and hyper_stride):
                 raise FormatError("invalid l3ic header: format 3 with zero z channels or hyper stride")
+        quality = 0
+        if flags & FLAG_QUALITY:
+            if size < name_start + _QUALITY.size:
+                raise _truncated("quality field", name_start + _QUALITY.size, size)
+            quality, = _QUALITY.unpack_from(mv, name_start)
+            name_start += _QUALITY.size
 
         # Layout first, so the header CRC is checked before the fields are interpreted.
         table = name_start + name_len
@@ -407,7 +420,7 @@ class L3icFile:
             name = bytes(mv[name_start:table]).decode("utf-8")
             header = Header(width, height, COLOUR_MODES[mode], name, decoder_hash, codebook_size,
                             codebook_min, channels, stride, latent_h, latent_w, tile_h, tile_w,
-                            z_channels, hyper_stride, flags)
+                            z_channels, hyper_stride, flags, quality)
         except (UnicodeDecodeError, ValueError) as e:
             raise FormatError("invalid l3ic header: %s" % str(e).splitlines()[0])
         if width * height > max_pixels:

@@ -1,12 +1,13 @@
 """``python -m runtime.encode INPUT... [-o OUTPUT]``: compress images to .l3ic.
 
-One input file: prints one line (size, bits per pixel, time; with
-``--verify`` also the PSNR of the decoded result).  Several inputs, a folder
-or a glob: a batch with a progress bar and a summary line (see
-``l3ic.batch``).  ``--target-bpp`` picks, per image, the best model whose
-file fits the target.  ``--refine N`` spends N steps of encoder-side
-refinement (``l3ic.refine``) per image for a smaller file at the same
-quality; the files decode as any other.
+One input file: prints one line (size, bits per pixel, model and quality,
+time; with ``--verify`` also the PSNR of the decoded result).  Several
+inputs, a folder or a glob: a batch with a progress bar and a summary line
+(see ``l3ic.batch``).  ``-q`` is the quality, 0..100 (``l3ic.quality``: the
+codec picks the model); ``--target-bpp`` finds, per image, the largest file
+within the target.  ``--refine N`` spends N steps of encoder-side refinement
+(``l3ic.refine``) per image for a better image in the same size; the files
+decode as any other.
 """
 import os
 import sys
@@ -17,11 +18,12 @@ import numpy as np
 from l3ic import batch, cli
 from l3ic import image as images
 from l3ic.atomic import check_output_path, write_bytes_atomic
-from l3ic.codec import encode_to_target
+from l3ic.codec import encode_picture
 from l3ic.errors import L3icError
 from l3ic.image import IMAGE_SUFFIXES  # the one list of image suffixes (l3ic.batch_ray imports it from here)
-from l3ic.model import QUALITIES, installed_qualities
+from l3ic.model import QUALITIES
 from l3ic.options import CodecOptions, EncodeOptions
+from l3ic.quality import PRESETS, QUALITY_SCALE
 
 
 def parse_args(argv, prog="l3ic encode"):
@@ -29,10 +31,13 @@ def parse_args(argv, prog="l3ic encode"):
                         "image files, folders or globs (PNG, JPEG, anything Pillow reads)",
                         "output .l3ic file (one input) or folder (ending in /, an existing folder, or any -o with "
                         "several inputs; created when missing); default: INPUT.l3ic next to each input")
-    p.add_argument("-q", "--quality", choices=QUALITIES, help="same as -m low|medium|high")
-    p.add_argument("--target-bpp", type=float, help="per image, the highest-quality model whose file is within this many bits per pixel")
+    p.add_argument("-q", "--quality", metavar="Q", help="quality 0..100 (fractions allowed; the codec picks the model), "
+                                                          "or a preset: %s (= %s)" % (
+        ", ".join(QUALITIES), ", ".join("%d" % PRESETS[q] for q in QUALITIES)))
+    p.add_argument("--target-bpp", type=float, help="per image, the largest file within this many bits per pixel "
+                                                    "(the quality is searched)")
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
-                   help="steps of encoder-side refinement: smaller files at the same quality, slower encoding "
+                   help="steps of encoder-side refinement: a better image in the same file size, slower encoding "
                         "(30 is a good trade-off, see README; default 0 = off)")
     p.add_argument("--strip", action="store_true", help="drop ICC profile and EXIF")
     p.add_argument("--verify", action="store_true", help="decode the result and print its PSNR")
@@ -43,26 +48,25 @@ def parse_args(argv, prog="l3ic encode"):
 def encode_one(codecs, src, dst, options):
     """Encode one file; the unit of work of both the single-file and the batch mode."""
     chosen, strip, force, verify, max_pixels = options
-    model, target, refine = chosen.model, chosen.target_bpp, chosen.refine
     check_output_path(dst, inputs=[src], overwrite=force)
     picture = images.load(src, max_pixels=max_pixels, strip=strip)
     start = time.perf_counter()
-    if target is not None:
-        data, model = encode_to_target(picture, target, codecs, installed_qualities(), refine)
-    else:
-        data = codecs(model).encode(picture, refine=refine)
+    encoded = encode_picture(picture, chosen, codecs)
     elapsed = time.perf_counter() - start
+    data = encoded.data
     write_bytes_atomic(dst, data, overwrite=force)
     pixels = picture.width * picture.height
-    line = "%s -> %s: %dx%d %s, %d bytes, %.3f bpp, model %s, %.2f s" % (
-        src, dst, picture.width, picture.height, kept_mode(picture), len(data), 8.0 * len(data) / pixels, model, elapsed)
+    quality = "" if encoded.quality is None else " q %g" % (encoded.quality / QUALITY_SCALE)
+    line = "%s -> %s: %dx%d %s, %d bytes, %.3f bpp, model %s%s, %.2f s" % (
+        src, dst, picture.width, picture.height, kept_mode(picture), len(data), 8.0 * len(data) / pixels,
+        encoded.model, quality, elapsed)
     if verify:
-        decoded = np.asarray(codecs(model).decode_to_pil(data).convert(picture.mode))
+        decoded = np.asarray(codecs(encoded.model).decode_to_pil(data).convert(picture.mode))
         line += ", PSNR %.2f dB" % images.psnr(picture.pixels, decoded)
-    for note in picture.notes:
+    for note in picture.notes + ([encoded.note] if encoded.note else []):
         line += "; note: " + note
     return {"line": line, "pixels": pixels, "bytes_in": os.path.getsize(src), "bytes_out": len(data), "l3ic_bytes": len(data),
-            "model": model, "seconds": elapsed}
+            "model": encoded.model, "seconds": elapsed}
 
 
 def kept_mode(picture):

@@ -19,17 +19,47 @@ BLAS, SIMD width or FMA a machine uses — and the power-of-two scaling and the
 floor are exact too.  ONNX Runtime is not used for it because its float32
 kernels (and TF32 on GPUs) give no such guarantee.
 
+A model trained for continuous quality (``l3ic.quality``) also stores gains:
+per quality grid point an integer exponent m per channel.  A file made at
+quality q codes round(g * y), g = r^m, and both sides turn the mean and scale
+index of y into those of g * y exactly: the index moves m tables up, the mean
+is multiplied by the stored integer round(r^m * 2^16) and rounded back to its
+steps with a shift (``Gain``).
+
 All of the entropy model lives in one file, ``entropy_model.npz``, hashed in
 the model's manifest and in every file's model identity (see docs/FORMAT.md).
 """
+from dataclasses import dataclass
+
 import numpy as np
 
 from l3ic import fse
 from l3ic.errors import ModelError
+from l3ic.quality import QUALITY_SCALE
 
 HALO = 3  # z cells of context around a tile: more than the hyper-synthesis's receptive field (2.5 cells)
 EXACT_LIMIT = 2.0 ** 53
 _LAYER_KEYS = ("kernel", "bias", "shift", "clip")
+_GAIN_KEYS = ("quality_grid", "default_quality", "gain_exponents", "inverse_gains", "gain_multipliers", "multiplier_bits")
+
+
+@dataclass(frozen=True, eq=False)
+class Gain:
+    """The gains of one quality (``EntropyModel.gain``), per latent channel.
+
+    ``quality``: q in hundredths; ``exponents`` (int64): the scale tables move this many steps; ``multipliers``
+    (int64): means are multiplied by these, then shifted right by ``bits``
+    (rounding half up); ``encoder`` (float32): the gain g = multiplier / 2^bits
+    the encoder applies to y; ``inverse`` (float32): what the decoder network's
+    input is multiplied by (a learned inverse gain, near 1 / g).
+    """
+
+    quality: int
+    exponents: np.ndarray
+    multipliers: np.ndarray
+    bits: int
+    encoder: np.ndarray
+    inverse: np.ndarray
 
 
 class IntegerLayer:
@@ -105,11 +135,57 @@ class EntropyModel:
             # code length in bits of each residual symbol under each table (for refinement's rate)
             self.latent_bits = table_log - np.log2(arrays["latent_counts"].astype(np.float64))
             self.z_tables = fse.StaticTables(arrays["z_counts"], table_log)
+            self._gains = {k: arrays[k] for k in _GAIN_KEYS} if "quality_grid" in arrays else None
         except (OSError, KeyError, ValueError, TypeError) as e:
             raise ModelError("cannot read entropy model %s: %s" % (path, str(e).splitlines()[0]))
         self.z_channels = self.z_tables.n_tables
         self.phases = 2 ** -self.mean_exp  # tables per scale: one per fractional step of the mean
         self._check(channels, codebook_size)
+        if self._gains is not None:
+            self._check_gains(channels)
+
+    @property
+    def qualities(self):
+        """(lowest, highest) quality in hundredths this model codes at, or None without gains."""
+        return None if self._gains is None else (int(self._gains["quality_grid"][0]), int(self._gains["quality_grid"][-1]))
+
+    @property
+    def default_quality(self):
+        """The quality (hundredths) an encode without one uses: the model's preset; None without gains."""
+        return None if self._gains is None else int(self._gains["default_quality"])
+
+    def gain(self, quality):
+        """The ``Gain`` of a quality in hundredths inside ``qualities``: between two grid points the exponents are
+        interpolated linearly and rounded (half up) in integer arithmetic, the inverse gains geometrically."""
+        g = self._gains
+        grid = g["quality_grid"]
+        if not grid[0] <= quality <= grid[-1]:
+            raise ModelError("quality %g is outside this model's range %g..%g"
+                             % (quality / QUALITY_SCALE, grid[0] / QUALITY_SCALE, grid[-1] / QUALITY_SCALE))
+        b = min(max(int(np.searchsorted(grid, quality, side="left")), 1), len(grid) - 1)
+        qa, qb, t = int(grid[b - 1]), int(grid[b]), int(quality) - int(grid[b - 1])
+        ea, eb = g["gain_exponents"][b - 1].astype(np.int64), g["gain_exponents"][b].astype(np.int64)
+        exponents = (2 * (ea * (qb - qa - t) + eb * t) + (qb - qa)) // (2 * (qb - qa))
+        multipliers = g["gain_multipliers"][exponents + self._max_exponent]
+        fraction = t / (qb - qa)
+        ia, ib = g["inverse_gains"][b - 1].astype(np.float64), g["inverse_gains"][b].astype(np.float64)
+        bits = int(g["multiplier_bits"])
+        return Gain(int(quality), exponents, multipliers, bits, (multipliers / 2.0 ** bits).astype(np.float32),
+                    (ia ** (1.0 - fraction) * ib ** fraction).astype(np.float32))
+
+    def _check_gains(self, channels):
+        """Gains fit the tables and channels, and keep the mean arithmetic far inside int64."""
+        g = self._gains
+        grid, exponents, multipliers = g["quality_grid"].astype(np.int64), g["gain_exponents"], g["gain_multipliers"]
+        self._max_exponent = (len(multipliers) - 1) // 2
+        ok = (grid.ndim == 1 and len(grid) >= 2 and np.all(np.diff(grid) > 0) and 0 <= grid[0] and grid[-1] <= 100 * QUALITY_SCALE
+              and grid[0] <= int(g["default_quality"]) <= grid[-1]
+              and exponents.shape == (len(grid), channels) and g["inverse_gains"].shape == exponents.shape
+              and len(multipliers) % 2 == 1 and np.all(np.abs(exponents) <= self._max_exponent)
+              and np.all(multipliers > 0) and int(multipliers.max()) < (1 << 40) and 0 <= int(g["multiplier_bits"]) <= 40
+              and np.all(np.isfinite(g["inverse_gains"])) and np.all(g["inverse_gains"] > 0))
+        if not ok:
+            raise ModelError("entropy model: invalid gains (quality grid, exponents, multipliers or inverse gains)")
 
     def _check(self, channels, codebook_size):
         """Shapes fit together, heads fit the model, and every accumulator stays below 2^52 (exactness)."""
@@ -134,22 +210,30 @@ class EntropyModel:
         if self.latent_tables.alphabet_size != codebook_size:
             raise ModelError("entropy model: latent tables have %d symbols, the codebook %d" % (self.latent_tables.alphabet_size, codebook_size))
 
-    def parameters(self, z_symbols):
+    def parameters(self, z_symbols, gain=None):
         """ẑ symbols (Zc, zh, zw) uint8 -> (base int32, table index uint8), each (C, s*zh, s*zw).
 
         The hyper-synthesis gives a mean in steps of 2^mean_exp and a scale
         index; an element is coded as ŷ - base with table
         ``scale * phases + phase``, where base = floor(mean) and phase is the
-        mean's fractional step.
+        mean's fractional step.  With a ``Gain``, mean and index are those of
+        the gained latent g * y: the mean times the channel's multiplier,
+        shifted back (rounding half up) and clipped as the mean head clips,
+        the index shifted by the exponent and clipped to the scale tables.
         """
         x = z_symbols.astype(np.float64) + self.z_min
         for layer in self.layers:
             x = layer(x)
-        mean, scale = self.mean_head(x).astype(np.int32), self.scale_head(x).astype(np.int32)
+        mean, scale = self.mean_head(x).astype(np.int64), self.scale_head(x).astype(np.int64)
+        if gain is not None:
+            half = (1 << gain.bits) >> 1
+            mean = np.clip((mean * gain.multipliers[:, None, None] + half) >> gain.bits, self.mean_head.lo, self.mean_head.hi)
+            scale = np.clip(scale + gain.exponents[:, None, None], self.scale_head.lo, self.scale_head.hi)
+        mean, scale = mean.astype(np.int32), scale.astype(np.int32)
         shift = self.phases.bit_length() - 1  # phases is a power of two: floor division and modulo as bit operations
         return mean >> shift, ((scale << shift) | (mean & (self.phases - 1))).astype(np.uint8)
 
-    def tile_parameters(self, z_symbols, rect):
+    def tile_parameters(self, z_symbols, rect, gain=None):
         """``parameters`` for the latent rectangle rect = (y, x, h, w), from ẑ with HALO cells around it.
 
         Identical, bit for bit, to cutting the rectangle out of ``parameters``
@@ -162,7 +246,7 @@ class EntropyModel:
         zh, zw = z_symbols.shape[1:]
         zy0, zx0 = max(0, y // s - HALO), max(0, x // s - HALO)
         zy1, zx1 = min(zh, -(-(y + h) // s) + HALO), min(zw, -(-(x + w) // s) + HALO)
-        base, index = self.parameters(z_symbols[:, zy0:zy1, zx0:zx1])
+        base, index = self.parameters(z_symbols[:, zy0:zy1, zx0:zx1], gain)
         oy, ox = y - zy0 * s, x - zx0 * s
         return (np.ascontiguousarray(base[:, oy:oy + h, ox:ox + w]), np.ascontiguousarray(index[:, oy:oy + h, ox:ox + w]))
 

@@ -46,14 +46,6 @@ def _named_model(name):
     return None
 
 
-def installed_qualities():
-    """The quality models that are installed, best first (for ``encode_to_target``); ModelError if none is."""
-    found = [q for q in reversed(QUALITIES) if _named_model(q)]
-    if not found:
-        raise ModelError("no quality model (%s) is installed" % ", ".join(QUALITIES))
-    return found
-
-
 def model_identity(manifest):
     """The 16 bytes a file records to name the model that decodes it.
 

@@ -17,35 +17,43 @@ from typing import Optional
 from l3ic.errors import L3icError
 from l3ic.image import DEFAULT_MAX_PIXELS
 from l3ic.model import DEFAULT_MODEL, QUALITIES
+from l3ic.quality import model_for, quality_units
 
 PROVIDERS = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
 class EncodeOptions:
-    """What to encode with: ``model`` (None when ``target_bpp`` picks one per image), ``refine`` steps."""
+    """What to encode with: ``model`` (None when ``target_bpp`` searches the quality per image), ``quality`` (q in
+    hundredths, ``l3ic.quality``; None: the model's preset), ``refine`` steps."""
 
     model: Optional[str] = DEFAULT_MODEL
+    quality: Optional[int] = None
     target_bpp: Optional[float] = None
     refine: int = 0
 
     @classmethod
     def validated(cls, model=None, quality=None, target_bpp=None, refine=0, flags=False):
-        """The options a user gave: ``model`` a name or folder, or ``quality`` one of QUALITIES, or
-        ``target_bpp`` (the best installed quality within that rate); L3icError for a bad value or a conflict."""
+        """The options a user gave: ``model`` a name or folder; ``quality`` a preset (low, medium, high: that
+        model) or q in 0..100 (the model that serves it, or q within ``model``'s range); or ``target_bpp`` (the
+        largest file within that rate, searched over q); L3icError for a bad value or a conflict."""
         name = _flag if flags else str
         if model is not None and not (isinstance(model, (str, os.PathLike)) and os.fspath(model)):
             raise L3icError("%s must be a model name or folder, got %r" % (name("model"), model))
-        if quality is not None and quality not in QUALITIES:
-            raise L3icError("%s must be one of %s, got %r" % (name("quality"), ", ".join(QUALITIES), quality))
-        if model is not None and quality is not None:
-            raise L3icError("give %s or %s, not both" % (name("model"), name("quality")))
         steps = refine_steps(refine, name("refine"))
-        if target_bpp is None:
-            return cls(model or quality or DEFAULT_MODEL, None, steps)
-        if model is not None or quality is not None:
-            raise L3icError("%s chooses the model itself: drop %s/%s" % (name("target_bpp"), name("model"), name("quality")))
-        return cls(None, _target(target_bpp, name("target_bpp")), steps)
+        if target_bpp is not None:
+            if model is not None or quality is not None:
+                raise L3icError("%s chooses the model and quality itself: drop %s/%s"
+                                % (name("target_bpp"), name("model"), name("quality")))
+            return cls(None, None, _target(target_bpp, name("target_bpp")), steps)
+        if quality in QUALITIES:  # a preset names its model, encoded at the model's own quality
+            if model is not None:
+                raise L3icError("give %s or the preset %s %s, not both" % (name("model"), name("quality"), quality))
+            return cls(quality, None, None, steps)
+        units = None if quality is None else quality_units(quality, name("quality"))
+        if units is not None and model is None:
+            model = model_for(units)
+        return cls(model or DEFAULT_MODEL, units, None, steps)
 
 
 @dataclass(frozen=True)

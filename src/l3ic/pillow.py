@@ -3,7 +3,7 @@
     import l3ic.pillow
     from PIL import Image
     Image.open("photo.l3ic").save("photo.png")
-    Image.open("photo.png").save("photo.l3ic", quality="high")      # or model="path/to/model", target_bpp=0.5
+    Image.open("photo.png").save("photo.l3ic", quality=80)      # 0..100, "high", model="path/to/model", target_bpp=0.5
 
 Follows Pillow's plugin conventions (see ``WebPImagePlugin``): an
 ``ImageFile`` subclass whose ``_open`` reads only the header (size, mode,
@@ -15,9 +15,10 @@ shared.  A file whose header is not valid l3ic is "not identified" (Pillow's
 ``UnidentifiedImageError``); a decoding or encoding failure is an ``OSError``
 carrying the l3ic message; a bad save option is a ``ValueError``.
 
-Save options: ``quality`` (``"low"``, ``"medium"``, ``"high"``) or ``model``
-(a model name or folder), or ``target_bpp`` (the best installed quality model
-whose file fits); ``refine`` (steps of encoder-side refinement, default 0);
+Save options: ``quality`` (a number 0..100, or a preset ``"low"``,
+``"medium"``, ``"high"``; ``l3ic.quality``) and/or ``model`` (a model name or
+folder), or ``target_bpp`` (the largest file within it, searched over the
+quality); ``refine`` (steps of encoder-side refinement, default 0);
 ``strip=True`` drops ICC and EXIF; ``icc_profile=`` and
 ``exif=`` replace the image's own (an empty value drops it).  As with the
 command-line tools, EXIF orientation is applied before encoding.
@@ -30,9 +31,8 @@ from PIL import Image, ImageFile
 
 from l3ic import container
 from l3ic import image as images
-from l3ic.codec import Codec, describe, encode_to_target
+from l3ic.codec import Codec, describe, encode_picture
 from l3ic.errors import FormatError, L3icError
-from l3ic.model import installed_qualities
 from l3ic.options import EncodeOptions
 
 FORMAT = "L3IC"
@@ -113,10 +113,7 @@ def _save(im, fp, filename):
         picture = images.from_pil(im, strip=strip)
         if not strip:
             _override_metadata(picture, params)
-        if chosen.target_bpp is not None:
-            data, _ = encode_to_target(picture, chosen.target_bpp, _codec, installed_qualities(), chosen.refine)
-        else:
-            data = _codec(chosen.model).encode(picture, refine=chosen.refine)
+        data = encode_picture(picture, chosen, _codec).data
     except L3icError as e:
         raise OSError("cannot write l3ic image: %s" % e) from e
     fp.write(data)

@@ -25,10 +25,18 @@ of ``export.train``::
   channel's histogram (what the FSE coder pays per channel, to first order),
   with the gradient of the soft histogram of ``export.quantizer``.
 
-The step size decays linearly to 0.  Every CHECK_EVERY steps the hard
-rounding is scored (hard rounding, hard histograms) and the best symbols seen
-are returned; the encoder's own symbols are the first candidate, so
-refinement never returns a worse J than plain encoding.  The random draws are
+Refinement keeps the rate: the file of a refined image is as large as the
+plain encode's, and better.  The rate weight lambda starts at the model's
+(``refine`` in its manifest; for a model with gains, scaled to the quality's
+``l3ic.quality.lambda_of``), and after every step it is raised or lowered
+by the relative excess of the hard rounding's rate over the plain encode's
+(a multiplicative dual ascent).  Every CHECK_EVERY steps the hard rounding
+is entropy-coded as the file will code it, and scored.  The symbols
+returned are those of least squared error among the candidates coded in at
+most the plain encode's bytes and at least (1 - SIZE_BAND) of them, or, if a
+smaller candidate is better than all of those, that one; the encoder's own
+symbols are the first candidate, so refinement never returns a worse image
+or a larger file than plain encoding.  The random draws are
 seeded, so the same image always gives the same file.  Only the encoder side
 changes: files stay standard and decode with the same decoder, at the same
 speed.  It costs about one decoder forward and backward pass per step
@@ -36,70 +44,96 @@ speed.  It costs about one decoder forward and backward pass per step
 """
 import numpy as np
 
+from l3ic import fse, hyperprior
+from l3ic.quality import QUALITY_SCALE, lambda_of
+
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPSILON = 1e-7
 TEMPERATURE = (0.3, 0.02)  # soft-rounding temperature, first and last step (geometric in between)
 CHECK_EVERY = 10  # steps between scorings of the hard rounding
+RATE_CONTROL = 10.0  # lambda *= exp(RATE_CONTROL * relative rate excess) after every step
+LAMBDA_RANGE = 10.0  # ... within 1/10 and 10 times its start
+SIZE_BAND = 0.01  # a refined file is meant to be the plain one's size, to within 1 %
 SEED = 0
 
 
-def refine_symbols(model, rgb, iterations):
+def refine_symbols(model, rgb, iterations, gain=None):
     """What ``model.encode`` gives, refined, for a uint8 RGB image whose sides are multiples of the model's stride.
 
     Format 2: [symbols (uint8, C x h x w)].  Format 3: [latents, ẑ symbols],
-    the latents the refined integers.
+    the latents the refined integers; with a ``l3ic.hyperprior.Gain``, those
+    of the gained latent (as ``Codec`` codes them) and the decoder's input
+    times the inverse gain.
     """
     lo, size = model.codebook_min, model.codebook_size
+    lam = float(model.refine_parameters()["lambda"])
     if not model.has_hyperprior:
         y = model.latents(rgb).astype(np.float32)
-        best = _descend(model, rgb, y, 0.0, iterations, lambda r: soft_bits(r, lo, size), lambda r: hard_bits(r, lo, size))
+        coded = lambda r: len(fse.encode_channels(np.ascontiguousarray((r - lo).astype(np.uint8).reshape(r.shape[0], -1)),
+                                                  size, width=r.shape[2]).payload)
+        best = _descend(model, rgb, y, 0.0, 1.0, lam, iterations, lambda r: soft_bits(r, lo, size),
+                        lambda r: hard_bits(r, lo, size), coded)
         return [(best - lo).astype(np.uint8)]
     y, z = model.encode(rgb)
     em = model.entropy_model
-    base, index = em.tile_parameters(z, (0, 0) + y.shape[1:])
+    scale = 1.0
+    if gain is not None:
+        y, scale = y * gain.encoder[:, None, None], gain.inverse[:, None, None]
+        lam *= lambda_of(gain.quality / QUALITY_SCALE) / lambda_of(em.default_quality / QUALITY_SCALE)
+    base, index = em.tile_parameters(z, (0, 0) + y.shape[1:], gain)
     base, index = base.astype(np.float32), index.astype(np.int64)
     # r = ŷ - base must be a symbol value (lo..hi) and ŷ a codebook value, which is what the coder will code
     r_lo, r_hi = np.maximum(lo, lo - base), np.minimum(lo + size - 1, lo + size - 1 - base)
     residual = np.clip(y - base, r_lo, r_hi)
-    best = _descend(model, rgb, residual, base, iterations, lambda r: table_bits(r, index, em.latent_bits, lo),
-                    lambda r: table_bits(r, index, em.latent_bits, lo)[0], (r_lo, r_hi))
+    index8 = index.astype(np.uint8)
+    coded = lambda r: len(hyperprior.encode_tile(em, base + r, base.astype(np.int32), index8, lo, size).payload)
+    best = _descend(model, rgb, residual, base, scale, lam, iterations, lambda r: table_bits(r, index, em.latent_bits, lo),
+                    lambda r: table_bits(r, index, em.latent_bits, lo)[0], coded, (r_lo, r_hi))
     return [base + best, z]
 
 
-def _descend(model, rgb, start, offset, iterations, soft_rate, hard_rate, bounds=None):
+def _descend(model, rgb, start, offset, scale, lam, iterations, soft_rate, hard_rate, coded_size, bounds=None):
     """Adam on values r in ``bounds`` (default the codebook range; scalars or arrays); the decoder sees
-    offset + r; returns the best integer r found.
+    scale * (offset + r); returns the integer r of least squared error found in the size of rint(start).
 
     ``soft_rate(r)`` gives (bits, d bits / d r) for float r, ``hard_rate(r)``
-    the bits of integer r.
+    the bits of integer r, ``coded_size(r)`` its entropy-coded bytes.  ``lam``
+    is where the rate weight starts.
     """
-    params = model.refine_parameters()
-    lam, learning_rate = float(params["lambda"]), float(params["learning_rate"])
+    learning_rate = float(model.refine_parameters()["learning_rate"])
     lo, hi = bounds or (model.codebook_min, model.codebook_min + model.codebook_size - 1)
     pixels_per_latent = model.stride ** 2
     samples = rgb.size  # pixels x 3 colour channels: the MSE denominator
 
-    def cost(q):
-        sse, _ = model.squared_error_and_gradient(offset + q, rgb)
-        return sse / samples + lam * hard_rate(q) / pixels_per_latent
+    def squared_error(q):
+        sse, gradient = model.squared_error_and_gradient(scale * (offset + q), rgb)
+        return sse, gradient * scale
 
     r = start.astype(np.float32)
-    best = np.rint(r)
-    best_cost = cost(best)
+    plain = np.rint(r)
+    budget, rate_budget, (plain_error, _) = coded_size(plain), hard_rate(plain), squared_error(plain)
+    best = {True: (plain_error, plain), False: (np.inf, None)}  # in the size band / smaller
+    weight = lam
     adam, rng = _Adam(r.shape), np.random.default_rng(SEED)
     for step in range(iterations):
         fraction = step / max(1, iterations - 1)
         q, dq_dr = soft_round(r, TEMPERATURE[0] * (TEMPERATURE[1] / TEMPERATURE[0]) ** fraction, rng, lo, hi)
-        _, distortion_gradient = model.squared_error_and_gradient(offset + q, rgb)
+        _, distortion_gradient = squared_error(q)
         _, rate_gradient = soft_rate(r)
-        gradient = distortion_gradient * dq_dr / samples + lam * rate_gradient / pixels_per_latent
+        gradient = distortion_gradient * dq_dr / samples + weight * rate_gradient / pixels_per_latent
         r = np.clip(r - adam.step(gradient, learning_rate * (1.0 - step / iterations)), lo, hi)
+        candidate = np.rint(r)
+        rate = hard_rate(candidate)
+        excess = (rate - rate_budget) / max(rate_budget, 1e-9)
+        weight = float(np.clip(weight * np.exp(RATE_CONTROL * excess), lam / LAMBDA_RANGE, lam * LAMBDA_RANGE))
         if (step + 1) % CHECK_EVERY == 0 or step + 1 == iterations:
-            candidate = np.rint(r)
-            candidate_cost = cost(candidate)
-            if candidate_cost < best_cost:
-                best, best_cost = candidate, candidate_cost
-    return best
+            size = coded_size(candidate)
+            if size <= budget:
+                error, _ = squared_error(candidate)
+                band = size >= (1.0 - SIZE_BAND) * budget
+                if error < best[band][0]:
+                    best[band] = (error, candidate)
+    return (best[False] if best[False][0] < best[True][0] else best[True])[1]
 
 
 def table_bits(r, index, bits, lo):

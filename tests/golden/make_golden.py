@@ -25,8 +25,11 @@ work), the decoded image within one rounding step of ``<case>.decoded.png``
 (max abs difference <= 1: float convolutions may round differently on other
 CPUs, GPUs or ONNX Runtime versions).
 
-``format2/`` holds the golden files of the format-2 release, frozen: they
-must keep decoding (through the legacy decoder in ``models/legacy``).
+``format2/`` holds the golden files of the format-2 release and ``l3ic-0.3/``
+those of the first format-3 models (before continuous quality), frozen: they
+must keep decoding (through the legacy decoders in ``models/legacy``).  The
+``quality`` case is coded at a quality between two of the model's grid
+points, so its index maps pin the integer interpolation of the gains.
 """
 import hashlib
 import json
@@ -39,11 +42,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 SAMPLE = os.path.join(REPO, "samples", "rose.png")
 MODEL = "medium"
-CASES = {  # name: (left, top, width, height, mode) of the crop of samples/rose.png
-    "rgb": (150, 200, 77, 61, "RGB"),
-    "gray": (40, 330, 45, 38, "L"),
-    "large": (100, 100, 203, 150, "RGB"),
-    "small": (200, 260, 13, 6, "RGB"),  # under 17 px on both axes: a file with a margin (FLAG_MARGIN)
+CASES = {  # name: (left, top, width, height, mode, quality in hundredths or None: the preset) of the crop of samples/rose.png
+    "rgb": (150, 200, 77, 61, "RGB", None),
+    "gray": (40, 330, 45, 38, "L", None),
+    "large": (100, 100, 203, 150, "RGB", None),
+    "small": (200, 260, 13, 6, "RGB", None),  # under 17 px on both axes: a file with a margin (FLAG_MARGIN)
+    "quality": (120, 280, 64, 40, "RGB", 5333),  # between grid points of the medium model's gains
 }
 
 
@@ -61,15 +65,17 @@ def entropy_sha256(data):
     """SHA-256 of what decides how a format-3 file's symbols decode: ẑ, then per tile the index map, the base
     map, the chunks' modes and the decoded latent values."""
     from l3ic import container, hyperprior
-    from l3ic.codec import decode_z
+    from l3ic.codec import decode_z, gain_of
     from l3ic.model import Model, find_decoder
     parsed = container.L3icFile.parse(data)
     h = parsed.header
-    em = Model(find_decoder(h.model_name, h.decoder_hash), "cpu").entropy_model
+    model = Model(find_decoder(h.model_name, h.decoder_hash), "cpu")
+    em = model.entropy_model
     z = decode_z(parsed, em)
+    gain = gain_of(h, model)
     digest = hashlib.sha256(np.ascontiguousarray(z).tobytes())
     for t in range(h.n_tiles):
-        base, index = em.tile_parameters(z, h.tile_rect(t))
+        base, index = em.tile_parameters(z, h.tile_rect(t), gain)
         chunks = parsed.tile_chunks(t)
         values = hyperprior.decode_tile(em, chunks.payload, chunks.modes, chunks.sizes, base, index,
                                         h.codebook_min, h.codebook_size)
@@ -79,7 +85,7 @@ def entropy_sha256(data):
 
 
 def crop(case):
-    left, top, width, height, mode = CASES[case]
+    left, top, width, height, mode, _ = CASES[case]
     with Image.open(SAMPLE) as image:
         return image.convert("RGB").crop((left, top, left + width, top + height)).convert(mode)
 
@@ -99,7 +105,7 @@ def main(argv=None):
     for case in CASES:
         source = crop(case)
         source.save(os.path.join(HERE, case + ".source.png"))
-        data = codec.encode(source)
+        data = codec.encode(source, quality=CASES[case][5])
         with open(os.path.join(HERE, case + ".l3ic"), "wb") as f:
             f.write(data)
         decoded = codec.decode(data)

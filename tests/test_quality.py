@@ -1,0 +1,206 @@
+"""Continuous quality (l3ic.quality): -q 0..100 across the models, exact gains, --target-bpp by search, refinement
+that keeps the size."""
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import photo_like
+from l3ic import Codec, container, image as images
+from l3ic.codec import encode_picture, encode_to_target
+from l3ic.errors import FormatError, L3icError, ModelError
+from l3ic.image import from_array
+from l3ic.options import EncodeOptions
+from l3ic.quality import MODEL_RANGES, PRESETS, QUALITY_SCALE, lambda_of, model_for
+
+LINE = re.compile(r"^(\S+) -> (\S+): \d+x\d+ RGB, (\d+) bytes, ([0-9.]+) bpp, model (\w+) q ([0-9.]+), [0-9.]+ s(; note: .*)?$")
+STEPS = range(0, 101, 10)
+
+
+def run(*args, cwd):
+    return subprocess.run([sys.executable, "-m"] + list(args), cwd=str(cwd), capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def codecs():
+    made = {}
+    return lambda name: made.setdefault(name, Codec(name, "cpu"))
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return from_array(photo_like(96, 128, seed=7))
+
+
+@pytest.fixture(scope="module")
+def ladder(photo, codecs):
+    """q -> (bytes, PSNR) of the photo at q = 0, 10, ..., 100."""
+    out = {}
+    for q in STEPS:
+        encoded = encode_picture(photo, EncodeOptions.validated(quality=q), codecs)
+        out[q] = (len(encoded.data), images.psnr(photo.pixels, codecs(encoded.model).decode(encoded.data)))
+    return out
+
+
+def test_quality_maps_to_the_models_and_their_presets():
+    assert [model_for(q * QUALITY_SCALE) for q in (0, 44.99, 45, 79.99, 80, 100)] == ["low", "low", "medium", "medium", "high", "high"]
+    for name, q in PRESETS.items():
+        lo, hi = MODEL_RANGES[name]
+        assert lo <= q <= hi and model_for(q * QUALITY_SCALE) == name
+    assert lambda_of(PRESETS["medium"]) == 50 and lambda_of(0) > lambda_of(50) > lambda_of(100)
+
+
+@pytest.mark.parametrize("name", ["low", "medium", "high"])
+def test_each_model_serves_its_range_and_encodes_at_its_preset_by_default(name, codecs, photo):
+    codec = codecs(name)
+    lo, hi = codec.quality_range
+    serves = MODEL_RANGES[name]
+    assert lo <= serves[0] * QUALITY_SCALE and serves[1] * QUALITY_SCALE <= hi  # trained beyond what -q gives it
+    assert (lo > 0) == (name != "low") and (hi < 100 * QUALITY_SCALE) == (name != "high")  # overlapping neighbours
+    data = codec.encode(photo)
+    assert data == codec.encode(photo, quality=PRESETS[name] * QUALITY_SCALE)
+    assert container.L3icFile.parse(data).header.quality == PRESETS[name] * QUALITY_SCALE
+    with pytest.raises(ModelError, match="outside this model's range"):
+        codec.encode(photo, quality=hi + 1 if hi < 100 * QUALITY_SCALE else lo - 1)
+
+
+def test_size_and_quality_grow_with_q(ladder):
+    sizes = [ladder[q][0] for q in STEPS]
+    assert sizes == sorted(sizes) and sizes[-1] > 3 * sizes[0], sizes
+    psnrs = [ladder[q][1] for q in range(0, 101, 20)]
+    assert psnrs == sorted(psnrs) and psnrs[-1] > psnrs[0] + 4, psnrs
+
+
+def test_the_file_carries_its_quality(photo, codecs, tmp_path):
+    data = codecs("medium").encode(photo, quality=5725)
+    path = tmp_path / "q.l3ic"
+    path.write_bytes(data)
+    assert l3ic_info(path)["quality"] == 57.25
+    assert images.psnr(photo.pixels, Codec("medium", "cpu").decode(data)) > 25  # nothing but the file is needed
+
+
+def l3ic_info(path):
+    from l3ic import read_info
+    return read_info(str(path))
+
+
+def test_the_quality_field_is_checked(photo, codecs):
+    data = bytearray(codecs("medium").encode(photo, quality=6000))
+    h = container.L3icFile.parse(bytes(data)).header
+    assert h.flags & container.FLAG_QUALITY
+    lo, hi = codecs("medium").quality_range
+    for quality in (lo - 1, hi + 1):  # a valid field, outside the model's range: refused, not decoded with wrong gains
+        other = container.write(rebuilt(h, quality=quality), *chunks_of(bytes(data)))
+        with pytest.raises(ModelError, match="quality field does not fit model 'medium'"):
+            codecs("medium").decode(other)
+    with pytest.raises(ModelError, match="quality field"):  # a gained model's file always says its quality
+        codecs("medium").decode(container.write(rebuilt(h, quality=0, flags=0), *chunks_of(bytes(data))))
+    with pytest.raises(ValueError, match="quality 10001 is outside 0..10000"):
+        rebuilt(h, quality=10001)
+    with pytest.raises(ValueError, match="without FLAG_QUALITY"):
+        rebuilt(h, quality=5, flags=0)
+
+
+def rebuilt(h, **change):
+    fields = {k: getattr(h, k) for k in h.__dataclass_fields__}
+    fields.update(change)
+    return container.Header(**fields)
+
+
+def chunks_of(data):
+    parsed = container.L3icFile.parse(data)
+    return [parsed.tile_chunks(t) for t in range(parsed.header.n_tiles)], dict(parsed.side_data), parsed.z_chunks()
+
+
+def test_gains_are_integer_exact_between_grid_points(codecs):
+    em = codecs("medium").model.entropy_model
+    grid = em._gains["quality_grid"]
+    exponents = em._gains["gain_exponents"].astype(np.int64)
+    for b in range(1, len(grid)):
+        qa, qb = int(grid[b - 1]), int(grid[b])
+        for q in (qa, (qa + qb) // 2, qb - 1, qb):
+            t = q - qa
+            expected = [int((2 * (int(a) * (qb - qa - t) + int(c) * t) + (qb - qa)) // (2 * (qb - qa)))
+                        for a, c in zip(exponents[b - 1], exponents[b])]
+            gain = em.gain(q)
+            assert gain.exponents.tolist() == expected
+            assert gain.multipliers.tolist() == em._gains["gain_multipliers"][np.array(expected) + em._max_exponent].tolist()
+    z = np.random.default_rng(0).integers(0, 16, (em.z_channels, 3, 2)).astype(np.uint8)
+    gain = em.gain(5333)
+    base, index = em.parameters(z, gain)
+    plain_base, plain_index = em.parameters(z)
+    phases = em.phases
+    mean = (plain_base.astype(np.int64) * phases + (plain_index & (phases - 1)))  # the ungained mean, in steps
+    scale = plain_index.astype(np.int64) // phases
+    for c, (m, g) in enumerate(zip(gain.exponents.tolist(), gain.multipliers.tolist())):  # Python ints: the reference
+        want_mean = [min(max((int(v) * g + (1 << (gain.bits - 1))) >> gain.bits, em.mean_head.lo), em.mean_head.hi)
+                     for v in mean[c].ravel()]
+        want_scale = [min(max(int(k) + m, em.scale_head.lo), em.scale_head.hi) for k in scale[c].ravel()]
+        got_mean = (base[c].astype(np.int64) * phases + (index[c] & (phases - 1))).ravel().tolist()
+        assert got_mean == want_mean and (index[c].astype(np.int64) // phases).ravel().tolist() == want_scale
+
+
+@pytest.mark.parametrize("fraction", [0.15, 0.4, 0.6, 0.85])
+def test_target_bpp_gives_the_largest_file_within_it(photo, codecs, ladder, fraction):
+    pixels = photo.width * photo.height
+    low, high = 8.0 * ladder[0][0] / pixels, 8.0 * ladder[100][0] / pixels
+    target = low * (high / low) ** fraction
+    encoded = encode_to_target(photo, target, codecs)
+    bpp = 8.0 * len(encoded.data) / pixels
+    assert 0.97 * target <= bpp <= target and encoded.note is None
+    lo, hi = codecs(encoded.model).quality_range  # the model's whole trained range: it may reach beyond what -q gives it
+    assert lo <= encoded.quality <= hi
+    assert encoded.data == codecs(encoded.model).encode(photo, quality=encoded.quality)  # a plain encode at that q
+
+
+def test_a_target_below_the_range_gives_the_smallest_file_and_a_note(photo, codecs, ladder, tmp_path):
+    encoded = encode_to_target(photo, 0.001, codecs)
+    assert len(encoded.data) == ladder[0][0] and encoded.quality == 0
+    assert re.match(r"^no quality reaches 0\.001 bpp: the smallest file \(q 0\) is [0-9.]+ bpp$", encoded.note)
+    Image.fromarray(photo.pixels).save(tmp_path / "p.png")
+    result = run("l3ic", "encode", "p.png", "--target-bpp", "0.001", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    match = LINE.match(result.stdout.strip())
+    assert match and match.group(5) == "low" and match.group(6) == "0" and "no quality reaches" in match.group(7)
+
+
+def test_the_command_line_and_pillow_take_numbers(photo, tmp_path):
+    import l3ic.pillow  # noqa: F401
+    Image.fromarray(photo.pixels).save(tmp_path / "p.png")
+    result = run("l3ic", "encode", "p.png", "-q", "72.5", "-o", "a.l3ic", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    match = LINE.match(result.stdout.strip())
+    assert match and (match.group(5), match.group(6)) == ("medium", "72.5")
+    Image.fromarray(photo.pixels).save(tmp_path / "b.l3ic", quality=72.5)
+    assert (tmp_path / "b.l3ic").read_bytes() == (tmp_path / "a.l3ic").read_bytes()
+    Image.fromarray(photo.pixels).save(tmp_path / "c.l3ic", quality=85)  # what generic code that saves JPEGs does
+    assert container.L3icFile.parse((tmp_path / "c.l3ic").read_bytes()).header.quality == 8500
+    assert run("l3ic", "encode", "p.png", "-q", "medium", "-o", "m.l3ic", cwd=tmp_path).returncode == 0
+    assert run("l3ic", "encode", "p.png", "-q", str(PRESETS["medium"]), "-o", "n.l3ic", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "m.l3ic").read_bytes() == (tmp_path / "n.l3ic").read_bytes()
+    bad = run("l3ic", "encode", "p.png", "-q", "101", cwd=tmp_path)
+    assert bad.returncode == 1 and bad.stderr.strip() == "l3ic: error: --quality must be a number 0..100 or one of low, medium, high, got '101'"
+    with pytest.raises(ValueError, match="quality must be a number 0..100"):
+        Image.fromarray(photo.pixels).save(tmp_path / "d.l3ic", quality=-5)
+
+
+def test_refinement_keeps_the_size_and_improves_the_image(photo, codecs):
+    codec = codecs("medium")
+    plain = codec.encode(photo, quality=6000)
+    refined = codec.encode(photo, quality=6000, refine=10)
+    assert len(refined) <= len(plain)
+    assert images.psnr(photo.pixels, codec.decode(refined)) >= images.psnr(photo.pixels, codec.decode(plain))
+    assert container.L3icFile.parse(refined).header.quality == 6000
+
+
+def test_batch_with_target(photo, tmp_path):
+    for name in ("one.png", "two.png"):
+        Image.fromarray(photo.pixels).save(tmp_path / name)
+    result = run("l3ic", "encode", str(tmp_path), "--target-bpp", "0.8", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("2 images done, 0 failed")
+    assert all(8.0 * os.path.getsize(tmp_path / n) / (96 * 128) <= 0.8 for n in ("one.l3ic", "two.l3ic"))
