@@ -423,8 +423,9 @@ def _make_l3ic_seeds():
     # tiles of 4 x 4 latent cells (format 3 needs multiples of the hyper stride 4); a 6 x 5 latent gives
     # tiles of 4 and 2 rows by 4 and 1 columns: ragged edge tiles
     seeds.append(Codec("medium", "cpu", threads=1, tiling=Tiling(whole_image=4, tile=4)).encode(smooth[:48, :40]))
-    lo, hi = codec.quality_range  # gains interpolated between two grid points
-    seeds.append(codec.encode(smooth[:16, :32], quality=(lo + hi) // 2 + 7))
+    if codec.quality_range:  # gains interpolated between two grid points
+        lo, hi = codec.quality_range
+        seeds.append(codec.encode(smooth[:16, :32], quality=round((lo + hi) / 2 + 0.07, 2)))
     # the frozen older formats (decoded by the legacy decoder): from the checkout, found next to this file or, for
     # an installed copy run from the checkout (as CI runs the tests), in the working directory
     for root in (REPO, os.getcwd()):

@@ -266,7 +266,8 @@ class Trainer:
                     mse = tf.reduce_mean(tf.square(x - tf.clip_by_value(x_hat, 0.0, 1.0)))
                 else:
                     loss, mse = lam * bpp, tf.constant(1.0)
-            gains = self.model.gain_units.trainable_variables if self.qualities else []
+            gains = self.model.gain_units.trainable_variables if self.qualities and joint else []  # (a rate-only loss
+            # would only shrink them)
             variables = self.hyper_variables + (self.transform_variables if joint else []) + gains
             grads = tape.gradient(loss, variables)
             finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])

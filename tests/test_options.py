@@ -20,15 +20,19 @@ def test_encode_defaults_and_choices():
         chosen.refine = 2  # frozen: a validated value stays valid
 
 
-@pytest.mark.parametrize("quality, model, units", [
-    (0, "low", 0), (25, "low", 2500), (45, "medium", 4500), ("72.5", "medium", 7250), (80, "high", 8000),
-    (np.float32(99.99), "high", 9999), (100, "high", 10000), ("HIGH", "high", 9500)])
-def test_a_quality_number_picks_the_model_that_serves_it(quality, model, units):
-    assert EncodeOptions.validated(quality=quality) == EncodeOptions(model, units, None, 0)
+@pytest.mark.parametrize("quality, model, q", [
+    (0, "low", 0.0), (25, "low", 25.0), (45, "medium", 45.0), ("72.5", "medium", 72.5), (80, "high", 80.0),
+    (np.float32(99.99), "high", 99.99), (100, "high", 100.0), (33.333, "low", 33.33)])
+def test_a_quality_number_picks_the_model_that_serves_it(quality, model, q):
+    assert EncodeOptions.validated(quality=quality) == EncodeOptions(model, q, None, 0)
+
+
+def test_presets_name_their_model_in_any_case():
+    assert EncodeOptions.validated(quality=" HIGH ") == EncodeOptions.validated(quality="high") == EncodeOptions("high", None, None, 0)
 
 
 def test_a_quality_number_goes_with_a_model_folder():
-    assert EncodeOptions.validated(model="my/model", quality=50) == EncodeOptions("my/model", 5000, None, 0)
+    assert EncodeOptions.validated(model="my/model", quality=50) == EncodeOptions("my/model", 50.0, None, 0)
 
 
 @pytest.mark.parametrize("options, message", [

@@ -1,5 +1,6 @@
 """Continuous quality (l3ic.quality): -q 0..100 across the models, exact gains, --target-bpp by search, refinement
 that keeps the size."""
+import copy
 import os
 import re
 import subprocess
@@ -59,13 +60,15 @@ def test_each_model_serves_its_range_and_encodes_at_its_preset_by_default(name, 
     codec = codecs(name)
     lo, hi = codec.quality_range
     serves = MODEL_RANGES[name]
-    assert lo <= serves[0] * QUALITY_SCALE and serves[1] * QUALITY_SCALE <= hi  # trained beyond what -q gives it
-    assert (lo > 0) == (name != "low") and (hi < 100 * QUALITY_SCALE) == (name != "high")  # overlapping neighbours
+    assert lo <= serves[0] and serves[1] <= hi  # trained for all the q that -q gives it ...
+    assert (lo < serves[0] or lo == 0) and (serves[1] < hi or hi == 100)  # ... and beyond, overlapping its neighbours
     data = codec.encode(photo)
-    assert data == codec.encode(photo, quality=PRESETS[name] * QUALITY_SCALE)
+    assert data == codec.encode(photo, quality=PRESETS[name]) == codec.encode(photo, quality=name)
     assert container.L3icFile.parse(data).header.quality == PRESETS[name] * QUALITY_SCALE
     with pytest.raises(ModelError, match="outside this model's range"):
-        codec.encode(photo, quality=hi + 1 if hi < 100 * QUALITY_SCALE else lo - 1)
+        codec.encode(photo, quality=hi + 0.01 if hi < 100 else lo - 0.01)
+    with pytest.raises(L3icError, match="quality must be a number 0..100"):
+        codec.encode(photo, quality="75%")
 
 
 def test_size_and_quality_grow_with_q(ladder):
@@ -76,7 +79,7 @@ def test_size_and_quality_grow_with_q(ladder):
 
 
 def test_the_file_carries_its_quality(photo, codecs, tmp_path):
-    data = codecs("medium").encode(photo, quality=5725)
+    data = codecs("medium").encode(photo, quality=57.25)
     path = tmp_path / "q.l3ic"
     path.write_bytes(data)
     assert l3ic_info(path)["quality"] == 57.25
@@ -89,10 +92,10 @@ def l3ic_info(path):
 
 
 def test_the_quality_field_is_checked(photo, codecs):
-    data = bytearray(codecs("medium").encode(photo, quality=6000))
+    data = bytearray(codecs("medium").encode(photo, quality=60))
     h = container.L3icFile.parse(bytes(data)).header
     assert h.flags & container.FLAG_QUALITY
-    lo, hi = codecs("medium").quality_range
+    lo, hi = (round(q * QUALITY_SCALE) for q in codecs("medium").quality_range)
     for quality in (lo - 1, hi + 1):  # a valid field, outside the model's range: refused, not decoded with wrong gains
         other = container.write(rebuilt(h, quality=quality), *chunks_of(bytes(data)))
         with pytest.raises(ModelError, match="quality field does not fit model 'medium'"):
@@ -120,6 +123,12 @@ def test_gains_are_integer_exact_between_grid_points(codecs):
     em = codecs("medium").model.entropy_model
     grid = em._gains["quality_grid"]
     exponents = em._gains["gain_exponents"].astype(np.int64)
+    for point, q in enumerate(grid):  # at a grid point: that point's exponents
+        assert em.gain(int(q)).exponents.tolist() == exponents[point].tolist()
+    toy = copy.copy(em)  # by hand: -1 -> 0 over 100 hundredths is -1 until the middle, 0 from the middle (half up)
+    toy._gains = dict(em._gains, quality_grid=np.array([1000, 1100]), gain_exponents=np.array([[-1, 3], [0, -4]]),
+                      inverse_gains=np.ones((2, 2), np.float32))
+    assert [toy.gain(q).exponents.tolist() for q in (1000, 1049, 1050, 1100)] == [[-1, 3], [-1, 0], [0, 0], [0, -4]]
     for b in range(1, len(grid)):
         qa, qb = int(grid[b - 1]), int(grid[b])
         for q in (qa, (qa + qb) // 2, qb - 1, qb):
@@ -153,7 +162,7 @@ def test_target_bpp_gives_the_largest_file_within_it(photo, codecs, ladder, frac
     bpp = 8.0 * len(encoded.data) / pixels
     assert 0.97 * target <= bpp <= target and encoded.note is None
     lo, hi = codecs(encoded.model).quality_range  # the model's whole trained range: it may reach beyond what -q gives it
-    assert lo <= encoded.quality <= hi
+    assert lo <= encoded.quality <= hi and round(encoded.quality * QUALITY_SCALE) == encoded.quality * QUALITY_SCALE
     assert encoded.data == codecs(encoded.model).encode(photo, quality=encoded.quality)  # a plain encode at that q
 
 
@@ -178,7 +187,7 @@ def test_the_command_line_and_pillow_take_numbers(photo, tmp_path):
     Image.fromarray(photo.pixels).save(tmp_path / "b.l3ic", quality=72.5)
     assert (tmp_path / "b.l3ic").read_bytes() == (tmp_path / "a.l3ic").read_bytes()
     Image.fromarray(photo.pixels).save(tmp_path / "c.l3ic", quality=85)  # what generic code that saves JPEGs does
-    assert container.L3icFile.parse((tmp_path / "c.l3ic").read_bytes()).header.quality == 8500
+    assert container.L3icFile.parse((tmp_path / "c.l3ic").read_bytes()).header.quality == 8500  # the high model
     assert run("l3ic", "encode", "p.png", "-q", "medium", "-o", "m.l3ic", cwd=tmp_path).returncode == 0
     assert run("l3ic", "encode", "p.png", "-q", str(PRESETS["medium"]), "-o", "n.l3ic", cwd=tmp_path).returncode == 0
     assert (tmp_path / "m.l3ic").read_bytes() == (tmp_path / "n.l3ic").read_bytes()
@@ -190,10 +199,10 @@ def test_the_command_line_and_pillow_take_numbers(photo, tmp_path):
 
 def test_refinement_keeps_the_size_and_improves_the_image(photo, codecs):
     codec = codecs("medium")
-    plain = codec.encode(photo, quality=6000)
-    refined = codec.encode(photo, quality=6000, refine=10)
-    assert len(refined) <= len(plain)
-    assert images.psnr(photo.pixels, codec.decode(refined)) >= images.psnr(photo.pixels, codec.decode(plain))
+    plain = codec.encode(photo, quality=60)
+    refined = codec.encode(photo, quality=60, refine=30)
+    assert refined != plain and len(refined) <= len(plain)
+    assert images.psnr(photo.pixels, codec.decode(refined)) > images.psnr(photo.pixels, codec.decode(plain)) + 0.1
     assert container.L3icFile.parse(refined).header.quality == 6000
 
 

@@ -52,7 +52,7 @@ def test_the_margin_is_in_the_header_and_only_for_small_axes(codec):
     assert small["latent"] == [1 + 2 * MARGIN, 5]  # only the 5-px axis gets the margin
     data = codec.encode(photo_like(SMALL_SIDE + 1, 40))
     header = L3icFile.parse(data).header
-    assert header.flags == 0 and header.margin == (0, 0) and header.latent_h == 3
+    assert not header.flags & FLAG_MARGIN and header.margin == (0, 0) and header.latent_h == 3
 
 
 def test_latents_decode_exactly_at_every_small_size(codec):
@@ -87,7 +87,7 @@ def test_margin_rules_of_the_header():
 
 def test_unknown_flags_are_refused(codec):
     data = bytearray(codec.encode(np.full((4, 4, 3), 10, np.uint8)))
-    assert data[5:7] == bytes([FLAG_MARGIN, 0])
+    assert data[5] & FLAG_MARGIN and data[6] == 0
     data[5] |= 0x04
-    with pytest.raises(FormatError, match="flags 0x0005"):
+    with pytest.raises(FormatError, match="flags 0x%04x" % data[5]):
         L3icFile.parse(bytes(data))

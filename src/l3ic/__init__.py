@@ -5,7 +5,8 @@ Public API::
     import l3ic
     codec = l3ic.Codec("medium")      # or "low", "high", a model folder; providers="cpu"/"cuda"/"auto"
     data = codec.encode(rgb_uint8)    # numpy (H, W, 3) / (H, W) / (H, W, 4), a Pillow image or a path -> bytes
-    data = codec.encode(rgb_uint8, refine=30)  # slower, smaller at the same quality (l3ic.refine)
+    data = codec.encode(rgb_uint8, quality=57.5)  # q 0..100 within codec.quality_range (l3ic.quality)
+    data = codec.encode(rgb_uint8, refine=30)  # slower: a better image in the same size (l3ic.refine)
     rgb = codec.decode(data)          # -> numpy uint8; channels=[...] decodes a subset of latent channels
 
 The names are imported on first use, so ``import l3ic.fse`` or

@@ -27,7 +27,7 @@ from l3ic.cli import read_input
 from l3ic.errors import ImageError, L3icError, ModelError
 from l3ic.model import DEFAULT_MODEL, QUALITIES, Model, find_decoder
 from l3ic.options import CodecOptions, EncodeOptions, refine_steps, whole_number
-from l3ic.quality import QUALITY_SCALE, model_for
+from l3ic.quality import QUALITY_SCALE, quality_units
 from l3ic.refine import refine_symbols
 
 # The default Tiling, in latent cells:
@@ -130,22 +130,29 @@ class Codec:
         file.  ICC profile and EXIF of a Pillow image or file are kept unless
         ``strip``; alpha is kept losslessly (so the decoded image has the
         input's shape and mode).  ``refine``: steps of encoder-side refinement
-        (``l3ic.refine``; 0 = off): a better rate-distortion trade-off for
-        about one decoder pass and a half per step.  ``quality``: for a model
-        trained for continuous quality, q in its range (``quality_range``;
-        default its preset), in hundredths as ``l3ic.quality.quality_units`` gives it.
+        (``l3ic.refine``; 0 = off): a better image in the same file size, for
+        about one decoder pass and a half per step; the file is never larger
+        than the plain encode's (that one is returned if it would be).
+        ``quality``: for a model trained for continuous quality, q (0..100, in
+        steps of 0.01) within ``quality_range``; default the model's preset.
         """
         refine = refine_steps(refine)
         picture = self._picture(image, strip)
         header = self.header_for(picture, quality)
         tiles, z_chunks = self.code(self.analyse(picture.rgb(), header, refine), header)
-        return container.write(header, tiles, picture.side_data, z_chunks)
+        data = container.write(header, tiles, picture.side_data, z_chunks)
+        if refine:
+            tiles, z_chunks = self.code(self.analyse(picture.rgb(), header), header)
+            plain = container.write(header, tiles, picture.side_data, z_chunks)
+            data = data if len(data) <= len(plain) else plain
+        return data
 
     def encode_latents(self, image, refine=0, quality=None):
         """The quantised latents of an image as the file codes them, shape (C, ceil(H/s), ceil(W/s)), plus
         2 * MARGIN on an axis of at most SMALL_SIDE pixels (the image then starts MARGIN cells in).
 
-        int16 codebook values (rounded latents, gained at ``quality``), in every format.
+        int16 codebook values (rounded latents, gained at ``quality``: decode them with ``decode_latents`` at the
+        same quality), in every format.
         """
         refine = refine_steps(refine)
         picture = self._picture(image, strip=True)
@@ -220,19 +227,28 @@ class Codec:
 
     @property
     def quality_range(self):
-        """(lowest, highest) quality in hundredths of a model trained for continuous quality, else None."""
-        return self.model.entropy_model.qualities if self.model.has_hyperprior else None
+        """(lowest, highest) q (0..100) of a model trained for continuous quality, else None."""
+        qualities = self.model.entropy_model.qualities if self.model.has_hyperprior else None
+        return None if qualities is None else tuple(q / QUALITY_SCALE for q in qualities)
+
+    def _quality_units(self, quality):
+        """q (0..100, or None: the model's preset) as the hundredths a file records; L3icError for a bad value, a
+        q outside the model's range or a q for a model without continuous quality (None for it)."""
+        em = self.model.entropy_model if self.model.has_hyperprior else None
+        if em is None or em.qualities is None:
+            if quality is not None:
+                raise L3icError("model %r has no continuous quality: use a quality preset or another model" % self.model.name)
+            return None
+        units = em.default_quality if quality is None else quality_units(quality)
+        em.gain(units)  # refuses a quality outside the model's range
+        return units
 
     def header_for(self, picture, quality=None):
         """The file header for a picture (``l3ic.image.Picture``): geometry, model identity, tile grid, and for a
-        model with gains the quality (hundredths; default the model's preset)."""
+        model with gains the quality q (0..100; default the model's preset)."""
         m = self.model
-        flags = 0
-        if self.quality_range is not None:
-            quality, flags = m.entropy_model.default_quality if quality is None else quality, container.FLAG_QUALITY
-            m.entropy_model.gain(quality)  # refuses a quality outside the model's range
-        elif quality is not None:
-            raise L3icError("model %r has no continuous quality: use a quality preset or another model" % m.name)
+        quality = self._quality_units(quality)
+        flags = 0 if quality is None else container.FLAG_QUALITY
         margin = MARGIN if m.has_hyperprior else 0  # FLAG_MARGIN is a format-3 flag
         margin_y, margin_x = (margin if side <= SMALL_SIDE else 0 for side in (picture.height, picture.width))
         latent_h = -(-picture.height // m.stride) + 2 * margin_y
@@ -307,12 +323,13 @@ class Codec:
         """Run the decoder on latent values (C, h, w), as ``encode_latents`` gives them -> uint8 RGB (h*s, w*s, 3).
 
         Format-2 models take integer codebook values; format-3 models any finite values (ŷ are integers),
-        which a model with gains multiplies by the inverse gain of ``quality`` (default its preset).
+        which a model with gains multiplies by the inverse gain of ``quality`` (default its preset): give the
+        quality ``encode_latents`` was given.
         """
         values = _checked_latents(latents, self.model)
-        if self.quality_range is not None:
-            em = self.model.entropy_model
-            values = values * em.gain(em.default_quality if quality is None else quality).inverse[:, None, None]
+        units = self._quality_units(quality)
+        if units is not None:
+            values = values * self.model.entropy_model.gain(units).inverse[:, None, None]
         return _to_uint8(self.model.decode(values))
 
     def parse(self, data):
@@ -649,12 +666,12 @@ TARGET_TOLERANCE = 0.01  # the quality search stops at a file within 1 % below t
 
 @dataclass(frozen=True)
 class Encoded:
-    """An encode's result: the file, the model and quality (hundredths; None for a model without continuous
+    """An encode's result: the file, the model and quality (q 0..100; None for a model without continuous
     quality) it was made with, and a one-line note for the user (or None)."""
 
     data: bytes
     model: str
-    quality: Optional[int]
+    quality: Optional[float]
     note: Optional[str] = None
 
 
@@ -666,9 +683,8 @@ def encode_picture(picture, options, codec_for):
         return encode_to_target(picture, options.target_bpp, codec_for, options.refine)
     codec = codec_for(options.model)
     data = codec.encode(picture, refine=options.refine, quality=options.quality)
-    quality = options.quality if options.quality is not None or codec.quality_range is None \
-        else codec.model.entropy_model.default_quality
-    return Encoded(data, options.model, quality)
+    units = container.L3icFile.parse(data).header.quality if codec.quality_range else None
+    return Encoded(data, options.model, None if units is None else units / QUALITY_SCALE)
 
 
 def encode_to_target(picture, target_bpp, codec_for, refine=0):
@@ -688,10 +704,10 @@ def encode_to_target(picture, target_bpp, codec_for, refine=0):
     options = EncodeOptions.validated(target_bpp=target_bpp, refine=refine)
     budget, refine = options.target_bpp * picture.width * picture.height / 8.0, options.refine
     found, smallest = [], None
-    for name in QUALITIES:
+    for name in _searchable(codec_for):
         codec = codec_for(name)
         file_at = _files_by_quality(codec, picture)
-        lo, hi = codec.quality_range
+        lo, hi = (round(q * QUALITY_SCALE) for q in codec.quality_range)
         bottom = file_at(lo)
         smallest = min(smallest or (len(bottom), name, lo, bottom), (len(bottom), name, lo, bottom))
         if len(bottom) <= budget:
@@ -703,11 +719,24 @@ def encode_to_target(picture, target_bpp, codec_for, refine=0):
         _, name, units, data = smallest
         note = "no quality reaches %.3f bpp: the smallest file (q %g) is %.3f bpp" % (
             options.target_bpp, units / QUALITY_SCALE, 8.0 * len(data) / (picture.width * picture.height))
-    if refine:
-        refined = codec_for(name).encode(picture, refine=refine, quality=units)
-        if len(refined) <= (len(data) if note else budget):
-            data = refined
-    return Encoded(data, name, units, note)
+    if refine:  # never larger than the plain file: within the budget
+        data = codec_for(name).encode(picture, refine=refine, quality=units / QUALITY_SCALE)
+    return Encoded(data, name, units / QUALITY_SCALE, note)
+
+
+def _searchable(codec_for):
+    """The quality models that are installed and trained for continuous quality; L3icError if none is."""
+    names = []
+    for name in QUALITIES:
+        try:
+            if codec_for(name).quality_range is not None:
+                names.append(name)
+        except ModelError:  # not installed
+            continue
+    if not names:
+        raise L3icError("--target-bpp needs quality models with continuous quality (%s): none is installed"
+                        % ", ".join(QUALITIES))
+    return names
 
 
 def _files_by_quality(codec, picture):
@@ -715,7 +744,7 @@ def _files_by_quality(codec, picture):
     analysed = []
 
     def file_at(units):
-        header = codec.header_for(picture, units)
+        header = codec.header_for(picture, units / QUALITY_SCALE)
         if not analysed:
             analysed.append(codec.analyse(picture.rgb(), header))
         tiles, z_chunks = codec.code(analysed[0], header)

@@ -23,7 +23,7 @@ from l3ic.errors import L3icError
 from l3ic.image import IMAGE_SUFFIXES  # the one list of image suffixes (l3ic.batch_ray imports it from here)
 from l3ic.model import QUALITIES
 from l3ic.options import CodecOptions, EncodeOptions
-from l3ic.quality import PRESETS, QUALITY_SCALE
+from l3ic.quality import PRESETS
 
 
 def parse_args(argv, prog="l3ic encode"):
@@ -56,7 +56,7 @@ def encode_one(codecs, src, dst, options):
     data = encoded.data
     write_bytes_atomic(dst, data, overwrite=force)
     pixels = picture.width * picture.height
-    quality = "" if encoded.quality is None else " q %g" % (encoded.quality / QUALITY_SCALE)
+    quality = "" if encoded.quality is None else " q %g" % encoded.quality
     line = "%s -> %s: %dx%d %s, %d bytes, %.3f bpp, model %s%s, %.2f s" % (
         src, dst, picture.width, picture.height, kept_mode(picture), len(data), 8.0 * len(data) / pixels,
         encoded.model, quality, elapsed)

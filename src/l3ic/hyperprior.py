@@ -142,7 +142,10 @@ class EntropyModel:
         self.phases = 2 ** -self.mean_exp  # tables per scale: one per fractional step of the mean
         self._check(channels, codebook_size)
         if self._gains is not None:
-            self._check_gains(channels)
+            try:
+                self._check_gains(channels)
+            except (ValueError, TypeError, IndexError) as e:
+                raise ModelError("entropy model: invalid gains (%s)" % str(e).splitlines()[0])
 
     @property
     def qualities(self):
@@ -178,7 +181,9 @@ class EntropyModel:
         g = self._gains
         grid, exponents, multipliers = g["quality_grid"].astype(np.int64), g["gain_exponents"], g["gain_multipliers"]
         self._max_exponent = (len(multipliers) - 1) // 2
-        ok = (grid.ndim == 1 and len(grid) >= 2 and np.all(np.diff(grid) > 0) and 0 <= grid[0] and grid[-1] <= 100 * QUALITY_SCALE
+        integer = all(g[k].dtype.kind in "iu" and g[k].ndim == n for k, n in (
+            ("quality_grid", 1), ("default_quality", 0), ("gain_exponents", 2), ("gain_multipliers", 1), ("multiplier_bits", 0)))
+        ok = (integer and g["inverse_gains"].dtype.kind == "f" and len(grid) >= 2 and np.all(np.diff(grid) > 0) and 0 <= grid[0] and grid[-1] <= 100 * QUALITY_SCALE
               and grid[0] <= int(g["default_quality"]) <= grid[-1]
               and exponents.shape == (len(grid), channels) and g["inverse_gains"].shape == exponents.shape
               and len(multipliers) % 2 == 1 and np.all(np.abs(exponents) <= self._max_exponent)

@@ -17,18 +17,18 @@ from typing import Optional
 from l3ic.errors import L3icError
 from l3ic.image import DEFAULT_MAX_PIXELS
 from l3ic.model import DEFAULT_MODEL, QUALITIES
-from l3ic.quality import model_for, quality_units
+from l3ic.quality import QUALITY_SCALE, model_for, quality_units
 
 PROVIDERS = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
 class EncodeOptions:
-    """What to encode with: ``model`` (None when ``target_bpp`` searches the quality per image), ``quality`` (q in
-    hundredths, ``l3ic.quality``; None: the model's preset), ``refine`` steps."""
+    """What to encode with: ``model`` (None when ``target_bpp`` searches the quality per image), ``quality`` (q
+    0..100 in steps of 0.01, ``l3ic.quality``; None: the model's preset), ``refine`` steps."""
 
     model: Optional[str] = DEFAULT_MODEL
-    quality: Optional[int] = None
+    quality: Optional[float] = None
     target_bpp: Optional[float] = None
     refine: int = 0
 
@@ -46,14 +46,15 @@ class EncodeOptions:
                 raise L3icError("%s chooses the model and quality itself: drop %s/%s"
                                 % (name("target_bpp"), name("model"), name("quality")))
             return cls(None, None, _target(target_bpp, name("target_bpp")), steps)
-        if quality in QUALITIES:  # a preset names its model, encoded at the model's own quality
+        preset = quality.strip().lower() if isinstance(quality, str) else None
+        if preset in QUALITIES:  # a preset names its model, encoded at the model's own quality
             if model is not None:
-                raise L3icError("give %s or the preset %s %s, not both" % (name("model"), name("quality"), quality))
-            return cls(quality, None, None, steps)
+                raise L3icError("give %s or the preset %s %s, not both" % (name("model"), name("quality"), preset))
+            return cls(preset, None, None, steps)
         units = None if quality is None else quality_units(quality, name("quality"))
         if units is not None and model is None:
             model = model_for(units)
-        return cls(model or DEFAULT_MODEL, units, None, steps)
+        return cls(model or DEFAULT_MODEL, None if units is None else units / QUALITY_SCALE, None, steps)
 
 
 @dataclass(frozen=True)
