@@ -179,12 +179,21 @@ def check_hyper_parity(model, codebook, folder, images):
 
 def _table_mismatch(model, folder, z_symbols):
     """How many (base, table index) choices of the runtime's integer hyper-synthesis differ from TF's fake-quantised
-    one on these ẑ (ties and float32 accumulation may flip a few; a wrong layout would flip most)."""
+    one on these ẑ (ties and float32 accumulation may flip a few; a wrong layout would flip most); for a model with
+    gains, at the middle grid point of its quality (training's float gain against the runtime's integer multiplier),
+    else ungained."""
+    import tensorflow as tf
     from export import hyperprior as hp
     from l3ic.hyperprior import EntropyModel
     em = EntropyModel(os.path.join(folder, ENTROPY_MODEL), model.config["channels"], 32)
-    base, index = em.parameters(z_symbols)
     mean, scale = model.hyper_synthesis(np.transpose(z_symbols, [1, 2, 0])[None].astype(np.float32) + hp.Z_MIN)
+    gain = None
+    if model.config.get("qualities"):
+        point = len(model.config["qualities"]) // 2
+        m, g, _ = model.gain_units.gain(tf.constant(point))
+        mean, scale = hp.gained(mean, scale, m, g)
+        gain = em.gain(int(em._gains["quality_grid"][point]))
+    base, index = em.parameters(z_symbols, gain)
     mean_q = np.rint(np.transpose(mean.numpy()[0], [2, 0, 1]) * hp.PHASES).astype(np.int64)
     tf_base, phase = np.divmod(mean_q, hp.PHASES)
     tf_index = np.rint(np.transpose(scale.numpy()[0], [2, 0, 1])).astype(np.int64) * hp.PHASES + phase

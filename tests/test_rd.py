@@ -98,7 +98,7 @@ def test_holdout_measures_the_images_training_validates_on(tmp_path, monkeypatch
         Image.new("RGB", (8, 8)).save(tmp_path / n)
     seen = {}
 
-    def stop(codecs, images, cache, refine):
+    def stop(codecs, images, cache, refine, quality_step):
         seen["images"] = images
         raise SystemExit(0)
 
@@ -109,3 +109,14 @@ def test_holdout_measures_the_images_training_validates_on(tmp_path, monkeypatch
         pass
     held = data.split_holdout(data.image_paths(str(tmp_path)), 3)[1]
     assert seen["images"] == held and len(held) == 3
+
+
+def test_quality_step_measures_the_continuous_curve(tmp_path):
+    """--quality-step S: l3ic at q = 0, S, ..., 100, each point cached under its own key (model chosen by q)."""
+    from PIL import Image
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    done, todo = rd.plan(["l3ic"], [str(tmp_path / "a.png")], str(tmp_path / "cache"), quality_step=25)
+    assert not done and [t[1] for t in todo] == [0.0, 25.0, 50.0, 75.0, 100.0]
+    assert len({t[3] for t in todo}) == 5 and [rd._model_of(t[1]) for t in todo] == ["low", "low", "medium", "medium", "high"]
+    point = rd.measure("l3ic", 50.0, str(tmp_path / "a.png"))
+    assert point["quality"] == 50.0 and point["bytes"] > 0

@@ -27,7 +27,7 @@ from l3ic.cli import read_input
 from l3ic.errors import ImageError, L3icError, ModelError
 from l3ic.model import DEFAULT_MODEL, QUALITIES, Model, find_decoder
 from l3ic.options import CodecOptions, EncodeOptions, refine_steps, whole_number
-from l3ic.quality import QUALITY_SCALE, quality_units
+from l3ic.quality import MODEL_RANGES, QUALITY_SCALE, quality_units
 from l3ic.refine import refine_symbols
 
 # The default Tiling, in latent cells:
@@ -694,9 +694,10 @@ def encode_to_target(picture, target_bpp, codec_for, refine=0):
     models must have gains).  Within one model, file size grows with q, so a
     bracketed search (log size interpolated linearly in q, alternating with
     bisection steps) finds the largest q whose file fits, stopping within
-    TARGET_TOLERANCE; each model is searched in its own range (neighbouring
-    models need not agree on the size at their common boundary) and the
-    largest file that fits wins.  A model's encoder network runs once: only
+    TARGET_TOLERANCE.  Each model is searched from the bottom of its trained
+    range to the top of the q it serves (``MODEL_RANGES``): at a switch point
+    the next model's files are larger, and its range reaching below the
+    switch fills that gap.  The largest file that fits wins.  A model's encoder network runs once: only
     the entropy coding depends on q.  A target below every file gives the
     smallest and a note.  With ``refine``, the chosen q is then refined,
     which keeps the size.
@@ -708,6 +709,8 @@ def encode_to_target(picture, target_bpp, codec_for, refine=0):
         codec = codec_for(name)
         file_at = _files_by_quality(codec, picture)
         lo, hi = (round(q * QUALITY_SCALE) for q in codec.quality_range)
+        hi = min(hi, MODEL_RANGES[name][1] * QUALITY_SCALE)  # a model trained below the q it serves fills the gap to
+        # the model before it; above its range the next model is the better trade-off (and larger gains degrade)
         bottom = file_at(lo)
         smallest = min(smallest or (len(bottom), name, lo, bottom), (len(bottom), name, lo, bottom))
         if len(bottom) <= budget:

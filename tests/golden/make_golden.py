@@ -42,12 +42,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 SAMPLE = os.path.join(REPO, "samples", "rose.png")
 MODEL = "medium"
-CASES = {  # name: (left, top, width, height, mode, quality in hundredths or None: the preset) of the crop of samples/rose.png
+CASES = {  # name: (left, top, width, height, mode, quality q or None: the preset) of the crop of samples/rose.png
     "rgb": (150, 200, 77, 61, "RGB", None),
     "gray": (40, 330, 45, 38, "L", None),
     "large": (100, 100, 203, 150, "RGB", None),
     "small": (200, 260, 13, 6, "RGB", None),  # under 17 px on both axes: a file with a margin (FLAG_MARGIN)
-    "quality": (120, 280, 64, 40, "RGB", 5333),  # between grid points of the medium model's gains
+    "quality": (120, 280, 64, 40, "RGB", 53.33),  # between grid points of the medium model's gains
 }
 
 
