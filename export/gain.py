@@ -6,7 +6,7 @@ exponent m per latent channel, rounded to an integer in the forward pass
 and a free inverse gain applied to ŷ before synthesis.  r is the ratio of
 neighbouring scale tables, so the gained latent's table is the ungained one's
 index plus m (``export.hyperprior.gained``).  The exported tables are
-integers except the inverse gains, which touch only the decoder's input.
+integers except the inverse gains' corrections, which touch only the decoder's input.
 """
 import math
 
@@ -32,9 +32,11 @@ class GainUnits(keras.layers.Layer):
     """Per-grid-point gain exponents (n, C), starting at ``initial_exponents``, and inverse-gain logarithms (n, C),
     starting at 0 (the inverse gain 1/g)."""
 
-    def __init__(self, qualities, default, channels, **kwargs):
+    def __init__(self, qualities, default, channels, pin_default=False, **kwargs):
         super().__init__(dtype="float32", **kwargs)
         self.points, self.channels = len(qualities), channels
+        # pinned: the default quality's gains stay the identity (gains added to a released model keep its preset)
+        self.pinned = qualities.index(default) if pin_default and default in qualities else -1
         self.initial = np.repeat(np.array(initial_exponents(qualities, default), np.float32)[:, None], channels, axis=1)
 
     def build(self, input_shape=None):
@@ -45,19 +47,24 @@ class GainUnits(keras.layers.Layer):
     def exponents(self, point):
         """Integer-valued exponents m of a grid point (C,), straight-through rounded and clipped."""
         e = tf.clip_by_value(tf.gather(self.exponent, point), -float(MAX_EXPONENT), float(MAX_EXPONENT))
-        return e + tf.stop_gradient(tf.round(e) - e)
+        return self._unless_pinned(point, e + tf.stop_gradient(tf.round(e) - e))
 
     def gain(self, point):
         """(m, g, inverse gain) of a grid point, each (C,): the inverse gain is exp(inverse_log) / g."""
         m = self.exponents(point)
         g = tf.exp(m * math.log(RATIO))
-        return m, g, tf.exp(tf.gather(self.inverse_log, point)) / g
+        return m, g, tf.exp(self._unless_pinned(point, tf.gather(self.inverse_log, point))) / g
+
+    def _unless_pinned(self, point, value):
+        """``value``, or 0 (no gradient) at the pinned grid point."""
+        return tf.where(tf.equal(point, self.pinned), tf.zeros_like(value), value)
 
     def arrays(self):
-        """What the runtime loads: integer exponents (n, C), inverse gains (n, C) float32, mean multipliers."""
+        """What the runtime loads: integer exponents (n, C), the inverse gains' corrections exp(inverse_log) (n, C)
+        float32 (the runtime divides them by the gain its exponent gives), mean multipliers."""
         m = np.clip(np.round(self.exponent.numpy()), -MAX_EXPONENT, MAX_EXPONENT).astype(np.int64)
-        inverse = (np.exp(self.inverse_log.numpy().astype(np.float64)) / RATIO ** m).astype(np.float32)
+        corrections = np.exp(self.inverse_log.numpy().astype(np.float64)).astype(np.float32)
         steps = np.arange(-MAX_EXPONENT, MAX_EXPONENT + 1)
         multipliers = np.round(RATIO ** steps.astype(np.float64) * 2.0 ** MULTIPLIER_BITS).astype(np.int64)
-        return {"gain_exponents": m.astype(np.int16), "inverse_gains": inverse, "gain_multipliers": multipliers,
+        return {"gain_exponents": m.astype(np.int16), "gain_corrections": corrections, "gain_multipliers": multipliers,
                 "multiplier_bits": np.int64(MULTIPLIER_BITS)}

@@ -34,7 +34,7 @@ DEFAULTS = {
     "clip_norm": 1.0, "noise_fraction": 0.2, "codebook_min": -15, "codebook_size": 32,
     "seed": 0, "precision": "auto", "holdout": 8, "val_size": 256,
     "z_channels": 0, "hyper_width": 64, "hyper_steps": 0, "hyper_lr_scale": 10.0, "qualities": None,
-    "gain_lr": 3e-3, "default_quality": None,
+    "gain_lr": 3e-3, "default_quality": None, "gains_only": False,
 }
 
 
@@ -69,6 +69,9 @@ def parse_args(argv=None):
     p.add_argument("--default-quality", type=float, help="with --qualities: the q an encode uses by default (the "
                                                            "model's preset, l3ic.quality.PRESETS), inside the grid")
     p.add_argument("--gain-lr", type=float, help="Adam learning rate of the gain units (with --qualities)")
+    p.add_argument("--gains-only", action="store_const", const=True, help="with --qualities and --init: only the gains "
+                   "learn, on the released model's frozen transforms and hyperprior; the default quality keeps gain 1, "
+                   "so the model's preset codes exactly as the released model")
     p.add_argument("--codebook-min", type=int)
     p.add_argument("--codebook-size", type=int)
     p.add_argument("--seed", type=int)
@@ -184,6 +187,8 @@ class Trainer:
         self.lambdas = [lambda_of(q) for q in self.qualities] or [config["lambda"]]
         if self.qualities and not self.hyper:
             raise SystemExit("error: --qualities needs a hyperprior model (--z-channels)")
+        if config.get("gains_only") and not (self.qualities and config.get("init")):
+            raise SystemExit("error: --gains-only needs --qualities and --init (the released model to add gains to)")
         if self.qualities and not (config.get("default_quality") is not None
                                    and self.qualities[0] <= config["default_quality"] <= self.qualities[-1]):
             raise SystemExit("error: --qualities needs --default-quality inside the grid")
@@ -254,9 +259,10 @@ class Trainer:
         def step(images, lr, point, lam):
             x = tf.cast(images, tf.float32) / 255.0
             pixels = tf.cast(tf.shape(x)[0] * tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
+            frozen = bool(self.config.get("gains_only"))
             with tf.GradientTape() as tape:
                 y = tf.cast(self.model.analysis(x), tf.float32)
-                if not joint:
+                if frozen or not joint:
                     y = tf.stop_gradient(y)
                 bits, y_hat = self.hyper_rate(y, use_noise, round_latents=not joint, point=point)
                 bpp = bits / pixels
@@ -268,10 +274,16 @@ class Trainer:
                     loss, mse = lam * bpp, tf.constant(1.0)
             gains = self.model.gain_units.trainable_variables if self.qualities and joint else []  # (a rate-only loss
             # would only shrink them)
-            variables = self.hyper_variables + (self.transform_variables if joint else []) + gains
+            variables = ([] if frozen else self.hyper_variables + (self.transform_variables if joint else [])) + gains
             grads = tape.gradient(loss, variables)
             finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-            if finite:
+            if gains:  # the gains' rate follows the schedule of the others (warm-up, decay): rounded exponents
+                # flip back and forth at a constant rate
+                self.gain_optimizer.learning_rate.assign(self.config["gain_lr"] * lr / self.config["lr"])
+            if frozen:  # a Python bool: only this branch is traced
+                if finite:
+                    self.gain_optimizer.apply_gradients(zip(grads, gains))
+            elif finite:
                 if gains:
                     self.gain_optimizer.apply_gradients(zip(grads[-len(gains):], gains))
                     grads, variables = grads[:-len(gains)], variables[:-len(gains)]

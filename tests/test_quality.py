@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import photo_like
+from conftest import SAMPLE
 from l3ic import Codec, container, image as images
 from l3ic.codec import encode_picture, encode_to_target
 from l3ic.errors import FormatError, L3icError, ModelError
@@ -34,7 +34,9 @@ def codecs():
 
 @pytest.fixture(scope="module")
 def photo():
-    return from_array(photo_like(96, 128, seed=7))
+    """A crop of the bundled photo (the models are made for photos: on noise-like images more bits can decode worse)."""
+    with Image.open(SAMPLE) as image:
+        return from_array(np.ascontiguousarray(np.asarray(image.convert("RGB"))[100:228, 60:252]))
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +129,7 @@ def test_gains_are_integer_exact_between_grid_points(codecs):
         assert em.gain(int(q)).exponents.tolist() == exponents[point].tolist()
     toy = copy.copy(em)  # by hand: -1 -> 0 over 100 hundredths is -1 until the middle, 0 from the middle (half up)
     toy._gains = dict(em._gains, quality_grid=np.array([1000, 1100]), gain_exponents=np.array([[-1, 3], [0, -4]]),
-                      inverse_gains=np.ones((2, 2), np.float32))
+                      gain_corrections=np.ones((2, 2), np.float32))
     assert [toy.gain(q).exponents.tolist() for q in (1000, 1049, 1050, 1100)] == [[-1, 3], [-1, 0], [0, 0], [0, -4]]
     for b in range(1, len(grid)):
         qa, qb = int(grid[b - 1]), int(grid[b])
@@ -162,7 +164,7 @@ def test_target_bpp_gives_the_largest_file_within_it(photo, codecs, ladder, frac
     bpp = 8.0 * len(encoded.data) / pixels
     assert 0.97 * target <= bpp <= target and encoded.note is None
     lo, hi = codecs(encoded.model).quality_range  # the model's whole trained range: it may reach beyond what -q gives it
-    assert lo <= encoded.quality <= hi and round(encoded.quality * QUALITY_SCALE) == encoded.quality * QUALITY_SCALE
+    assert lo <= encoded.quality <= hi and abs(round(encoded.quality * QUALITY_SCALE) - encoded.quality * QUALITY_SCALE) < 1e-6
     assert encoded.data == codecs(encoded.model).encode(photo, quality=encoded.quality)  # a plain encode at that q
 
 
@@ -212,4 +214,4 @@ def test_batch_with_target(photo, tmp_path):
     result = run("l3ic", "encode", str(tmp_path), "--target-bpp", "0.8", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("2 images done, 0 failed")
-    assert all(8.0 * os.path.getsize(tmp_path / n) / (96 * 128) <= 0.8 for n in ("one.l3ic", "two.l3ic"))
+    assert all(8.0 * os.path.getsize(tmp_path / n) / (128 * 192) <= 0.8 for n in ("one.l3ic", "two.l3ic"))

@@ -40,7 +40,7 @@ from l3ic.quality import QUALITY_SCALE
 HALO = 3  # z cells of context around a tile: more than the hyper-synthesis's receptive field (2.5 cells)
 EXACT_LIMIT = 2.0 ** 53
 _LAYER_KEYS = ("kernel", "bias", "shift", "clip")
-_GAIN_KEYS = ("quality_grid", "default_quality", "gain_exponents", "inverse_gains", "gain_multipliers", "multiplier_bits")
+_GAIN_KEYS = ("quality_grid", "default_quality", "gain_exponents", "gain_corrections", "gain_multipliers", "multiplier_bits")
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,7 +51,7 @@ class Gain:
     (int64): means are multiplied by these, then shifted right by ``bits``
     (rounding half up); ``encoder`` (float32): the gain g = multiplier / 2^bits
     the encoder applies to y; ``inverse`` (float32): what the decoder network's
-    input is multiplied by (a learned inverse gain, near 1 / g).
+    input is multiplied by, the learned inverse gain: a correction (near 1) / g.
     """
 
     quality: int
@@ -159,7 +159,8 @@ class EntropyModel:
 
     def gain(self, quality):
         """The ``Gain`` of a quality in hundredths inside ``qualities``: between two grid points the exponents are
-        interpolated linearly and rounded (half up) in integer arithmetic, the inverse gains geometrically."""
+        interpolated linearly and rounded (half up) in integer arithmetic, the inverse gains' corrections
+        geometrically (then divided by the gain the exponent gives, so that they match it)."""
         g = self._gains
         grid = g["quality_grid"]
         if not grid[0] <= quality <= grid[-1]:
@@ -171,10 +172,11 @@ class EntropyModel:
         exponents = (2 * (ea * (qb - qa - t) + eb * t) + (qb - qa)) // (2 * (qb - qa))
         multipliers = g["gain_multipliers"][exponents + self._max_exponent]
         fraction = t / (qb - qa)
-        ia, ib = g["inverse_gains"][b - 1].astype(np.float64), g["inverse_gains"][b].astype(np.float64)
+        ca, cb = g["gain_corrections"][b - 1].astype(np.float64), g["gain_corrections"][b].astype(np.float64)
         bits = int(g["multiplier_bits"])
-        return Gain(int(quality), exponents, multipliers, bits, (multipliers / 2.0 ** bits).astype(np.float32),
-                    (ia ** (1.0 - fraction) * ib ** fraction).astype(np.float32))
+        gain = multipliers / 2.0 ** bits
+        return Gain(int(quality), exponents, multipliers, bits, gain.astype(np.float32),
+                    (ca ** (1.0 - fraction) * cb ** fraction / gain).astype(np.float32))
 
     def _check_gains(self, channels):
         """Gains fit the tables and channels, and keep the mean arithmetic far inside int64."""
@@ -183,14 +185,14 @@ class EntropyModel:
         self._max_exponent = (len(multipliers) - 1) // 2
         integer = all(g[k].dtype.kind in "iu" and g[k].ndim == n for k, n in (
             ("quality_grid", 1), ("default_quality", 0), ("gain_exponents", 2), ("gain_multipliers", 1), ("multiplier_bits", 0)))
-        ok = (integer and g["inverse_gains"].dtype.kind == "f" and len(grid) >= 2 and np.all(np.diff(grid) > 0) and 0 <= grid[0] and grid[-1] <= 100 * QUALITY_SCALE
+        ok = (integer and g["gain_corrections"].dtype.kind == "f" and len(grid) >= 2 and np.all(np.diff(grid) > 0) and 0 <= grid[0] and grid[-1] <= 100 * QUALITY_SCALE
               and grid[0] <= int(g["default_quality"]) <= grid[-1]
-              and exponents.shape == (len(grid), channels) and g["inverse_gains"].shape == exponents.shape
+              and exponents.shape == (len(grid), channels) and g["gain_corrections"].shape == exponents.shape
               and len(multipliers) % 2 == 1 and np.all(np.abs(exponents) <= self._max_exponent)
               and np.all(multipliers > 0) and int(multipliers.max()) < (1 << 40) and 0 <= int(g["multiplier_bits"]) <= 40
-              and np.all(np.isfinite(g["inverse_gains"])) and np.all(g["inverse_gains"] > 0))
+              and np.all(np.isfinite(g["gain_corrections"])) and np.all(g["gain_corrections"] > 0))
         if not ok:
-            raise ModelError("entropy model: invalid gains (quality grid, exponents, multipliers or inverse gains)")
+            raise ModelError("entropy model: invalid gains (quality grid, exponents, multipliers or corrections)")
 
     def _check(self, channels, codebook_size):
         """Shapes fit together, heads fit the model, and every accumulator stays below 2^52 (exactness)."""
