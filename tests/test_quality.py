@@ -127,16 +127,17 @@ def test_gains_are_integer_exact_between_grid_points(codecs):
     exponents = em._gains["gain_exponents"].astype(np.int64)
     for point, q in enumerate(grid):  # at a grid point: that point's exponents
         assert em.gain(int(q)).exponents.tolist() == exponents[point].tolist()
-    toy = copy.copy(em)  # by hand: -1 -> 0 over 100 hundredths is -1 until the middle, 0 from the middle (half up)
-    toy._gains = dict(em._gains, quality_grid=np.array([1000, 1100]), gain_exponents=np.array([[-1, 3], [0, -4]]),
+    toy = copy.copy(em)  # by hand, 2 channels: offsets 1/4 and 3/4; -1 -> 0 over 100 hundredths flips at 75 / 25
+    toy._gains = dict(em._gains, quality_grid=np.array([1000, 1100]), gain_exponents=np.array([[-1, -1], [0, 0]]),
                       gain_corrections=np.ones((2, 2), np.float32))
-    assert [toy.gain(q).exponents.tolist() for q in (1000, 1049, 1050, 1100)] == [[-1, 3], [-1, 0], [0, 0], [0, -4]]
+    assert [toy.gain(q).exponents.tolist() for q in (1000, 1024, 1025, 1074, 1075, 1100)] == \
+        [[-1, -1], [-1, -1], [-1, 0], [-1, 0], [0, 0], [0, 0]]
     for b in range(1, len(grid)):
         qa, qb = int(grid[b - 1]), int(grid[b])
         for q in (qa, (qa + qb) // 2, qb - 1, qb):
-            t = q - qa
-            expected = [int((2 * (int(a) * (qb - qa - t) + int(c) * t) + (qb - qa)) // (2 * (qb - qa)))
-                        for a, c in zip(exponents[b - 1], exponents[b])]
+            t, n = q - qa, len(exponents[b])
+            expected = [int((2 * n * (int(a) * (qb - qa - t) + int(c) * t) + (qb - qa) * (2 * k + 1)) // (2 * n * (qb - qa)))
+                        for k, (a, c) in enumerate(zip(exponents[b - 1], exponents[b]))]
             gain = em.gain(q)
             assert gain.exponents.tolist() == expected
             assert gain.multipliers.tolist() == em._gains["gain_multipliers"][np.array(expected) + em._max_exponent].tolist()

@@ -662,6 +662,7 @@ def _to_uint8(unit_float):
 
 
 TARGET_TOLERANCE = 0.01  # the quality search stops at a file within 1 % below the target
+TARGET_BAND = 0.97  # a file below 97 % of the target makes the search look beyond the q each model serves
 
 
 @dataclass(frozen=True)
@@ -697,27 +698,33 @@ def encode_to_target(picture, target_bpp, codec_for, refine=0):
     TARGET_TOLERANCE.  Each model is searched from the bottom of its trained
     range to the top of the q it serves (``MODEL_RANGES``): at a switch point
     the next model's files are larger, and its range reaching below the
-    switch fills that gap.  The largest file that fits wins.  A model's encoder network runs once: only
-    the entropy coding depends on q.  A target below every file gives the
-    smallest and a note.  With ``refine``, the chosen q is then refined,
-    which keeps the size.
+    switch fills most of that gap.  The largest file that fits wins, unless
+    it is below TARGET_BAND of the target: then the models are also searched
+    up to the top of their trained ranges (where larger gains cost quality),
+    and of the files that land in the band the one that decodes best is
+    taken.  A model's encoder network runs once: only the entropy coding
+    depends on q.  A target below every file gives the smallest and a note.
+    With ``refine``, the chosen q is then refined, which keeps the size.
     """
     options = EncodeOptions.validated(target_bpp=target_bpp, refine=refine)
     budget, refine = options.target_bpp * picture.width * picture.height / 8.0, options.refine
-    found, smallest = [], None
+    found, smallest, beyond = [], None, []
     for name in _searchable(codec_for):
         codec = codec_for(name)
         file_at = _files_by_quality(codec, picture)
-        lo, hi = (round(q * QUALITY_SCALE) for q in codec.quality_range)
-        hi = min(hi, MODEL_RANGES[name][1] * QUALITY_SCALE)  # a model trained below the q it serves fills the gap to
-        # the model before it; above its range the next model is the better trade-off (and larger gains degrade)
+        lo, top = (round(q * QUALITY_SCALE) for q in codec.quality_range)
+        hi = min(top, MODEL_RANGES[name][1] * QUALITY_SCALE)
         bottom = file_at(lo)
         smallest = min(smallest or (len(bottom), name, lo, bottom), (len(bottom), name, lo, bottom))
         if len(bottom) <= budget:
             found.append((name,) + _largest_within(file_at, lo, hi, bottom, budget))
+            if hi < top:
+                beyond.append((name, file_at, found[-1], top))
     note = None
     if found:
         name, units, data = max(found, key=lambda f: len(f[2]))
+        if len(data) < TARGET_BAND * budget:
+            name, units, data = _best_in_band(picture, codec_for, found, beyond, budget) or (name, units, data)
     else:
         _, name, units, data = smallest
         note = "no quality reaches %.3f bpp: the smallest file (q %g) is %.3f bpp" % (
@@ -725,6 +732,21 @@ def encode_to_target(picture, target_bpp, codec_for, refine=0):
     if refine:  # never larger than the plain file: within the budget
         data = codec_for(name).encode(picture, refine=refine, quality=units / QUALITY_SCALE)
     return Encoded(data, name, units / QUALITY_SCALE, note)
+
+
+def _best_in_band(picture, codec_for, found, beyond, budget):
+    """(model, q, file) of the best-decoding file within [TARGET_BAND * budget, budget] among the models' files
+    ``found`` and their searches on beyond the q they serve (``beyond``: (model, file_at, its file found, top q));
+    None if no file lands there."""
+    candidates = [f for f in found if len(f[2]) >= TARGET_BAND * budget]
+    for name, file_at, (_, q, data), top in beyond:
+        if q == min(top, MODEL_RANGES[name][1] * QUALITY_SCALE):  # it reached the q it serves: search on
+            candidates.append((name,) + _largest_within(file_at, q, top, data, budget))
+    candidates = [f for f in candidates if len(f[2]) >= TARGET_BAND * budget]
+    if not candidates:
+        return None
+    score = lambda f: images.psnr(picture.pixels, codec_for(f[0]).decode(f[2]))
+    return max(candidates, key=score)
 
 
 def _searchable(codec_for):

@@ -159,7 +159,7 @@ class EntropyModel:
 
     def gain(self, quality):
         """The ``Gain`` of a quality in hundredths inside ``qualities``: between two grid points the exponents are
-        interpolated linearly and rounded (half up) in integer arithmetic, the inverse gains' corrections
+        interpolated linearly and rounded (channel by channel at staggered points) in integer arithmetic, the inverse gains' corrections
         geometrically (then divided by the gain the exponent gives, so that they match it)."""
         g = self._gains
         grid = g["quality_grid"]
@@ -169,7 +169,11 @@ class EntropyModel:
         b = min(max(int(np.searchsorted(grid, quality, side="left")), 1), len(grid) - 1)
         qa, qb, t = int(grid[b - 1]), int(grid[b]), int(quality) - int(grid[b - 1])
         ea, eb = g["gain_exponents"][b - 1].astype(np.int64), g["gain_exponents"][b].astype(np.int64)
-        exponents = (2 * (ea * (qb - qa - t) + eb * t) + (qb - qa)) // (2 * (qb - qa))
+        # the interpolation rounded with an offset (2c + 1) / 2C for channel c, so that between two grid points the
+        # channels change their tables one by one rather than all at once (the file size moves in small steps)
+        channels = len(ea)
+        offsets = 2 * np.arange(channels, dtype=np.int64) + 1
+        exponents = (2 * channels * (ea * (qb - qa - t) + eb * t) + (qb - qa) * offsets) // (2 * channels * (qb - qa))
         multipliers = g["gain_multipliers"][exponents + self._max_exponent]
         fraction = t / (qb - qa)
         ca, cb = g["gain_corrections"][b - 1].astype(np.float64), g["gain_corrections"][b].astype(np.float64)
