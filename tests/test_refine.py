@@ -68,14 +68,14 @@ def test_decoder_gradient_matches_the_decoder_and_its_own_finite_differences(cod
 
 
 def test_refinement_gives_a_better_rate_distortion_trade_off(codec, sample):
-    """On the bundled photo: the refined file decodes to a much better image for about the same size (on the
-    medium model's curve, 0.5 dB costs about 10 % more bits; refinement measured +1.2 dB for +4 % here)."""
+    """On the bundled photo: the refined file decodes to a much better image in the same size (on the medium
+    model's curve, 0.5 dB costs about 10 % more bits; refinement measured +0.8 dB for 3 % fewer bytes here)."""
     crop = sample[:192, :256]
-    plain, refined = codec.encode(crop), codec.encode(crop, refine=20)
+    plain, refined = codec.encode(crop), codec.encode(crop, refine=30)
     psnr_plain, psnr_refined = images.psnr(crop, codec.decode(plain)), images.psnr(crop, codec.decode(refined))
-    assert len(refined) <= 1.08 * len(plain)
+    assert 0.95 * len(plain) <= len(refined) <= len(plain)
     assert psnr_refined > psnr_plain + 0.5
-    assert codec.encode(crop, refine=20) == refined  # seeded: the same image gives the same file
+    assert codec.encode(crop, refine=30) == refined  # seeded: the same image gives the same file
 
 
 def test_refinement_of_a_tiled_image_decodes_like_any_file(codec):

@@ -31,7 +31,9 @@ plain encode's, and better.  The rate weight lambda starts at the model's
 ``l3ic.quality.lambda_of``), and after every step it is raised or lowered
 by the relative excess of the hard rounding's rate over the plain encode's
 (a multiplicative dual ascent).  Every CHECK_EVERY steps the hard rounding
-is entropy-coded as the file will code it, and scored.  The symbols
+is entropy-coded as the file will code it, the rate it steers to is corrected
+by the ratio of the plain file's size to this one's (the coder's adaptive
+chunks need not follow the code length), and a rounding that fits is scored.  The symbols
 returned are those of least squared error among the candidates coded in at
 most the plain encode's bytes and at least (1 - SIZE_BAND) of them, or, if a
 smaller candidate is better than all of those, that one; the encoder's own
@@ -50,7 +52,7 @@ from l3ic.quality import QUALITY_SCALE, lambda_of
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPSILON = 1e-7
 TEMPERATURE = (0.3, 0.02)  # soft-rounding temperature, first and last step (geometric in between)
-CHECK_EVERY = 10  # steps between scorings of the hard rounding
+CHECK_EVERY = 5  # steps between entropy codings of the hard rounding (and scorings, when it fits)
 RATE_CONTROL = 10.0  # lambda *= exp(RATE_CONTROL * relative rate excess) after every step
 LAMBDA_RANGE = 10.0  # ... within 1/10 and 10 times its start
 SIZE_BAND = 0.01  # a refined file is meant to be the plain one's size, to within 1 %
@@ -111,7 +113,8 @@ def _descend(model, rgb, start, offset, scale, lam, iterations, soft_rate, hard_
 
     r = start.astype(np.float32)
     plain = np.rint(r)
-    budget, rate_budget, (plain_error, _) = coded_size(plain), hard_rate(plain), squared_error(plain)
+    budget, (plain_error, _) = coded_size(plain), squared_error(plain)
+    rate_budget = hard_rate(plain)  # the code length the rate weight steers to, corrected by each coding
     best = {True: (plain_error, plain), False: (np.inf, None)}  # in the size band / smaller
     weight = lam
     adam, rng = _Adam(r.shape), np.random.default_rng(SEED)
@@ -128,6 +131,7 @@ def _descend(model, rgb, start, offset, scale, lam, iterations, soft_rate, hard_
         weight = float(np.clip(weight * np.exp(RATE_CONTROL * excess), lam / LAMBDA_RANGE, lam * LAMBDA_RANGE))
         if (step + 1) % CHECK_EVERY == 0 or step + 1 == iterations:
             size = coded_size(candidate)
+            rate_budget *= budget / max(size, 1)  # the coder's modes (adaptive chunks) need not follow the code length
             if size <= budget:
                 error, _ = squared_error(candidate)
                 band = size >= (1.0 - SIZE_BAND) * budget
