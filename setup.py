@@ -22,7 +22,7 @@ setup(
     packages=["l3ic", "l3ic.models", "runtime"],
     package_dir={"": "src", "l3ic.models": "models"},
     package_data={"l3ic.models": ["*/encoder.onnx", "*/decoder.onnx", "*/decoder_gradient.onnx", "*/entropy_model.npz",
-                                  "*/manifest.json", "legacy/*/decoder.onnx", "legacy/*/manifest.json"]},
+                                  "*/manifest.json", "legacy/*/decoder.onnx", "legacy/*/entropy_model.npz", "legacy/*/manifest.json"]},
     entry_points={"console_scripts": ["l3ic = l3ic.cli:main"]},
     setup_requires=["cffi>=1.15"],
     cffi_modules=["build_fse.py:ffibuilder"],

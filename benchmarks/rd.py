@@ -123,7 +123,7 @@ def _task(args):
     return result
 
 
-def plan(codecs, images, cache, refine=0, quality_step=None):
+def plan(codecs, images, cache, refine=0, quality_step=None, models=L3IC_MODELS):
     """All (codec, quality, image) tasks, split into cached results and work to do."""
     done, todo = [], []
     digests = {p: file_digest(p) for p in images}
@@ -133,7 +133,7 @@ def plan(codecs, images, cache, refine=0, quality_step=None):
         elif quality_step:
             qualities = [float(q) for q in np.arange(0.0, 100.0 + 1e-9, quality_step)]
         else:
-            qualities = [m for m in L3IC_MODELS if _model_exists(m)]
+            qualities = [m for m in models if _model_exists(m)]
         for q in qualities:
             key = settings_of(codec, q, refine)
             for p in images:
@@ -390,6 +390,8 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--jobs", type=int, default=os.cpu_count())
     p.add_argument("--refine", type=int, default=0, help="steps of encoder-side refinement for the l3ic models (default 0: off)")
+    p.add_argument("--models", default=",".join(L3IC_MODELS), help="the l3ic models measured at their presets "
+                                                                 "(default: all three)")
     p.add_argument("--quality-step", type=float, help="l3ic at q = 0, STEP, ..., 100 (continuous quality) instead of "
                                                       "the three models' presets")
     p.add_argument("--reference", help="JSON of quoted PSNR-at-rate curves to compare l3ic with (e.g. benchmarks/reference/kodak.json)")
@@ -414,7 +416,8 @@ def main(argv=None):
     except ImageError as e:
         raise SystemExit("error: %s" % e)
     os.makedirs(args.out, exist_ok=True)
-    results, todo = plan(codecs, images, os.path.join(args.out, "cache"), args.refine, args.quality_step)
+    results, todo = plan(codecs, images, os.path.join(args.out, "cache"), args.refine, args.quality_step,
+                         args.models.split(","))
     print("%d results cached, %d to compute" % (len(results), len(todo)), file=sys.stderr)
     if todo:
         from tqdm import tqdm

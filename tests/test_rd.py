@@ -98,7 +98,7 @@ def test_holdout_measures_the_images_training_validates_on(tmp_path, monkeypatch
         Image.new("RGB", (8, 8)).save(tmp_path / n)
     seen = {}
 
-    def stop(codecs, images, cache, refine, quality_step):
+    def stop(codecs, images, cache, refine, quality_step, models):
         seen["images"] = images
         raise SystemExit(0)
 
