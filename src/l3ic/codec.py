@@ -231,6 +231,11 @@ class Codec:
         qualities = self.model.entropy_model.qualities if self.model.has_hyperprior else None
         return None if qualities is None else tuple(q / QUALITY_SCALE for q in qualities)
 
+    @property
+    def default_quality(self):
+        """The q (0..100) an encode without one uses (the model's preset), or None without continuous quality."""
+        return None if self.quality_range is None else self.model.entropy_model.default_quality / QUALITY_SCALE
+
     def _quality_units(self, quality):
         """q (0..100, or None: the model's preset) as the hundredths a file records; L3icError for a bad value, a
         q outside the model's range or a q for a model without continuous quality (None for it)."""
@@ -684,8 +689,7 @@ def encode_picture(picture, options, codec_for):
         return encode_to_target(picture, options.target_bpp, codec_for, options.refine)
     codec = codec_for(options.model)
     data = codec.encode(picture, refine=options.refine, quality=options.quality)
-    units = container.L3icFile.parse(data).header.quality if codec.quality_range else None
-    return Encoded(data, options.model, None if units is None else units / QUALITY_SCALE)
+    return Encoded(data, options.model, codec.default_quality if options.quality is None else options.quality)
 
 
 def encode_to_target(picture, target_bpp, codec_for, refine=0):

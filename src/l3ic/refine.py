@@ -87,8 +87,8 @@ def refine_symbols(model, rgb, iterations, gain=None):
     # r = ŷ - base must be a symbol value (lo..hi) and ŷ a codebook value, which is what the coder will code
     r_lo, r_hi = np.maximum(lo, lo - base), np.minimum(lo + size - 1, lo + size - 1 - base)
     residual = np.clip(y - base, r_lo, r_hi)
-    index8 = index.astype(np.uint8)
-    coded = lambda r: len(hyperprior.encode_tile(em, base + r, base.astype(np.int32), index8, lo, size).payload)
+    base32, index8 = base.astype(np.int32), index.astype(np.uint8)  # what encode_tile takes, made once
+    coded = lambda r: len(hyperprior.encode_tile(em, base + r, base32, index8, lo, size).payload)
     best = _descend(model, rgb, residual, base, scale, lam, iterations, lambda r: table_bits(r, index, em.latent_bits, lo),
                     lambda r: table_bits(r, index, em.latent_bits, lo)[0], coded, (r_lo, r_hi))
     return [base + best, z]
