@@ -510,6 +510,8 @@ def main(argv=None):
         ops = export_graphs(graph_functions(model, codebook), staging)
         if model.has_hyperprior:
             write_entropy_model(model, codebook, staging)
+            if config.get("encoder_only"):
+                keep_released_decoder(staging, os.path.dirname(os.path.normpath(config["init"]["folder"])))
             parity = check_hyper_parity(model, codebook, staging, images)
         else:
             parity = check_parity(model, codebook, staging, images)
@@ -532,7 +534,8 @@ def main(argv=None):
             **graph_records(staging, ops),
             "parameters": model.parameter_counts(),
             "training": {"data": _relative(config.get("data")), "images": config.get("train_images"), "steps": config.get("trained_steps"),
-                         "init": config.get("init"), "total_steps": total_steps(config),
+                         "init": config.get("init"), "encoder_only": bool(config.get("encoder_only")),
+                         "total_steps": total_steps(config),
                          "lambda": training_lambda(config), "qualities": config.get("qualities"),
                          "default_quality": config.get("default_quality"),
                          "distortion": config.get("distortion"), "batch": config.get("batch"), "crop": config.get("crop"),
@@ -551,6 +554,30 @@ def main(argv=None):
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print("wrote %s: %s" % (args.out, json.dumps({k: manifest.get(k) for k in ("parameters", "sample", "rd")})))
+
+
+def keep_released_decoder(staging, release):
+    """An --encoder-only run changed only the encoder side: put the released ``decoder.onnx`` itself in ``staging``.
+
+    The file's hash is the decoder's identity in every file it made, so
+    keeping the very file (a re-export computes the same but is not
+    byte-identical: tf2onnx numbers its folded constants anew) lets the new
+    model decode the old model's files, with no legacy copy.  Fails unless the
+    re-exported decoder and entropy model equal the released ones exactly.
+    """
+    import onnxruntime as ort
+    released, exported = (np.load(os.path.join(f, ENTROPY_MODEL)) for f in (release, staging))
+    if sorted(released.files) != sorted(exported.files) or any(
+            not np.array_equal(released[k], exported[k]) for k in released.files):
+        fail("the run's entropy model differs from %s's: not an encoder-only run of that release" % release)
+    sessions = [ort.InferenceSession(os.path.join(f, "decoder.onnx"), providers=["CPUExecutionProvider"])
+                for f in (release, staging)]
+    channels = sessions[0].get_inputs()[0].shape[1]
+    latents = np.random.default_rng(0).integers(-4, 5, (1, channels, 8, 12)).astype(np.float32)
+    outputs = [s.run(None, {s.get_inputs()[0].name: latents})[0] for s in sessions]
+    if not np.array_equal(*outputs):
+        fail("the run's decoder differs from %s's: not an encoder-only run of that release" % release)
+    shutil.copyfile(os.path.join(release, "decoder.onnx"), os.path.join(staging, "decoder.onnx"))
 
 
 def total_steps(config):

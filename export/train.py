@@ -34,8 +34,10 @@ DEFAULTS = {
     "clip_norm": 1.0, "noise_fraction": 0.2, "codebook_min": -15, "codebook_size": 32,
     "seed": 0, "precision": "auto", "holdout": 8, "val_size": 256,
     "z_channels": 0, "hyper_width": 64, "hyper_steps": 0, "hyper_lr_scale": 10.0, "qualities": None,
-    "gain_lr": 3e-3, "default_quality": None, "gains_only": False,
+    "gain_lr": 3e-3, "default_quality": None, "gains_only": False, "encoder_only": False,
 }
+ARCHITECTURE = ("channels", "width", "blocks", "detail", "z_channels", "hyper_width", "qualities", "default_quality",
+                "gains_only", "codebook_min", "codebook_size")  # what --encoder-only takes from the --init model
 
 
 def parse_args(argv=None):
@@ -72,6 +74,10 @@ def parse_args(argv=None):
     p.add_argument("--gains-only", action="store_const", const=True, help="with --qualities and --init: only the gains "
                    "learn, on the released model's frozen transforms and hyperprior; the default quality keeps gain 1, "
                    "so the model's preset codes exactly as the released model")
+    p.add_argument("--encoder-only", action="store_const", const=True, help="with --init: only the encoder side "
+                   "(analysis and hyper-analysis) learns, against the released model's decoder, hyper-synthesis, "
+                   "tables and gains, which stay as they are, so its files keep decoding; the architecture is the "
+                   "--init model's")
     p.add_argument("--codebook-min", type=int)
     p.add_argument("--codebook-size", type=int)
     p.add_argument("--seed", type=int)
@@ -121,6 +127,12 @@ def resolve_config(args):
     config["data"] = os.path.abspath(args.data)
     config["val"] = os.path.abspath(args.val) if args.val else None
     config["init"] = init_record(args.init) if args.init else None
+    if config["encoder_only"]:
+        if not args.init:
+            raise SystemExit("error: --encoder-only needs --init (the released model whose decoder it keeps)")
+        with open(os.path.join(args.init, "config.json")) as f:
+            released = json.load(f)
+        config.update({k: released.get(k, DEFAULTS.get(k)) for k in ARCHITECTURE})
     return config
 
 
@@ -189,6 +201,8 @@ class Trainer:
             raise SystemExit("error: --qualities needs a hyperprior model (--z-channels)")
         if config.get("gains_only") and not (self.qualities and config.get("init")):
             raise SystemExit("error: --gains-only needs --qualities and --init (the released model to add gains to)")
+        if config.get("encoder_only") and not (self.hyper and config["hyper_steps"] == 0):
+            raise SystemExit("error: --encoder-only needs a hyperprior model and --hyper-steps 0")
         if self.qualities and not (config.get("default_quality") is not None
                                    and self.qualities[0] <= config["default_quality"] <= self.qualities[-1]):
             raise SystemExit("error: --qualities needs --default-quality inside the grid")
@@ -259,7 +273,8 @@ class Trainer:
         def step(images, lr, point, lam):
             x = tf.cast(images, tf.float32) / 255.0
             pixels = tf.cast(tf.shape(x)[0] * tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
-            frozen = bool(self.config.get("gains_only"))
+            frozen = bool(self.config.get("gains_only")) and not self.config.get("encoder_only")
+            encoder_only = bool(self.config.get("encoder_only"))
             with tf.GradientTape() as tape:
                 y = tf.cast(self.model.analysis(x), tf.float32)
                 if frozen or not joint:
@@ -272,6 +287,9 @@ class Trainer:
                     mse = tf.reduce_mean(tf.square(x - tf.clip_by_value(x_hat, 0.0, 1.0)))
                 else:
                     loss, mse = lam * bpp, tf.constant(1.0)
+            if encoder_only:  # a Python bool: only this branch is traced
+                finite = self._apply_encoder_gradients(tape, loss, lr)
+                return loss, bpp, 10.0 * tf.math.log(1.0 / mse) / tf.math.log(10.0), finite
             gains = self.model.gain_units.trainable_variables if self.qualities and joint else []  # (a rate-only loss
             # would only shrink them)
             variables = ([] if frozen else self.hyper_variables + (self.transform_variables if joint else [])) + gains
@@ -296,6 +314,22 @@ class Trainer:
             return loss, bpp, 10.0 * tf.math.log(1.0 / mse) / tf.math.log(10.0), finite
 
         return step
+
+    def _apply_encoder_gradients(self, tape, loss, lr):
+        """--encoder-only: the analysis learns at ``lr``, the hyper-analysis at ``lr`` * hyper_lr_scale; the rest
+        of the model, the decoder side, is left as released.  Returns whether the gradients were finite."""
+        tf, m = self.tf, self.model
+        parts = ((self.optimizer, m.analysis.trainable_variables, lr),
+                 (self.hyper_optimizer, m.hyper_analysis.trainable_variables, lr * self.config["hyper_lr_scale"]))
+        grads = tape.gradient(loss, [v for _, variables, _ in parts for v in variables])
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        if finite:
+            start = 0
+            for optimizer, variables, rate in parts:
+                optimizer.learning_rate.assign(rate)
+                optimizer.apply_gradients(zip(grads[start:start + len(variables)], variables))
+                start += len(variables)
+        return finite
 
     def _validate_hyper(self):
         """Mean bpp (code length of the hard symbols under the hyperprior, z included) and PSNR; with gains, at
@@ -460,8 +494,8 @@ def warm_start(model, folder, codebook=None, images=()):
     source.load_weights(os.path.join(folder, "model.weights.h5"))
     n = min(cfg["channels"], model.config["channels"])
     transforms = lambda m: m.analysis.weights + m.synthesis.weights
-    for dst, src in _hyperprior_pairs(model, source):  # a hyperprior of the same shape carries over, else starts fresh
-        dst.assign(src.numpy())
+    for dst, src in _hyperprior_pairs(model, source) + _gain_pairs(model, source):  # carried over when of the same
+        dst.assign(src.numpy())  # shape, else they start fresh
     for dst, src in zip(transforms(model), transforms(source)):
         value = np.asarray(src.numpy())
         if tuple(dst.shape) == value.shape:
@@ -488,6 +522,15 @@ def _hyperprior_pairs(model, source):
         return []
     parts = lambda m: m.hyper_analysis.weights + m.hyper_synthesis.weights + m.z_prior.weights
     return list(zip(parts(model), parts(source)))
+
+
+def _gain_pairs(model, source):
+    """(target, source) weights of the gain units when both models have the same quality grid (an --encoder-only
+    run of a released model with gains), else none."""
+    if not (model.config["qualities"] and model.config["qualities"] == source.config["qualities"]
+            and model.config["channels"] == source.config["channels"]):
+        return []
+    return list(zip(model.gain_units.weights, source.gain_units.weights))
 
 
 def revive_unused_channels(model, codebook, images, first, seed=0):

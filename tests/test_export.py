@@ -263,3 +263,41 @@ def test_warm_start_carries_a_hyperprior_of_the_same_shape(tmp_path):
     other = L3icModel.from_config_dict(dict(config, z_channels=2)).build_for()
     train.warm_start(other, str(tmp_path))  # another shape: the transforms only
     np.testing.assert_array_equal(other.synthesis.weights[0].numpy(), released.synthesis.weights[0].numpy())
+
+
+def test_encoder_only_training_keeps_the_released_decoder(hyper_run):
+    """--encoder-only: the analysis learns, the decoder side does not, and the export keeps the release's very
+    decoder.onnx, so the new encoder's files and the release's decode with either folder."""
+    from l3ic import Codec
+    root, run = hyper_run
+    released = str(root / "released-f3")
+    to_onnx.main([run, "--out", released, "--parity-images", str(root / "data"), "--sample", "", "--provisional"])
+    tuned = str(root / "encoder-only")
+    train.main(["--data", str(root / "data"), "--out", tuned, "--init", os.path.join(released, "keras"),
+                "--encoder-only", "--steps", "10", "--checkpoint-minutes", "100", "--crop", "32", "--batch", "4",
+                "--lr", "1e-3", "--warmup", "2", "--holdout", "1", "--val-size", "32", "--log-every", "5"])
+    with open(os.path.join(tuned, "config.json")) as f:
+        assert json.load(f)["z_channels"] == 4  # the architecture is the release's, not the defaults
+    before, _, _ = to_onnx.load_trained(os.path.join(released, "keras"))
+    after, _, _ = to_onnx.load_trained(tuned)
+    decoder_side = lambda m: m.synthesis.weights + m.hyper_synthesis.weights + m.z_prior.weights
+    for a, b in zip(decoder_side(before), decoder_side(after)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(before.analysis.weights, after.analysis.weights))
+
+    out = str(root / "encoder-only-model")
+    to_onnx.main([tuned, "--out", out, "--parity-images", str(root / "data"), "--sample", "", "--provisional"])
+    with open(os.path.join(released, "decoder.onnx"), "rb") as a, open(os.path.join(out, "decoder.onnx"), "rb") as b:
+        assert a.read() == b.read()
+    with open(os.path.join(out, "manifest.json")) as f:
+        assert json.load(f)["training"]["encoder_only"] is True
+    image = np.asarray(Image.open(str(root / "data" / "img1.png")))
+    old_file, new_file = Codec(released, "cpu").encode(image), Codec(out, "cpu").encode(image)
+    assert old_file != new_file  # another encoder ...
+    np.testing.assert_array_equal(Codec(out, "cpu").decode(old_file), Codec(released, "cpu").decode(old_file))
+    np.testing.assert_array_equal(Codec(released, "cpu").decode(new_file), Codec(out, "cpu").decode(new_file))
+
+
+def test_encoder_only_needs_a_release(tmp_path):
+    with pytest.raises(SystemExit, match="--encoder-only needs --init"):
+        train.main(["--data", str(tmp_path), "--out", str(tmp_path / "run"), "--encoder-only"])
