@@ -47,7 +47,7 @@ def file_digest(path):
 
 
 def settings_of(codec, quality, refine=0):
-    """What identifies a result in the cache: for l3ic the model's decoder hash, the compiled entropy
+    """What identifies a result in the cache: for l3ic the model's encoder and decoder hashes, the compiled entropy
     coder (a better coder changes the file sizes), the entropy model's code (how gains are interpolated) and, with refinement, its steps, settings and code, else the tool
     and setting."""
     if codec == "l3ic":
@@ -55,8 +55,9 @@ def settings_of(codec, quality, refine=0):
         from l3ic.model import Model
         from l3ic import hyperprior
         model = Model(_model_of(quality), "cpu")
-        key = "%s-%s-%s%s" % (quality if isinstance(quality, str) else "q%g" % quality, model.decoder_hash.hex()[:12],
-                              file_digest(fse.EXTENSION_FILE)[:12], file_digest(hyperprior.__file__)[:6])
+        key = "%s-%s-%s-%s%s" % (quality if isinstance(quality, str) else "q%g" % quality, model.decoder_hash.hex()[:12],
+                                 model.manifest["files"]["encoder.onnx"]["sha256"][:8],  # an encoder-only release
+                                 file_digest(fse.EXTENSION_FILE)[:12], file_digest(hyperprior.__file__)[:6])
         if refine:  # the manifest's settings, the gradient graph and the refinement code all change the files
             from l3ic import codec, refine as refinement
             settings = json.dumps([model.refine_parameters(), model.manifest["files"]["decoder_gradient.onnx"]["sha256"],

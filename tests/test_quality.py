@@ -216,3 +216,18 @@ def test_batch_with_target(photo, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("2 images done, 0 failed")
     assert all(8.0 * os.path.getsize(tmp_path / n) / (128 * 192) <= 0.8 for n in ("one.l3ic", "two.l3ic"))
+
+
+def test_switch_benchmark_compares_neighbours_at_the_same_lambda(photo):
+    """benchmarks.switch: in the overlap of two models' grids, at the same q (the same lambda) the larger model
+    spends more bits, and each cost is MSE + lambda(q) * bpp of what the codec really decodes."""
+    from benchmarks.switch import compare
+    rgb = photo.rgb()
+    rows, switch = compare("low", "medium", [rgb], step=15)
+    assert [q for q, _, _ in rows] == [30.0, 45.0, 60.0]
+    for q, small, large in rows:
+        assert large[0] > small[0]
+        for bpp, p, _, cost in (small, large):
+            mse = 255.0 ** 2 / 10 ** (p / 10)
+            assert cost == pytest.approx(mse + lambda_of(q) * bpp, rel=1e-6)
+    assert switch is None or switch in (30.0, 45.0, 60.0)
