@@ -59,22 +59,28 @@ SIZE_BAND = 0.01  # a refined file is meant to be the plain one's size, to withi
 SEED = 0
 
 
-def refine_symbols(model, rgb, iterations, gain=None):
+def refine_symbols(model, rgb, iterations, gain=None, core=None):
     """What ``model.encode`` gives, refined, for a uint8 RGB image whose sides are multiples of the model's stride.
 
     Format 2: [symbols (uint8, C x h x w)].  Format 3: [latents, ẑ symbols],
     the latents the refined integers; with a ``l3ic.hyperprior.Gain``, those
     of the gained latent (as ``Codec`` codes them) and the decoder's input
-    times the inverse gain.
+    times the inverse gain.  ``core`` ((y, h), (x, w) in latent cells): the
+    part of the image whose latents are kept (``Codec`` refines a large image
+    in windows with a halo around each); the size is kept on it alone, since
+    the halos overlap the neighbouring windows and are thrown away.
     """
+    window = (slice(None),) + tuple(slice(a, a + n) for a, n in core) if core else (slice(None),) * 3
     lo, size = model.codebook_min, model.codebook_size
     lam = float(model.refine_parameters()["lambda"])
     if not model.has_hyperprior:
         y = model.latents(rgb).astype(np.float32)
-        coded = lambda r: len(fse.encode_channels(np.ascontiguousarray((r - lo).astype(np.uint8).reshape(r.shape[0], -1)),
-                                                  size, width=r.shape[2]).payload)
+        def coded(r):
+            r = r[window]
+            return len(fse.encode_channels(np.ascontiguousarray((r - lo).astype(np.uint8).reshape(r.shape[0], -1)),
+                                           size, width=r.shape[2]).payload)
         best = _descend(model, rgb, y, 0.0, 1.0, lam, iterations, lambda r: soft_bits(r, lo, size),
-                        lambda r: hard_bits(r, lo, size), coded)
+                        lambda r: hard_bits(r[window], lo, size), coded)
         return [(best - lo).astype(np.uint8)]
     y, z = model.encode(rgb)
     em = model.entropy_model
@@ -87,10 +93,12 @@ def refine_symbols(model, rgb, iterations, gain=None):
     # r = ŷ - base must be a symbol value (lo..hi) and ŷ a codebook value, which is what the coder will code
     r_lo, r_hi = np.maximum(lo, lo - base), np.minimum(lo + size - 1, lo + size - 1 - base)
     residual = np.clip(y - base, r_lo, r_hi)
-    base32, index8 = base.astype(np.int32), index.astype(np.uint8)  # what encode_tile takes, made once
-    coded = lambda r: len(hyperprior.encode_tile(em, base + r, base32, index8, lo, size).payload)
+    kept_base, kept_index = base[window], index[window]
+    base32, index8 = (np.ascontiguousarray(a) for a in (kept_base.astype(np.int32), kept_index.astype(np.uint8)))
+    coded = lambda r: len(hyperprior.encode_tile(em, np.ascontiguousarray(kept_base + r[window]), base32, index8, lo,
+                                                 size).payload)  # encode_tile's arrays made once
     best = _descend(model, rgb, residual, base, scale, lam, iterations, lambda r: table_bits(r, index, em.latent_bits, lo),
-                    lambda r: table_bits(r, index, em.latent_bits, lo)[0], coded, (r_lo, r_hi))
+                    lambda r: table_bits(r[window], kept_index, em.latent_bits, lo)[0], coded, (r_lo, r_hi))
     return [base + best, z]
 
 
