@@ -282,3 +282,23 @@ def test_bad_channels_regions_and_tilings_are_l3ic_errors(codec):
             codec.decode(data, **kwargs)
     with pytest.raises(L3icError, match="tiling"):
         type(codec)("medium", "cpu", tiling=64)
+
+
+@pytest.mark.parametrize("name", ["low", "medium", "high"])
+@pytest.mark.parametrize("size", [(61, 77), (150, 203), (577, 96), (40, 300)])
+def test_side_information_on_its_grid_and_latents_as_padded_to_the_stride(name, size):
+    """An image whose sides are not multiples of 32 px: ẑ is what the image padded to whole ẑ cells gives (on the
+    hyper-synthesis's grid), the latents exactly what the image padded to the stride gives."""
+    from l3ic.codec import _pad_to
+    from l3ic.image import from_array
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:size[0], 0:size[1]]
+    rgb = np.clip(np.stack([yy * 0.7, xx * 0.5, (yy + xx) % 97 * 2.0], axis=2) + rng.normal(0, 6, size + (3,)), 0, 255)
+    rgb = rgb.astype(np.uint8)
+    codec = Codec(name, "cpu")
+    header = codec.header_for(from_array(rgb))
+    y, z = codec.analyse(rgb, header)
+    y8 = codec.model.encode(_pad_to(rgb, 8))[0]
+    z32 = codec.model.encode(_pad_to(rgb, 32))[1]
+    np.testing.assert_array_equal(y, y8[:, :y.shape[1], :y.shape[2]])
+    np.testing.assert_array_equal(z, z32[:, :z.shape[1], :z.shape[2]])

@@ -33,6 +33,8 @@ from l3ic.refine import refine_symbols
 # The default Tiling, in latent cells:
 WHOLE_IMAGE_LATENT = 256  # latents up to 256 x 256 cells (2048 px at stride 8) are coded as one tile
 TILE_LATENT = 128  # larger images: tiles of 128 x 128 latent cells, coded and run through the networks one by one
+ANALYSIS_REACH = 8  # latent cells from a border within which the image's padding changes the latents (measured:
+# padding to 32 instead of 8 px changes none further in), and the context that reproduces them exactly
 HALO = 12  # latent cells of context around a block the decoder runs on: more than its receptive field
 ENCODE_HALO = 24  # the encoder's: its receptive field plus the hyper-analysis's, so that a window's latents and
 # ẑ match a whole-image encode; a multiple of the hyper stride, so that a window's ẑ cells are the image's
@@ -194,18 +196,13 @@ class Codec:
         gain = gain_of(header, self.model)
         pad = s * factors[-1]  # a whole number of ẑ cells (see below)
         if len(blocks) == 1:
-            outs = self._encode_window(_pad_to(rgb, s), refine, gain, None)
             if len(factors) > 1 and not refine and (rgb.shape[0] % pad or rgb.shape[1] % pad):
-                outs[1] = self.model.encode(_pad_to(rgb, pad))[1]  # ẑ on the grid the hyper-synthesis expects
+                outs = self._encode_on_grid(rgb, pad)
+            else:
+                outs = self._encode_window(_pad_to(rgb, s), refine, gain, None)
             return [np.ascontiguousarray(o[:, :-(-header.latent_h // f), :-(-header.latent_w // f)])
                     for o, f in zip(outs, factors)]
-        # A stride-2 convolution's "same" padding depends on the parity of its input, so the hyper-analysis
-        # samples ẑ on the grid the hyper-synthesis expects (ẑ cell j over latent cells fj..fj+f-1) only for an
-        # input of whole ẑ cells.  Windows are padded so.  A whole image is not: more replicated border would
-        # change the border's latents, which the decoder sees next to its own zero padding (-0.7 dB on 260 px
-        # crops); where its latent sides are not multiples of f, a second pass on the image padded to whole ẑ
-        # cells gives ẑ instead (not under refinement, whose rates were found with the first pass's ẑ).  The
-        # pixels stay the same, and the files of such sizes (1080p, most camera sizes) are 5-18 % smaller.
+        # Windows are padded to whole ẑ cells (see _encode_on_grid).
         outputs = None
         for block in blocks:
             core, window = _with_halo(header, block, self.tiling.encode_halo)
@@ -219,6 +216,37 @@ class Codec:
                 whole[:, (ya + cy) // f:-(-(ya + cy + ch) // f), (xa + cx) // f:-(-(xa + cx + cw) // f)] = \
                     out[:, cy // f:-(-(cy + ch) // f), cx // f:-(-(cx + cw) // f)]
         return outputs
+
+    def _encode_on_grid(self, rgb, pad):
+        """The encoder's [latents, ẑ] for a whole image (the canvas) whose sides are not multiples of ``pad``
+        (a whole ẑ cell in pixels): ẑ on its grid, the latents as the image padded to the stride gives them.
+
+        A stride-2 convolution's "same" padding depends on the parity of its
+        input, so the hyper-analysis samples ẑ on the grid the hyper-synthesis
+        reads (ẑ cell j over latent cells fj..fj+f-1) only for an input of
+        whole ẑ cells; padded to the stride only, ẑ fell off that grid and
+        files were 5-18 % larger.  But the replicated rows and columns change
+        the latents within ``ANALYSIS_REACH`` cells of the bottom and right
+        borders, which the decoder sees next to its own zero padding (-0.7 dB
+        on 260 px crops).  So those border cells are computed again, from a
+        strip of the image padded to the stride with ``ANALYSIS_REACH`` cells
+        of context: the latents are exactly the stride-padded ones.  Not used
+        under refinement, which finds its rates with its window's own ẑ.
+        """
+        s, reach = self.model.stride, ANALYSIS_REACH
+        y, z = self.model.encode(_pad_to(rgb, pad))
+        h, w = -(-rgb.shape[0] // s), -(-rgb.shape[1] // s)
+        if rgb.shape[0] % pad:
+            top = max(0, h - 2 * reach)
+            strip = self.model.encode(_pad_to(rgb[top * s:], s))[0]
+            k = min(h, reach)
+            y[:, h - k:h, :w] = strip[:, h - k - top:, :w]
+        if rgb.shape[1] % pad:
+            left = max(0, w - 2 * reach)
+            strip = self.model.encode(_pad_to(rgb[:, left * s:], s))[0]
+            k = min(w, reach)
+            y[:, :h, w - k:w] = strip[:, :h, w - k - left:]
+        return [y, z]
 
     def _encode_window(self, rgb, refine, gain, core):
         """The encoder's outputs for one window, of which ``core`` (None: all) is kept.  Refinement works on the
