@@ -302,3 +302,19 @@ def test_side_information_on_its_grid_and_latents_as_padded_to_the_stride(name, 
     z32 = codec.model.encode(_pad_to(rgb, 32))[1]
     np.testing.assert_array_equal(y, y8[:, :y.shape[1], :y.shape[2]])
     np.testing.assert_array_equal(z, z32[:, :z.shape[1], :z.shape[2]])
+
+
+def test_blockwise_encode_keeps_the_border_latents():
+    """A tiled encode's windows at the bottom and right borders give the latents of a whole-image encode padded
+    to the stride (up to float rounding), not those of more replicated border."""
+    from l3ic.codec import Tiling, _pad_to
+    from l3ic.image import from_array
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[0:300, 0:236]
+    rgb = np.clip(np.stack([yy * 0.6, xx * 0.8, (yy * xx) % 89 * 2.5], axis=2) + rng.normal(0, 5, (300, 236, 3)), 0, 255)
+    rgb = rgb.astype(np.uint8)
+    codec = Codec("medium", "cpu", tiling=Tiling(whole_image=16, tile=16))
+    header = codec.header_for(from_array(rgb))
+    y, _ = codec.analyse(rgb, header)
+    whole = codec.model.encode(_pad_to(rgb, 8))[0][:, :y.shape[1], :y.shape[2]]
+    assert np.max(np.abs(y - whole)) < 1e-2

@@ -202,12 +202,16 @@ class Codec:
                 outs = self._encode_window(_pad_to(rgb, s), refine, gain, None)
             return [np.ascontiguousarray(o[:, :-(-header.latent_h // f), :-(-header.latent_w // f)])
                     for o, f in zip(outs, factors)]
-        # Windows are padded to whole ẑ cells (see _encode_on_grid).
+        # Every window's ẑ is on the grid of whole ẑ cells (see _encode_on_grid).
         outputs = None
         for block in blocks:
             core, window = _with_halo(header, block, self.tiling.encode_halo)
             (ya, yb), (xa, xb) = window
-            outs = self._encode_window(_pad_to(rgb[ya * s:yb * s, xa * s:xb * s], pad), refine, gain, core)
+            window = rgb[ya * s:yb * s, xa * s:xb * s]
+            if len(factors) > 1 and not refine and (window.shape[0] % pad or window.shape[1] % pad):
+                outs = self._encode_on_grid(window, pad)  # at the bottom or right border
+            else:
+                outs = self._encode_window(_pad_to(window, pad), refine, gain, core)
             if outputs is None:
                 outputs = [np.empty((o.shape[0], -(-header.latent_h // f), -(-header.latent_w // f)), o.dtype)
                            for o, f in zip(outs, factors)]
