@@ -196,8 +196,12 @@ class Codec:
         gain = gain_of(header, self.model)
         pad = s * factors[-1]  # a whole number of ẑ cells (see below)
         if len(blocks) == 1:
-            if len(factors) > 1 and not refine and (rgb.shape[0] % pad or rgb.shape[1] % pad):
+            off_grid = len(factors) > 1 and (rgb.shape[0] % pad or rgb.shape[1] % pad)
+            if off_grid and not refine:
                 outs = self._encode_on_grid(rgb, pad)
+            elif off_grid:  # refinement's ẑ on the grid too; it refines the border latents with the rest
+                kept = ((0, -(-rgb.shape[0] // s)), (0, -(-rgb.shape[1] // s)))
+                outs = self._encode_window(_pad_to(rgb, pad), refine, gain, kept)
             else:
                 outs = self._encode_window(_pad_to(rgb, s), refine, gain, None)
             return [np.ascontiguousarray(o[:, :-(-header.latent_h // f), :-(-header.latent_w // f)])
@@ -234,8 +238,7 @@ class Codec:
         borders, which the decoder sees next to its own zero padding (-0.7 dB
         on 260 px crops).  So those border cells are computed again, from a
         strip of the image padded to the stride with ``ANALYSIS_REACH`` cells
-        of context: the latents are exactly the stride-padded ones.  Not used
-        under refinement, which finds its rates with its window's own ẑ.
+        of context: the latents are exactly the stride-padded ones.
         """
         s, reach = self.model.stride, ANALYSIS_REACH
         y, z = self.model.encode(_pad_to(rgb, pad))
