@@ -134,7 +134,8 @@ class Codec:
         input's shape and mode).  ``refine``: steps of encoder-side refinement
         (``l3ic.refine``; 0 = off): a better image in the same file size, for
         about one decoder pass and a half per step; the file is never larger
-        than the plain encode's (that one is returned if it would be).
+        than the plain encode's, nor decodes worse (that one is returned if it
+        would).
         ``quality``: for a model trained for continuous quality, q (0..100, in
         steps of 0.01) within ``quality_range``; default the model's preset.
         """
@@ -146,7 +147,9 @@ class Codec:
         if refine:
             tiles, z_chunks = self.code(self.analyse(picture.rgb(), header), header)
             plain = container.write(header, tiles, picture.side_data, z_chunks)
-            data = data if len(data) <= len(plain) else plain
+            error = lambda d: float(np.sum((self.decode(d).astype(np.float64) - picture.pixels) ** 2))
+            data = data if len(data) <= len(plain) and error(data) <= error(plain) else plain  # a block's candidates
+            # are scored in its window, whose halo the file replaces with the neighbours' refined latents
         return data
 
     def encode_latents(self, image, refine=0, quality=None):
