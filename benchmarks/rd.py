@@ -48,7 +48,8 @@ def file_digest(path):
 
 def settings_of(codec, quality, refine=0):
     """What identifies a result in the cache: for l3ic the model's encoder and decoder hashes, the compiled entropy
-    coder (a better coder changes the file sizes), the entropy model's code (how gains are interpolated) and, with refinement, its steps, settings and code, else the tool
+    coder (a better coder changes the file sizes), the entropy model's code (how gains are interpolated) and, with
+    refinement, its steps, settings and code (refine and codec, which cuts it into blocks), else the tool
     and setting."""
     if codec == "l3ic":
         from l3ic import fse
@@ -61,7 +62,7 @@ def settings_of(codec, quality, refine=0):
         if refine:  # the manifest's settings, the gradient graph and the refinement code all change the files
             from l3ic import codec, refine as refinement
             settings = json.dumps([model.refine_parameters(), model.manifest["files"]["decoder_gradient.onnx"]["sha256"],
-                                   file_digest(refinement.__file__), codec.REFINE_BLOCK], sort_keys=True).encode()
+                                   file_digest(refinement.__file__), file_digest(codec.__file__)], sort_keys=True).encode()
             key += "-refine%d-%s" % (refine, hashlib.sha256(settings).hexdigest()[:8])
         return key
     return "%s" % quality
