@@ -197,28 +197,17 @@ class Codec:
         rgb = _canvas(rgb, header)
         factors = [1, header.hyper_stride] if self.model.has_hyperprior else [1]
         gain = gain_of(header, self.model)
-        pad = s * factors[-1]  # a whole number of ẑ cells (see below)
+        pad = s * factors[-1]  # a whole number of ẑ cells (see _encode_block)
         if len(blocks) == 1:
-            off_grid = len(factors) > 1 and (rgb.shape[0] % pad or rgb.shape[1] % pad)
-            if off_grid and not refine:
-                outs = self._encode_on_grid(rgb, pad)
-            elif off_grid:  # refinement's ẑ on the grid too; it refines the border latents with the rest
-                kept = ((0, -(-rgb.shape[0] // s)), (0, -(-rgb.shape[1] // s)))
-                outs = self._encode_window(_pad_to(rgb, pad), refine, gain, kept)
-            else:
-                outs = self._encode_window(_pad_to(rgb, s), refine, gain, None)
+            everything = ((0, -(-rgb.shape[0] // s)), (0, -(-rgb.shape[1] // s)))
+            outs = self._encode_block(rgb, pad, refine, gain, everything)
             return [np.ascontiguousarray(o[:, :-(-header.latent_h // f), :-(-header.latent_w // f)])
                     for o, f in zip(outs, factors)]
-        # Every window's ẑ is on the grid of whole ẑ cells (see _encode_on_grid).
         outputs = None
         for block in blocks:
             core, window = _with_halo(header, block, self.tiling.encode_halo)
             (ya, yb), (xa, xb) = window
-            window = rgb[ya * s:yb * s, xa * s:xb * s]
-            if len(factors) > 1 and not refine and (window.shape[0] % pad or window.shape[1] % pad):
-                outs = self._encode_on_grid(window, pad)  # at the bottom or right border
-            else:
-                outs = self._encode_window(_pad_to(window, pad), refine, gain, core)
+            outs = self._encode_block(rgb[ya * s:yb * s, xa * s:xb * s], pad, refine, gain, core)
             if outputs is None:
                 outputs = [np.empty((o.shape[0], -(-header.latent_h // f), -(-header.latent_w // f)), o.dtype)
                            for o, f in zip(outs, factors)]
@@ -227,6 +216,15 @@ class Codec:
                 whole[:, (ya + cy) // f:-(-(ya + cy + ch) // f), (xa + cx) // f:-(-(xa + cx + cw) // f)] = \
                     out[:, cy // f:-(-(cy + ch) // f), cx // f:-(-(cx + cw) // f)]
         return outputs
+
+    def _encode_block(self, rgb, pad, refine, gain, core):
+        """The encoder's outputs for one window (or the whole image) of which ``core`` is kept, on the grid of
+        whole ẑ cells (``pad`` pixels): a window that is not made of them is one at the bottom or right border,
+        coded by ``_encode_on_grid``, or, under refinement, padded to them (refinement then refines the border
+        latents with the rest)."""
+        if self.model.has_hyperprior and not refine and (rgb.shape[0] % pad or rgb.shape[1] % pad):
+            return self._encode_on_grid(rgb, pad)
+        return self._encode_window(_pad_to(rgb, pad), refine, gain, core)
 
     def _encode_on_grid(self, rgb, pad):
         """The encoder's [latents, ẑ] for a whole image (the canvas) whose sides are not multiples of ``pad``
