@@ -218,12 +218,16 @@ class Codec:
         return outputs
 
     def _encode_block(self, rgb, pad, refine, gain, core):
-        """The encoder's outputs for one window (or the whole image) of which ``core`` is kept, on the grid of
-        whole ẑ cells (``pad`` pixels): a window that is not made of them is one at the bottom or right border,
-        coded by ``_encode_on_grid``, or, under refinement, padded to them (refinement then refines the border
-        latents with the rest)."""
-        if self.model.has_hyperprior and not refine and (rgb.shape[0] % pad or rgb.shape[1] % pad):
-            return self._encode_on_grid(rgb, pad)
+        """The encoder's outputs for one window (or the whole image) of which ``core`` is kept, refined if asked,
+        on the grid of whole ẑ cells (``pad`` pixels): a window that is not made of them is one at the bottom or
+        right border, coded by ``_encode_on_grid`` (and refined as the image padded to the stride, which is what
+        its file codes)."""
+        if self.model.has_hyperprior and (rgb.shape[0] % pad or rgb.shape[1] % pad):
+            rgb = _pad_to(rgb, self.model.stride)
+            y, z = self._encode_on_grid(rgb, pad)
+            h, w = rgb.shape[0] // self.model.stride, rgb.shape[1] // self.model.stride
+            f = pad // self.model.stride
+            return self._encode_window(rgb, refine, gain, core, [y[:, :h, :w], z[:, :-(-h // f), :-(-w // f)]])
         return self._encode_window(_pad_to(rgb, pad), refine, gain, core)
 
     def _encode_on_grid(self, rgb, pad):
@@ -256,14 +260,14 @@ class Codec:
             y[:, :h, w - k:w] = strip[:, :h, w - k - left:]
         return [y, z]
 
-    def _encode_window(self, rgb, refine, gain, core):
-        """The encoder's outputs for one window, of which ``core`` (None: all) is kept.  Refinement works on the
-        gained latents of the header's quality (``l3ic.hyperprior.Gain``); its result is divided by the gain
-        again, so that ``code`` gains all alike (and rounds back to the refined integers): a plain analysis is
-        the same at every quality."""
+    def _encode_window(self, rgb, refine, gain, core, encoded=None):
+        """The encoder's outputs (``encoded``, or the network's on ``rgb``) for one window, of which ``core``
+        (None: all) is kept.  Refinement works on the gained latents of the header's quality
+        (``l3ic.hyperprior.Gain``); its result is divided by the gain again, so that ``code`` gains all alike
+        (and rounds back to the refined integers): a plain analysis is the same at every quality."""
         if not refine:
-            return self.model.encode(rgb)
-        outs = refine_symbols(self.model, rgb, refine, gain, core)
+            return encoded or self.model.encode(rgb)
+        outs = refine_symbols(self.model, rgb, refine, gain, core, encoded)
         if gain is not None:
             outs[0] = outs[0] / gain.encoder[:, None, None]
         return outs

@@ -38,7 +38,11 @@ returned are those of least squared error among the candidates coded in at
 most the plain encode's bytes and at least (1 - SIZE_BAND) of them, or, if a
 smaller candidate is better than all of those, that one; the encoder's own
 symbols are the first candidate, so refinement never returns a worse image
-or a larger file than plain encoding.  The random draws are
+or a larger file than plain encoding.  The rate control leaves the last
+candidates a few per cent above or below the size, so at the end the best
+ones and the last one over the size are moved into the band (``_fit``):
+elements step by one where that lowers squared error + weight * bits most,
+to second order, with the weight bisected until the coded file fits.  The random draws are
 seeded, so the same image always gives the same file.  Only the encoder side
 changes: files stay standard and decode with the same decoder, at the same
 speed.  It costs about one decoder forward and backward pass per step
@@ -57,9 +61,13 @@ RATE_CONTROL = 10.0  # lambda *= exp(RATE_CONTROL * relative rate excess) after 
 LAMBDA_RANGE = 10.0  # ... within 1/10 and 10 times its start
 SIZE_BAND = 0.01  # a refined file is meant to be the plain one's size, to within 1 %
 SEED = 0
+FIT_ROUNDS = 12  # codings to move a candidate into the size band (_fit)
+FIT_CURVATURE = 2.0  # _fit's second-order term, doubled: moves of neighbouring elements add up worse than alone
+CURVATURE_SPACING = 10  # latent cells between the impulses that measure the decoder's response
+CURVATURE_PASSES = 2  # decodes of impulses (each probes other channels at the same places)
 
 
-def refine_symbols(model, rgb, iterations, gain=None, core=None):
+def refine_symbols(model, rgb, iterations, gain=None, core=None, encoded=None):
     """What ``model.encode`` gives, refined, for a uint8 RGB image whose sides are multiples of the model's stride.
 
     Format 2: [symbols (uint8, C x h x w)].  Format 3: [latents, ẑ symbols],
@@ -69,6 +77,8 @@ def refine_symbols(model, rgb, iterations, gain=None, core=None):
     part of the image whose latents are kept (``Codec`` refines a large image
     in windows with a halo around each); the size is kept on it alone, since
     the halos overlap the neighbouring windows and are thrown away.
+    ``encoded``: format 3's [latents, ẑ] of ``model.encode`` to start from, if
+    not the network's on ``rgb`` (``Codec`` computes them on ẑ's grid).
     """
     window = (slice(None),) + tuple(slice(a, a + n) for a, n in core) if core else (slice(None),) * 3
     lo, size = model.codebook_min, model.codebook_size
@@ -82,7 +92,7 @@ def refine_symbols(model, rgb, iterations, gain=None, core=None):
         best = _descend(model, rgb, y, 0.0, 1.0, lam, iterations, lambda r: soft_bits(r, lo, size),
                         lambda r: hard_bits(r[window], lo, size), coded)
         return [(best - lo).astype(np.uint8)]
-    y, z = model.encode(rgb)
+    y, z = encoded or model.encode(rgb)
     em = model.entropy_model
     scale = 1.0
     if gain is not None:
@@ -97,18 +107,24 @@ def refine_symbols(model, rgb, iterations, gain=None, core=None):
     base32, index8 = (np.ascontiguousarray(a) for a in (kept_base.astype(np.int32), kept_index.astype(np.uint8)))
     coded = lambda r: len(hyperprior.encode_tile(em, np.ascontiguousarray(kept_base + r[window]), base32, index8, lo,
                                                  size).payload)  # encode_tile's arrays made once
+    kept = np.zeros(residual.shape, bool)
+    kept[window] = True
+    moves = lambda r: step_bits(r, index, kept, em.latent_bits, (r_lo, r_hi), lo)
     best = _descend(model, rgb, residual, base, scale, lam, iterations, lambda r: table_bits(r, index, em.latent_bits, lo),
-                    lambda r: table_bits(r[window], kept_index, em.latent_bits, lo)[0], coded, (r_lo, r_hi))
+                    lambda r: table_bits(r[window], kept_index, em.latent_bits, lo)[0], coded, (r_lo, r_hi),
+                    moves, kept)
     return [base + best, z]
 
 
-def _descend(model, rgb, start, offset, scale, lam, iterations, soft_rate, hard_rate, coded_size, bounds=None):
+def _descend(model, rgb, start, offset, scale, lam, iterations, soft_rate, hard_rate, coded_size, bounds=None,
+             step_bits=None, kept=None):
     """Adam on values r in ``bounds`` (default the codebook range; scalars or arrays); the decoder sees
     scale * (offset + r); returns the integer r of least squared error found in the size of rint(start).
 
     ``soft_rate(r)`` gives (bits, d bits / d r) for float r, ``hard_rate(r)``
     the bits of integer r, ``coded_size(r)`` its entropy-coded bytes.  ``lam``
-    is where the rate weight starts.
+    is where the rate weight starts.  With ``step_bits`` (see ``step_bits``), the best
+    candidates and the last one over the size are then moved into the size band (``_fit``).
     """
     learning_rate = float(model.refine_parameters()["learning_rate"])
     lo, hi = bounds or (model.codebook_min, model.codebook_min + model.codebook_size - 1)
@@ -124,6 +140,12 @@ def _descend(model, rgb, start, offset, scale, lam, iterations, soft_rate, hard_
     budget, (plain_error, _) = coded_size(plain), squared_error(plain)
     rate_budget = hard_rate(plain)  # the code length the rate weight steers to, corrected by each coding
     best = {True: (plain_error, plain), False: (np.inf, None)}  # in the size band / smaller
+    over = None  # the last candidate coded in more than the budget
+
+    def consider(candidate, size, error):
+        band = size >= (1.0 - SIZE_BAND) * budget
+        if error < best[band][0]:
+            best[band] = (error, candidate)
     weight = lam
     adam, rng = _Adam(r.shape), np.random.default_rng(SEED)
     for step in range(iterations):
@@ -141,11 +163,110 @@ def _descend(model, rgb, start, offset, scale, lam, iterations, soft_rate, hard_
             size = coded_size(candidate)
             rate_budget *= budget / max(size, 1)  # the coder's modes (adaptive chunks) need not follow the code length
             if size <= budget:
-                error, _ = squared_error(candidate)
-                band = size >= (1.0 - SIZE_BAND) * budget
-                if error < best[band][0]:
-                    best[band] = (error, candidate)
+                consider(candidate, size, squared_error(candidate)[0])
+            else:
+                over = (candidate, size)
+    per_bit = samples / rgb.shape[0] / rgb.shape[1] * weight  # squared error per bit the rate weight stands for
+    if step_bits is not None:
+        curvature = _curvature(lambda q: model.decode(scale * (offset + q)), plain, kept)[:, None, None]
+        starts = [best[True][1], best[False][1], over and over[0]]
+        for candidate in [c for c in starts if c is not None]:
+            fitted = _fit(candidate, squared_error, curvature, step_bits, per_bit, budget, coded_size)
+            if fitted is not None:
+                consider(*fitted)
     return (best[False] if best[False][0] < best[True][0] else best[True])[1]
+
+
+def _fit(candidate, squared_error, curvature, step_bits, weight, budget, coded_size):
+    """(r, size, squared error): integer residuals r moved by one step where that pays, so that the file lands in
+    the size band (else as close below the budget as the rounds found), or None if no such move fits the budget.
+
+    Each element may move by -1 or +1.  To second order a move delta of e
+    changes the squared error by g_e * delta + h_c (g its gradient, h_c the
+    decoder's response to a unit change in e's channel, ``_curvature``) and
+    the bits by what ``step_bits`` says; an element takes the move that lowers
+    squared error + weight * bits most, if any does.  The weight is bisected
+    (in log) so that the coded file lands in the band.
+    """
+    _, gradient = squared_error(candidate)
+    down, up = step_bits(candidate)
+    cost_down, cost_up = FIT_CURVATURE * curvature - gradient, FIT_CURVATURE * curvature + gradient
+
+    def moved(weight):
+        j_down, j_up = cost_down + weight * down, cost_up + weight * up
+        j, delta = np.minimum(j_down, j_up), np.where(j_up < j_down, 1.0, -1.0)
+        channel = np.argmin(j, axis=0)[None]  # one move per position: moves in one place add up worse
+        trial = candidate.copy()
+        chosen = np.take_along_axis(j, channel, 0) < 0
+        step = np.where(chosen, np.take_along_axis(delta, channel, 0), 0.0)
+        np.put_along_axis(trial, channel, np.take_along_axis(candidate, channel, 0) + step, 0)
+        return trial
+
+    floor = (1.0 - SIZE_BAND) * budget
+    low, high, fits = None, None, None  # log weights known to give too large / small enough files
+    log_weight = np.log(weight)
+    for _ in range(FIT_ROUNDS):
+        trial = moved(np.exp(log_weight))
+        size = coded_size(trial)
+        if size <= budget and (fits is None or size > fits[1]):
+            fits = (trial, size)
+        if floor <= size <= budget:
+            break
+        if size > budget:
+            low = log_weight
+        else:
+            high = log_weight
+        if low is None:
+            log_weight = high - 1.0
+        elif high is None:
+            log_weight = low + 1.0
+        else:
+            log_weight = (low + high) / 2
+    return None if fits is None else fits + (squared_error(fits[0])[0],)
+
+
+def _curvature(decode, q, kept, spacing=CURVATURE_SPACING):
+    """Per latent channel, the mean squared norm (0..255 scale) of the decoded image's change when one element
+    of the channel changes by 1, measured on unit impulses ``spacing`` cells apart inside ``kept``.
+
+    Each of CURVATURE_PASSES decodes probes a different channel at every impulse; the
+    image is cut into spacing x spacing cells around the impulses, each holding
+    one impulse's response (the decoder's reach is smaller).
+    """
+    channels, h, w = q.shape
+    stride = decode(q).shape[0] // h
+    reference = 255.0 * decode(q)
+    rows, cols = np.nonzero(kept.any(axis=0))
+    ys = np.arange(rows.min() + spacing // 2, rows.max() + 1, spacing)
+    xs = np.arange(cols.min() + spacing // 2, cols.max() + 1, spacing)
+    sums, counts = np.zeros(channels), np.zeros(channels)
+    for n in range(CURVATURE_PASSES):
+        probe, where = q.copy(), []
+        for i, (y, x) in enumerate((y, x) for y in ys for x in xs):
+            c = (i * CURVATURE_PASSES + n) % channels
+            probe[c, y, x] += 1.0
+            where.append((c, y, x))
+        change = (255.0 * decode(probe) - reference) ** 2
+        for c, y, x in where:
+            y0, x0 = max(0, y - spacing // 2) * stride, max(0, x - spacing // 2) * stride
+            sums[c] += change[y0:y0 + spacing * stride, x0:x0 + spacing * stride].sum()
+            counts[c] += 1
+    seen = counts > 0
+    mean = np.where(seen, sums / np.maximum(counts, 1), 0.0)
+    return np.where(seen, mean, np.median(mean[seen]) if seen.any() else 0.0).astype(np.float32)
+
+
+def step_bits(r, index, kept, bits, bounds, lo):
+    """For integer residuals r: the change of each element's code length (``bits`` as in ``table_bits``) if it
+    moves by -1 and by +1, infinite where it may not (outside ``kept`` or ``bounds``)."""
+    now = (r - lo).astype(np.int64)
+    width = bits.shape[-1]
+    change = []
+    for step in (-1, 1):
+        allowed = kept & (r + step >= bounds[0]) & (r + step <= bounds[1])
+        moved = np.clip(now + step, 0, width - 1)
+        change.append(np.where(allowed, bits[index, moved] - bits[index, now], np.inf))
+    return change
 
 
 def table_bits(r, index, bits, lo):
