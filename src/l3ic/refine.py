@@ -39,10 +39,12 @@ most the plain encode's bytes and at least (1 - SIZE_BAND) of them, or, if a
 smaller candidate is better than all of those, that one; the encoder's own
 symbols are the first candidate, so refinement never returns a worse image
 or a larger file than plain encoding.  The rate control leaves the last
-candidates a few per cent above or below the size, so at the end the best
-ones and the last one over the size are moved into the band (``_fit``):
-elements step by one where that lowers squared error + weight * bits most,
-to second order, with the weight bisected until the coded file fits.  The random draws are
+candidates a few per cent above or below the size, so at the end more
+candidates are made to land in the band: the final latents rounded with a
+dead zone whose width is bisected (``_round_into``), and the best ones and the
+last one over the size moved by one-step moves, twice (``_fit``): elements
+step by one where that lowers squared error + weight * bits most, to second
+order, with the weight bisected until the coded file fits.  The random draws are
 seeded, so the same image always gives the same file.  Only the encoder side
 changes: files stay standard and decode with the same decoder, at the same
 speed.  It costs about one decoder forward and backward pass per step
@@ -62,6 +64,7 @@ LAMBDA_RANGE = 10.0  # ... within 1/10 and 10 times its start
 SIZE_BAND = 0.01  # a refined file is meant to be the plain one's size, to within 1 %
 SEED = 0
 FIT_ROUNDS = 12  # codings to move a candidate into the size band (_fit)
+FIT_PASSES = 2  # _fit again from its result, with the gradient there
 FIT_CURVATURE = 2.0  # _fit's second-order term, doubled: moves of neighbouring elements add up worse than alone
 CURVATURE_SPACING = 10  # latent cells between the impulses that measure the decoder's response
 CURVATURE_PASSES = 2  # decodes of impulses (each probes other channels at the same places)
@@ -110,21 +113,23 @@ def refine_symbols(model, rgb, iterations, gain=None, core=None, encoded=None):
     kept = np.zeros(residual.shape, bool)
     kept[window] = True
     moves = lambda r: step_bits(r, index, kept, em.latent_bits, (r_lo, r_hi), lo)
+    mode = (np.argmin(em.latent_bits, axis=1)[index] + lo).astype(np.float32)  # each element's cheapest residual
+    rounding = lambda r, t: dead_zone_round(r, t, mode, (r_lo, r_hi))
     best = _descend(model, rgb, residual, base, scale, lam, iterations, lambda r: table_bits(r, index, em.latent_bits, lo),
                     lambda r: table_bits(r[window], kept_index, em.latent_bits, lo)[0], coded, (r_lo, r_hi),
-                    moves, kept)
+                    moves, kept, rounding)
     return [base + best, z]
 
 
 def _descend(model, rgb, start, offset, scale, lam, iterations, soft_rate, hard_rate, coded_size, bounds=None,
-             step_bits=None, kept=None):
+             step_bits=None, kept=None, rounding=None):
     """Adam on values r in ``bounds`` (default the codebook range; scalars or arrays); the decoder sees
     scale * (offset + r); returns the integer r of least squared error found in the size of rint(start).
 
     ``soft_rate(r)`` gives (bits, d bits / d r) for float r, ``hard_rate(r)``
     the bits of integer r, ``coded_size(r)`` its entropy-coded bytes.  ``lam``
-    is where the rate weight starts.  With ``step_bits`` (see ``step_bits``), the best
-    candidates and the last one over the size are then moved into the size band (``_fit``).
+    is where the rate weight starts.  With ``step_bits`` (see ``step_bits``) and ``rounding`` (a
+    ``dead_zone_round``), candidates are then made to land in the size band (``_round_into``, ``_fit``).
     """
     learning_rate = float(model.refine_parameters()["learning_rate"])
     lo, hi = bounds or (model.codebook_min, model.codebook_min + model.codebook_size - 1)
@@ -169,12 +174,34 @@ def _descend(model, rgb, start, offset, scale, lam, iterations, soft_rate, hard_
     per_bit = samples / rgb.shape[0] / rgb.shape[1] * weight  # squared error per bit the rate weight stands for
     if step_bits is not None:
         curvature = _curvature(lambda q: model.decode(scale * (offset + q)), plain, kept)[:, None, None]
+        rounded = _round_into(r, budget, coded_size, rounding)
+        if rounded is not None:
+            consider(*rounded, squared_error(rounded[0])[0])
         starts = [best[True][1], best[False][1], over and over[0]]
         for candidate in [c for c in starts if c is not None]:
-            fitted = _fit(candidate, squared_error, curvature, step_bits, per_bit, budget, coded_size)
-            if fitted is not None:
+            for _ in range(FIT_PASSES):
+                fitted = _fit(candidate, squared_error, curvature, step_bits, per_bit, budget, coded_size)
+                if fitted is None:
+                    break
                 consider(*fitted)
+                candidate = fitted[0]
     return (best[False] if best[False][0] < best[True][0] else best[True])[1]
+
+
+def _round_into(r, budget, coded_size, rounding):
+    """(integers, size) of the final latents r rounded with a dead zone t (``rounding``) bisected so that the file
+    lands in the size band (else the largest within the budget found), or None."""
+    low, high, fits = -0.5, 0.5, None  # t: below, more bits; above, fewer
+    for _ in range(FIT_ROUNDS):
+        t = (low + high) / 2
+        trial = rounding(r, t)
+        size = coded_size(trial)
+        if size <= budget and (fits is None or size > fits[1]):
+            fits = (trial, size)
+        if (1.0 - SIZE_BAND) * budget <= size <= budget:
+            break
+        low, high = (t, high) if size > budget else (low, t)
+    return fits
 
 
 def _fit(candidate, squared_error, curvature, step_bits, weight, budget, coded_size):
@@ -254,6 +281,13 @@ def _curvature(decode, q, kept, spacing=CURVATURE_SPACING):
     seen = counts > 0
     mean = np.where(seen, sums / np.maximum(counts, 1), 0.0)
     return np.where(seen, mean, np.median(mean[seen]) if seen.any() else 0.0).astype(np.float32)
+
+
+def dead_zone_round(r, t, mode, bounds):
+    """r rounded to integers within ``bounds``, each towards its ``mode`` when r is within 1/2 + t of an
+    integer nearer the mode (t > 0: fewer bits, t < 0: more; t = 0 is plain rounding, but for ties)."""
+    offset = r - mode
+    return np.clip(mode + np.sign(offset) * np.maximum(0.0, np.floor(np.abs(offset) + 0.5 - t)), *bounds).astype(np.float32)
 
 
 def step_bits(r, index, kept, bits, bounds, lo):
