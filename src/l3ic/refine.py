@@ -117,18 +117,20 @@ def refine_symbols(model, rgb, iterations, gain=None, core=None, encoded=None):
     rounding = lambda r, t: dead_zone_round(r, t, mode, (r_lo, r_hi))
     best = _descend(model, rgb, residual, base, scale, lam, iterations, lambda r: table_bits(r, index, em.latent_bits, lo),
                     lambda r: table_bits(r[window], kept_index, em.latent_bits, lo)[0], coded, (r_lo, r_hi),
-                    moves, kept, rounding)
+                    moves, kept, rounding, coded(np.rint(y - base)))  # the plain file's size: its ŷ unclipped,
+    # which codes a channel adaptively where the hyperprior's base is too far off for the static symbols
     return [base + best, z]
 
 
 def _descend(model, rgb, start, offset, scale, lam, iterations, soft_rate, hard_rate, coded_size, bounds=None,
-             step_bits=None, kept=None, rounding=None):
+             step_bits=None, kept=None, rounding=None, budget=None):
     """Adam on values r in ``bounds`` (default the codebook range; scalars or arrays); the decoder sees
     scale * (offset + r); returns the integer r of least squared error found in the size of rint(start).
 
     ``soft_rate(r)`` gives (bits, d bits / d r) for float r, ``hard_rate(r)``
     the bits of integer r, ``coded_size(r)`` its entropy-coded bytes.  ``lam``
-    is where the rate weight starts.  With ``step_bits`` (see ``step_bits``) and ``rounding`` (a
+    is where the rate weight starts; ``budget``, the bytes to keep to (default
+    those of rint(start)).  With ``step_bits`` (see ``step_bits``) and ``rounding`` (a
     ``dead_zone_round``), candidates are then made to land in the size band (``_round_into``, ``_fit``).
     """
     learning_rate = float(model.refine_parameters()["learning_rate"])
@@ -142,7 +144,7 @@ def _descend(model, rgb, start, offset, scale, lam, iterations, soft_rate, hard_
 
     r = start.astype(np.float32)
     plain = np.rint(r)
-    budget, (plain_error, _) = coded_size(plain), squared_error(plain)
+    budget, (plain_error, _) = budget or coded_size(plain), squared_error(plain)
     rate_budget = hard_rate(plain)  # the code length the rate weight steers to, corrected by each coding
     best = {True: (plain_error, plain), False: (np.inf, None)}  # in the size band / smaller
     over = None  # the last candidate coded in more than the budget
