@@ -41,7 +41,7 @@ symbols are the first candidate, so refinement never returns a worse image
 or a larger file than plain encoding.  The rate control leaves the last
 candidates a few per cent above or below the size, so at the end more
 candidates are made to land in the band: the final latents rounded with a
-dead zone whose width is bisected (``_round_into``), and the best ones and the
+dead zone whose width is bisected (``_land_in_band``), and the best ones and the
 last one over the size moved by one-step moves, twice (``_fit``): elements
 step by one where that lowers squared error + weight * bits most, to second
 order, with the weight bisected until the coded file fits.  The random draws are
@@ -131,7 +131,7 @@ def _descend(model, rgb, start, offset, scale, lam, iterations, soft_rate, hard_
     the bits of integer r, ``coded_size(r)`` its entropy-coded bytes.  ``lam``
     is where the rate weight starts; ``budget``, the bytes to keep to (default
     those of rint(start)).  With ``step_bits`` (see ``step_bits``) and ``rounding`` (a
-    ``dead_zone_round``), candidates are then made to land in the size band (``_round_into``, ``_fit``).
+    ``dead_zone_round``), candidates are then made to land in the size band (``_land_in_band``, ``_fit``).
     """
     learning_rate = float(model.refine_parameters()["learning_rate"])
     lo, hi = bounds or (model.codebook_min, model.codebook_min + model.codebook_size - 1)
@@ -173,10 +173,10 @@ def _descend(model, rgb, start, offset, scale, lam, iterations, soft_rate, hard_
                 consider(candidate, size, squared_error(candidate)[0])
             else:
                 over = (candidate, size)
-    per_bit = samples / rgb.shape[0] / rgb.shape[1] * weight  # squared error per bit the rate weight stands for
     if step_bits is not None:
+        per_bit = samples / rgb.shape[0] / rgb.shape[1] * weight  # squared error per bit the rate weight stands for
         curvature = _curvature(lambda q: model.decode(scale * (offset + q)), plain, kept)[:, None, None]
-        rounded = _round_into(r, budget, coded_size, rounding)
+        rounded = _land_in_band(lambda t: rounding(r, t), 0.0, budget, coded_size, -0.5, 0.5)  # dead zone t
         if rounded is not None:
             consider(*rounded, squared_error(rounded[0])[0])
         starts = [best[True][1], best[False][1], over and over[0]]
@@ -190,19 +190,20 @@ def _descend(model, rgb, start, offset, scale, lam, iterations, soft_rate, hard_
     return (best[False] if best[False][0] < best[True][0] else best[True])[1]
 
 
-def _round_into(r, budget, coded_size, rounding):
-    """(integers, size) of the final latents r rounded with a dead zone t (``rounding``) bisected so that the file
-    lands in the size band (else the largest within the budget found), or None."""
-    low, high, fits = -0.5, 0.5, None  # t: below, more bits; above, fewer
+def _land_in_band(trial_at, start, budget, coded_size, low=None, high=None):
+    """(integers, size): ``trial_at(x)`` for the x, bisected from ``start``, whose coded file lands in the size
+    band (else the largest within the budget found), or None.  A larger x must give fewer bits; ``low`` and
+    ``high`` bound x (None: unbounded, stepped by 1 until the band is bracketed)."""
+    x, fits = start, None
     for _ in range(FIT_ROUNDS):
-        t = (low + high) / 2
-        trial = rounding(r, t)
+        trial = trial_at(x)
         size = coded_size(trial)
         if size <= budget and (fits is None or size > fits[1]):
             fits = (trial, size)
         if (1.0 - SIZE_BAND) * budget <= size <= budget:
             break
-        low, high = (t, high) if size > budget else (low, t)
+        low, high = (x, high) if size > budget else (low, x)
+        x = high - 1.0 if low is None else low + 1.0 if high is None else (low + high) / 2
     return fits
 
 
@@ -221,8 +222,8 @@ def _fit(candidate, squared_error, curvature, step_bits, weight, budget, coded_s
     down, up = step_bits(candidate)
     cost_down, cost_up = FIT_CURVATURE * curvature - gradient, FIT_CURVATURE * curvature + gradient
 
-    def moved(weight):
-        j_down, j_up = cost_down + weight * down, cost_up + weight * up
+    def moved(log_weight):
+        j_down, j_up = cost_down + np.exp(log_weight) * down, cost_up + np.exp(log_weight) * up
         j, delta = np.minimum(j_down, j_up), np.where(j_up < j_down, 1.0, -1.0)
         channel = np.argmin(j, axis=0)[None]  # one move per position: moves in one place add up worse
         trial = candidate.copy()
@@ -231,26 +232,7 @@ def _fit(candidate, squared_error, curvature, step_bits, weight, budget, coded_s
         np.put_along_axis(trial, channel, np.take_along_axis(candidate, channel, 0) + step, 0)
         return trial
 
-    floor = (1.0 - SIZE_BAND) * budget
-    low, high, fits = None, None, None  # log weights known to give too large / small enough files
-    log_weight = np.log(weight)
-    for _ in range(FIT_ROUNDS):
-        trial = moved(np.exp(log_weight))
-        size = coded_size(trial)
-        if size <= budget and (fits is None or size > fits[1]):
-            fits = (trial, size)
-        if floor <= size <= budget:
-            break
-        if size > budget:
-            low = log_weight
-        else:
-            high = log_weight
-        if low is None:
-            log_weight = high - 1.0
-        elif high is None:
-            log_weight = low + 1.0
-        else:
-            log_weight = (low + high) / 2
+    fits = _land_in_band(moved, np.log(weight), budget, coded_size)
     return None if fits is None else fits + (squared_error(fits[0])[0],)
 
 
@@ -263,8 +245,8 @@ def _curvature(decode, q, kept, spacing=CURVATURE_SPACING):
     one impulse's response (the decoder's reach is smaller).
     """
     channels, h, w = q.shape
-    stride = decode(q).shape[0] // h
     reference = 255.0 * decode(q)
+    stride = reference.shape[0] // h
     rows, cols = np.nonzero(kept.any(axis=0))
     ys = np.arange(rows.min() + spacing // 2, rows.max() + 1, spacing)
     xs = np.arange(cols.min() + spacing // 2, cols.max() + 1, spacing)
