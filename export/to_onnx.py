@@ -510,8 +510,11 @@ def main(argv=None):
         ops = export_graphs(graph_functions(model, codebook), staging)
         if model.has_hyperprior:
             write_entropy_model(model, codebook, staging)
+            release = os.path.dirname(os.path.normpath(config["init"]["folder"])) if config.get("init") else None
             if config.get("encoder_only"):
-                keep_released_decoder(staging, os.path.dirname(os.path.normpath(config["init"]["folder"])))
+                keep_released_graphs(staging, release, ("decoder.onnx",))
+            elif config.get("gain_fit"):
+                keep_released_graphs(staging, release, GRAPHS, gains_may_differ=True)
             parity = check_hyper_parity(model, codebook, staging, images)
         else:
             parity = check_parity(model, codebook, staging, images)
@@ -539,6 +542,7 @@ def main(argv=None):
                          "lambda": training_lambda(config), "qualities": config.get("qualities"),
                          "default_quality": config.get("default_quality"),
                          "distortion": config.get("distortion"), "batch": config.get("batch"), "crop": config.get("crop"),
+                         "gain_fit": config.get("gain_fit"),
                          "precision": config.get("precision_used")},
             "parity": parity,
             "refine": refine_record(config),
@@ -556,28 +560,36 @@ def main(argv=None):
     print("wrote %s: %s" % (args.out, json.dumps({k: manifest.get(k) for k in ("parameters", "sample", "rd")})))
 
 
-def keep_released_decoder(staging, release):
-    """An --encoder-only run changed only the encoder side: put the released ``decoder.onnx`` itself in ``staging``.
+def keep_released_graphs(staging, release, names, gains_may_differ=False):
+    """A run that changed only some of a release's weights: put the release's own ONNX files ``names`` in ``staging``.
 
-    The file's hash is the decoder's identity in every file it made, so
+    An --encoder-only run keeps ``decoder.onnx``; a gain fit (``export.fit_gains``)
+    changes only the gains in the entropy model, and keeps all three graphs.
+    The decoder file's hash is part of the identity every file records, so
     keeping the very file (a re-export computes the same but is not
-    byte-identical: tf2onnx numbers its folded constants anew) lets the new
-    model decode the old model's files, with no legacy copy.  Fails unless the
-    re-exported decoder and entropy model equal the released ones exactly.
+    byte-identical: tf2onnx numbers its folded constants anew) lets an
+    encoder-only model decode the old model's files with no legacy copy.  Fails
+    unless each re-exported graph computes exactly what the released one does
+    and the entropy models are equal (but for the gains, if they may differ).
     """
     import onnxruntime as ort
+    from l3ic.hyperprior import GAIN_KEYS
     released, exported = (np.load(os.path.join(f, ENTROPY_MODEL)) for f in (release, staging))
-    if sorted(released.files) != sorted(exported.files) or any(
-            not np.array_equal(released[k], exported[k]) for k in released.files):
-        fail("the run's entropy model differs from %s's: not an encoder-only run of that release" % release)
-    sessions = [ort.InferenceSession(os.path.join(f, "decoder.onnx"), providers=["CPUExecutionProvider"])
-                for f in (release, staging)]
-    channels = sessions[0].get_inputs()[0].shape[1]
-    latents = np.random.default_rng(0).integers(-4, 5, (1, channels, 8, 12)).astype(np.float32)
-    outputs = [s.run(None, {s.get_inputs()[0].name: latents})[0] for s in sessions]
-    if not np.array_equal(*outputs):
-        fail("the run's decoder differs from %s's: not an encoder-only run of that release" % release)
-    shutil.copyfile(os.path.join(release, "decoder.onnx"), os.path.join(staging, "decoder.onnx"))
+    compared = [k for k in released.files if not (gains_may_differ and k in GAIN_KEYS)]
+    if sorted(released.files) != sorted(exported.files) or any(not np.array_equal(released[k], exported[k]) for k in compared):
+        fail("the run's entropy model differs from %s's: not a run that keeps that release's graphs" % release)
+    rng = np.random.default_rng(0)
+    for name in names:
+        sessions = [ort.InferenceSession(os.path.join(f, name), providers=["CPUExecutionProvider"]) for f in (release, staging)]
+        feed = {}
+        for given in sessions[0].get_inputs():  # an image of 64 px (uint8 NHWC) and latents of 8 cells (float NCHW)
+            if given.type == "tensor(uint8)":
+                feed[given.name] = rng.integers(0, 256, (1, 64, 64, 3)).astype(np.uint8)
+            else:
+                feed[given.name] = rng.integers(-4, 5, (1, given.shape[1], 8, 8)).astype(np.float32)
+        if any(not np.array_equal(a, b) for a, b in zip(*(s.run(None, feed) for s in sessions))):
+            fail("the run's %s differs from %s's: not a run that keeps that release's graphs" % (name, release))
+        shutil.copyfile(os.path.join(release, name), os.path.join(staging, name))
 
 
 def total_steps(config):

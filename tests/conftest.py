@@ -36,6 +36,8 @@ SLOW_TESTS = {  # module::test (all its parameters); measured, 2 cores: ~1 s or 
     "test_channels.py::test_truncated_file_decodes_like_a_channel_subset",
     "test_command.py::test_export_tools_without_tensorflow_say_what_to_install",  # imports export.train, to_onnx
     "test_small_images.py::test_every_tiny_image_round_trips",
+    "test_fit_gains.py::test_the_search_costs_what_files_at_that_quality_code",
+    "test_fit_gains.py::test_a_fit_keeps_the_preset_and_resumes",
 }
 
 

@@ -5,8 +5,9 @@ decoding and the hyper-synthesis are exact integer work); decoded pixels may
 differ from the stored decoded PNG by at most one rounding step, since float
 convolutions may round differently on other CPUs, GPUs or ONNX Runtime
 versions.  When a shipped model is replaced, rerun tests/golden/make_golden.py.
-The files of earlier releases (tests/golden/format2/, tests/golden/l3ic-0.3/, the first format-3 models, and
-tests/golden/l3ic-0.4/, made before whole-image encodes were padded to whole ẑ cells; frozen) must keep decoding.
+The files of earlier releases (tests/golden/format2/, tests/golden/l3ic-0.3/, the first format-3 models,
+tests/golden/l3ic-0.4/, made before whole-image encodes were padded to whole ẑ cells, and tests/golden/l3ic-0.4.1/,
+made with the gains before ``export.fit_gains``; frozen) must keep decoding.
 """
 import hashlib
 import json
@@ -23,6 +24,7 @@ HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 FORMAT2 = os.path.join(HERE, "format2")
 RELEASE_03 = os.path.join(HERE, "l3ic-0.3")
 RELEASE_04 = os.path.join(HERE, "l3ic-0.4")
+RELEASE_041 = os.path.join(HERE, "l3ic-0.4.1")
 
 
 def _load(folder):
@@ -30,11 +32,12 @@ def _load(folder):
         return json.load(f)
 
 
-GOLDEN, GOLDEN2, GOLDEN03, GOLDEN04 = _load(HERE), _load(FORMAT2), _load(RELEASE_03), _load(RELEASE_04)
+GOLDEN, GOLDEN2, GOLDEN03, GOLDEN04, GOLDEN041 = (_load(f) for f in (HERE, FORMAT2, RELEASE_03, RELEASE_04, RELEASE_041))
 CASES = sorted(GOLDEN["cases"])
 ALL = ([(HERE, GOLDEN, c) for c in CASES] + [(FORMAT2, GOLDEN2, c) for c in sorted(GOLDEN2["cases"])]
        + [(RELEASE_03, GOLDEN03, c) for c in sorted(GOLDEN03["cases"])]
-       + [(RELEASE_04, GOLDEN04, c) for c in sorted(GOLDEN04["cases"])])
+       + [(RELEASE_04, GOLDEN04, c) for c in sorted(GOLDEN04["cases"])]
+       + [(RELEASE_041, GOLDEN041, c) for c in sorted(GOLDEN041["cases"])])
 IDS = [os.path.basename(folder) + "/" + case for folder, _, case in ALL]
 REGENERATE = "the shipped %r model changed: rerun tests/golden/make_golden.py and commit its output" % GOLDEN["model"]
 
@@ -65,7 +68,7 @@ def test_golden_file_is_intact(folder, golden, case):
     info = read_info(data)
     assert (info["width"], info["height"], info["mode"]) == (expected["width"], expected["height"], expected["mode"])
     assert info["format_version"] == (2 if folder == FORMAT2 else 3)
-    assert ("quality" in info) == (folder in (HERE, RELEASE_04))  # models with gains code at a quality
+    assert ("quality" in info) == (folder in (HERE, RELEASE_04, RELEASE_041))  # models with gains code at a quality
 
 
 @pytest.mark.parametrize("folder, golden, case", ALL, ids=IDS)

@@ -140,7 +140,7 @@ def test_gains_are_integer_exact_between_grid_points(codecs):
                         for k, (a, c) in enumerate(zip(exponents[b - 1], exponents[b]))]
             gain = em.gain(q)
             assert gain.exponents.tolist() == expected
-            assert gain.multipliers.tolist() == em._gains["gain_multipliers"][np.array(expected) + em._max_exponent].tolist()
+            assert gain.multipliers.tolist() == em._gains["gain_multipliers"][np.array(expected) + em.max_exponent].tolist()
     z = np.random.default_rng(0).integers(0, 16, (em.z_channels, 3, 2)).astype(np.uint8)
     gain = em.gain(5333)
     base, index = em.parameters(z, gain)

@@ -40,7 +40,7 @@ from l3ic.quality import QUALITY_SCALE
 HALO = 3  # z cells of context around a tile: more than the hyper-synthesis's receptive field (2.5 cells)
 EXACT_LIMIT = 2.0 ** 53
 _LAYER_KEYS = ("kernel", "bias", "shift", "clip")
-_GAIN_KEYS = ("quality_grid", "default_quality", "gain_exponents", "gain_corrections", "gain_multipliers", "multiplier_bits")
+GAIN_KEYS = ("quality_grid", "default_quality", "gain_exponents", "gain_corrections", "gain_multipliers", "multiplier_bits")
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,7 +135,7 @@ class EntropyModel:
             # code length in bits of each residual symbol under each table (for refinement's rate)
             self.latent_bits = table_log - np.log2(arrays["latent_counts"].astype(np.float64))
             self.z_tables = fse.StaticTables(arrays["z_counts"], table_log)
-            self._gains = {k: arrays[k] for k in _GAIN_KEYS} if "quality_grid" in arrays else None
+            self._gains = {k: arrays[k] for k in GAIN_KEYS} if "quality_grid" in arrays else None
         except (OSError, KeyError, ValueError, TypeError) as e:
             raise ModelError("cannot read entropy model %s: %s" % (path, str(e).splitlines()[0]))
         self.z_channels = self.z_tables.n_tables
@@ -157,10 +157,19 @@ class EntropyModel:
         """The quality (hundredths) an encode without one uses: the model's preset; None without gains."""
         return None if self._gains is None else int(self._gains["default_quality"])
 
+    @property
+    def quality_grid(self):
+        """The qualities (hundredths) the gains were trained at, int64 (n,); None without gains."""
+        return None if self._gains is None else self._gains["quality_grid"].astype(np.int64)
+
     def gain(self, quality):
-        """The ``Gain`` of a quality in hundredths inside ``qualities``: between two grid points the exponents are
-        interpolated linearly and rounded (channel by channel at staggered points) in integer arithmetic, the inverse gains' corrections
-        geometrically (then divided by the gain the exponent gives, so that they match it)."""
+        """The ``Gain`` of a quality in hundredths inside ``qualities`` (``interpolated``)."""
+        return self.gain_with(*self.interpolated(quality), quality)
+
+    def interpolated(self, quality):
+        """(exponents int64 (C,), corrections float64 (C,)) of a quality in hundredths inside ``qualities``: between
+        two grid points the exponents are interpolated linearly and rounded (channel by channel at staggered
+        points) in integer arithmetic, the inverse gains' corrections geometrically."""
         g = self._gains
         grid = g["quality_grid"]
         if not grid[0] <= quality <= grid[-1]:
@@ -174,25 +183,32 @@ class EntropyModel:
         channels = len(ea)
         offsets = 2 * np.arange(channels, dtype=np.int64) + 1
         exponents = (2 * channels * (ea * (qb - qa - t) + eb * t) + (qb - qa) * offsets) // (2 * channels * (qb - qa))
-        multipliers = g["gain_multipliers"][exponents + self._max_exponent]
         fraction = t / (qb - qa)
         ca, cb = g["gain_corrections"][b - 1].astype(np.float64), g["gain_corrections"][b].astype(np.float64)
+        return exponents, ca ** (1.0 - fraction) * cb ** fraction
+
+    def gain_with(self, exponents, corrections, quality=0):
+        """The ``Gain`` of integer exponents (C,) and inverse-gain corrections (C,) at ``quality`` (hundredths): the
+        inverse gain is the correction divided by the gain the exponent gives, so that they match."""
+        g = self._gains
+        exponents = np.asarray(exponents, np.int64)
+        multipliers = g["gain_multipliers"][exponents + self.max_exponent]
         bits = int(g["multiplier_bits"])
         gain = multipliers / 2.0 ** bits
         return Gain(int(quality), exponents, multipliers, bits, gain.astype(np.float32),
-                    (ca ** (1.0 - fraction) * cb ** fraction / gain).astype(np.float32))
+                    (np.asarray(corrections, np.float64) / gain).astype(np.float32))
 
     def _check_gains(self, channels):
         """Gains fit the tables and channels, and keep the mean arithmetic far inside int64."""
         g = self._gains
         grid, exponents, multipliers = g["quality_grid"].astype(np.int64), g["gain_exponents"], g["gain_multipliers"]
-        self._max_exponent = (len(multipliers) - 1) // 2
+        self.max_exponent = (len(multipliers) - 1) // 2
         integer = all(g[k].dtype.kind in "iu" and g[k].ndim == n for k, n in (
             ("quality_grid", 1), ("default_quality", 0), ("gain_exponents", 2), ("gain_multipliers", 1), ("multiplier_bits", 0)))
         ok = (integer and g["gain_corrections"].dtype.kind == "f" and len(grid) >= 2 and np.all(np.diff(grid) > 0) and 0 <= grid[0] and grid[-1] <= 100 * QUALITY_SCALE
               and grid[0] <= int(g["default_quality"]) <= grid[-1]
               and exponents.shape == (len(grid), channels) and g["gain_corrections"].shape == exponents.shape
-              and len(multipliers) % 2 == 1 and np.all(np.abs(exponents) <= self._max_exponent)
+              and len(multipliers) % 2 == 1 and np.all(np.abs(exponents) <= self.max_exponent)
               and np.all(multipliers > 0) and int(multipliers.max()) < (1 << 40) and 0 <= int(g["multiplier_bits"]) <= 40
               and np.all(np.isfinite(g["gain_corrections"])) and np.all(g["gain_corrections"] > 0))
         if not ok:
