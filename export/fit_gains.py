@@ -13,8 +13,9 @@ on the installed model as the runtime runs it:
 * the rate: the bytes the static tables code each channel in
   (``l3ic.hyperprior.encode_tile``, exactly a file's chunks), which depend on
   that channel's exponent only, so they are computed once per exponent;
-* the distortion: the ONNX decoder's MSE on 0..255, of the uint8 pixels;
-* J = MSE + lambda_of(q) * bpp, the loss training minimises at quality q.
+* the distortion D: the MSE on 0..255 of the ONNX decoder's uint8 pixels, or
+  with ``--ms-ssim-share w`` (1 - w) MSE + w MS_SSIM_MSE (1 - MS-SSIM);
+* J = D + lambda_of(q) * bpp, with D = MSE the loss training minimises at quality q.
 
 Channel by channel, an exponent steps up or down while J falls (``--sweeps``
 passes over the channels, one by default: a second one moved few).  The
@@ -24,8 +25,8 @@ preset keeps coding as before, and ``--keep`` grid points stay as trained.
 
 The cost is measured on crops, so it is noisy: with 32 crops, two random
 sets of them gave fits a percent of BD-rate apart on held-out photos, hence
-64 by default.  Each cost is one decode of every crop: about 4 minutes per
-grid point of the medium model on one core.
+64 by default.  Each cost is one decode of every crop: 1-7 minutes per grid
+point on one core (the low model's 16 channels to the high model's 64).
 
 The result is a run folder that exports like any training run, keeping the
 model's ONNX graphs (``export.to_onnx``): ``fit.json`` (the fitted gains and

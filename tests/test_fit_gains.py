@@ -8,6 +8,7 @@ from PIL import Image
 from conftest import photo_like
 from export import fit_gains
 from l3ic import container
+from l3ic.metrics import ms_ssim
 from l3ic.quality import QUALITY_SCALE, lambda_of
 
 
@@ -26,6 +27,9 @@ def test_the_search_costs_what_files_at_that_quality_code(codec):
     assert search.bpp(exponents) * search.pixels == sum(_latent_bits(f) for f in files)
     mse = np.mean([np.mean((codec.decode(f).astype(np.float64) - c) ** 2) for f, c in zip(files, crops)])
     assert abs(search.distortion(exponents, corrections)[1] - mse) <= 1e-9 * mse
+    dissimilarity = np.mean([1.0 - ms_ssim(c, codec.decode(f)) for f, c in zip(files, crops)])
+    mixed = fit_gains.GainSearch(codec.model, crops, ms_ssim_share=0.5).distortion(exponents, corrections)[0]
+    assert abs(mixed - (0.5 * mse + 0.5 * fit_gains.MS_SSIM_MSE * dissimilarity)) <= 1e-6 * mixed
     fitted, before, after, moves = search.fit(exponents, corrections, lambda_of(units / QUALITY_SCALE), sweeps=1)
     assert after[0] <= before[0] and fitted.dtype == np.int64
     assert (moves == 0) == np.array_equal(fitted, exponents)
