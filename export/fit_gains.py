@@ -41,6 +41,9 @@ import time
 
 import numpy as np
 
+from export import data
+from export.to_onnx import write_json
+
 CROP = 256  # px: a whole number of ẑ cells, as training crops are
 MS_SSIM_MSE = 1750.0  # MSE (0..255) that costs as many bits as 1 - MS-SSIM along the models' curves (the medium model
 # between q 45 and 55 on held-out photos: +7.2 MSE and +0.0041 (1 - MS-SSIM) for the same bits), so that a share of
@@ -67,14 +70,11 @@ def parse_args(argv=None):
 
 def training_crops(folder, count, holdout, seed):
     """``count`` random CROP x CROP uint8 crops of distinct photos of ``folder`` outside its held-out split."""
-    from PIL import Image
-    from l3ic.image import list_images, split_holdout
-    paths = split_holdout(list_images(folder, required=True), holdout)[0]
+    paths = data.split_holdout(data.image_paths(folder), holdout)[0]
     rng = np.random.default_rng(seed)
     crops = []
     for i in rng.permutation(len(paths)):
-        with Image.open(paths[i]) as im:
-            rgb = np.asarray(im.convert("RGB"))
+        rgb = data.load_rgb(paths[i])
         if min(rgb.shape[:2]) < CROP:
             continue
         y, x = (int(rng.integers(0, side - CROP + 1)) for side in rgb.shape[:2])
@@ -210,7 +210,7 @@ def fit_grid(args):
         points[str(u)] = record
         done = {"model": args.model, "data": args.data, "crops": args.crops, "holdout": args.holdout,
                 "seed": args.seed, "sweeps": args.sweeps, "ms_ssim_share": args.ms_ssim_share, "crop": CROP, "points": points}
-        _write_json(path, done)
+        write_json(path, done)
     return done
 
 
@@ -219,15 +219,16 @@ def write_run(args, fitted):
     grid (a grid point the release has keeps its inverse-gain logarithms bit for bit)."""
     from export.model import L3icModel
     from export.to_onnx import load_trained
+    from l3ic.quality import QUALITY_SCALE
     keras_folder = os.path.join(args.model, "keras")
-    released, config, weights = load_trained(keras_folder)
+    released, config, _ = load_trained(keras_folder)
     grid = sorted(fitted["points"], key=int)
-    qualities = [int(u) / 100 for u in grid]
+    qualities = [int(u) / QUALITY_SCALE for u in grid]
     model = L3icModel.from_config_dict(dict(config, qualities=qualities)).build_for()
     for part in ("analysis", "synthesis", "hyper_analysis", "hyper_synthesis", "z_prior"):
         for dst, src in zip(getattr(model, part).weights, getattr(released, part).weights):
             dst.assign(src)
-    old = {round(q * 100): i for i, q in enumerate(config["qualities"])}
+    old = {round(q * QUALITY_SCALE): i for i, q in enumerate(config["qualities"])}
     old_logs = released.gain_units.inverse_log.numpy()
     points = [fitted["points"][u] for u in grid]
     model.gain_units.exponent.assign(np.array([p["exponents"] for p in points], np.float32))
@@ -237,23 +238,17 @@ def write_run(args, fitted):
     checkpoint = os.path.join(args.out, "checkpoint")
     os.makedirs(checkpoint, exist_ok=True)
     model.save_weights(os.path.join(checkpoint, "model.weights.h5"))
-    _write_json(os.path.join(checkpoint, "state.json"), {"step": 0})
+    write_json(os.path.join(checkpoint, "state.json"), {"step": 0})
     run = {k: v for k, v in config.items() if k != "total_steps"}
-    from l3ic.image import list_images, split_holdout
-    images = len(split_holdout(list_images(args.data), args.holdout)[0])
+    images = len(data.split_holdout(data.image_paths(args.data), args.holdout)[0])
     run.update(qualities=qualities, data=os.path.abspath(args.data), holdout=args.holdout, distortion="mse", train_images=images,
                init={"folder": keras_folder, "total_steps": config.get("total_steps")},
                gain_fit={k: fitted[k] for k in ("crops", "crop", "seed", "holdout", "sweeps", "ms_ssim_share")})
-    _write_json(os.path.join(args.out, "config.json"), run)
+    write_json(os.path.join(args.out, "config.json"), run)
 
 
 def _psnr(mse):
     return 10 * math.log10(255.0 ** 2 / mse)
-
-
-def _write_json(path, obj):
-    from l3ic.atomic import write_bytes_atomic
-    write_bytes_atomic(path, (json.dumps(obj, indent=1) + "\n").encode(), overwrite=True)
 
 
 def main(argv=None):
