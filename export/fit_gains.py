@@ -37,12 +37,13 @@ import argparse
 import json
 import math
 import os
+import shutil
 import time
 
 import numpy as np
 
 from export import data
-from export.to_onnx import write_json
+from export.to_onnx import LATENT_COUNTS, write_json
 
 CROP = 256  # px: a whole number of ẑ cells, as training crops are
 MS_SSIM_MSE = 1750.0  # MSE (0..255) that costs as many bits as 1 - MS-SSIM along the models' curves (the medium model
@@ -244,6 +245,8 @@ def write_run(args, fitted):
     run.update(qualities=qualities, data=os.path.abspath(args.data), holdout=args.holdout, distortion="mse", train_images=images,
                init={"folder": keras_folder, "total_steps": config.get("total_steps")},
                gain_fit={k: fitted[k] for k in ("crops", "crop", "seed", "holdout", "sweeps", "ms_ssim_share")})
+    if config.get("latent_tables"):  # fitted tables (export.fit_tables) go with the weights
+        shutil.copyfile(os.path.join(keras_folder, LATENT_COUNTS), os.path.join(args.out, LATENT_COUNTS))
     write_json(os.path.join(args.out, "config.json"), run)
 
 

@@ -6,7 +6,8 @@ into, for every latent element, a mean μ (in quarters) and a scale index k.
 The latent is quantised as before, ŷ = round(y), so the decoder sees the
 integers it was trained on, and coded relative to floor(μ) with the static
 FSE table of a discretised Gaussian of scale ``scales()[k]`` whose mean is
-μ's fractional quarter: K scales x 4 phases = 256 tables.
+μ's fractional quarter: K scales x 4 phases = 256 tables (``export.fit_tables``
+then fits each table to the symbols it codes on training photos).
 
 The index map decides how every symbol is decoded, so the hyper-synthesis is
 an *integer network* (Ballé, Johnston & Minnen 2019): integer kernels and
@@ -261,13 +262,15 @@ def gaussian_table_probabilities(codebook):
     return np.array(rows)
 
 
-def entropy_model_arrays(model, codebook):
+def entropy_model_arrays(model, codebook, latent_counts=None):
     """Everything ``l3ic.hyperprior.EntropyModel`` loads, as arrays for ``np.savez`` (all integers but the
-    inverse gains of a model with continuous quality, which only scale the decoder's input)."""
+    inverse gains of a model with continuous quality, which only scale the decoder's input); the latent tables are
+    ``latent_counts`` (fitted ones, ``export.fit_tables``) or else the Gaussians training measured its rate with."""
     hidden, mean, scale = model.hyper_synthesis.integer_layers()
     arrays = {"hidden_layers": np.int64(len(hidden)), "mean_exp": np.int64(MEAN_EXP),
               "hyper_stride": np.int64(HYPER_STRIDE), "z_min": np.int64(Z_MIN), "table_log": np.int64(TABLE_LOG),
-              "latent_counts": table_counts(gaussian_table_probabilities(codebook)),
+              "latent_counts": (table_counts(gaussian_table_probabilities(codebook)) if latent_counts is None
+                                else np.asarray(latent_counts, np.int16)),
               "z_counts": table_counts(model.z_prior.probabilities().numpy())}
     for prefix, layer in [("hs%d_" % i, layer) for i, layer in enumerate(hidden)] + [("mean_", mean), ("scale_", scale)]:
         arrays[prefix + "kernel"] = layer["kernel"].astype(np.int32)

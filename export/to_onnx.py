@@ -19,7 +19,9 @@ latents and the rounded side information ``z_symbols``, ``decoder.onnx`` takes
 float latents (ŷ, integers), and ``entropy_model.npz`` holds the
 integer hyper-synthesis and the static FSE tables (``export.hyperprior``).
 Its channels keep their trained order (a warm start inherits the released
-models' importance order).
+models' importance order).  Its latent tables are the Gaussians training
+assumed, unless the run has ``latent_counts.npy`` (``export.fit_tables``: tables
+fitted to the symbols a model codes), which ``keras/`` then keeps too.
 """
 import argparse
 import datetime
@@ -31,6 +33,7 @@ import tempfile
 import numpy as np
 
 from export import require_export_extra
+from l3ic.hyperprior import GAIN_KEYS
 from l3ic.model import file_sha256
 
 OPSET = 15  # ONNX Runtime 1.11 (JetPack) reads opset <= 15
@@ -42,6 +45,7 @@ ALLOWED_OPS = {
 }
 GRAPHS = ("encoder.onnx", "decoder.onnx", "decoder_gradient.onnx")
 ENTROPY_MODEL = "entropy_model.npz"
+LATENT_COUNTS = "latent_counts.npy"  # fitted latent tables of a run or keras/ folder (export.fit_tables)
 REFINE_LAMBDA_SCALE = 1.5  # refinement's rate weight / training's: keeps the unrefined rate (held-out training images)
 REFINE_LEARNING_RATE = 0.05  # Adam step on the latents, decayed linearly to 0 (held-out training images)
 GRADIENT_TOLERANCE = 1e-2  # decoder_gradient parity: |TF - ORT| / |TF| (L2 norms; float noise flips the clip/ReLU
@@ -200,12 +204,23 @@ def _table_mismatch(model, folder, z_symbols):
     return int(np.sum((tf_base != base) | (tf_index != index)))
 
 
-def write_entropy_model(model, codebook, folder):
-    """entropy_model.npz: the integer hyper-synthesis and the FSE tables, checked by loading it as the runtime does."""
+def latent_counts(source, config):
+    """The fitted latent tables of a run or keras/ folder (``LATENT_COUNTS``), or None: Gaussian tables."""
+    if not config.get("latent_tables"):
+        return None
+    path = os.path.join(source, LATENT_COUNTS)
+    if not os.path.exists(path):
+        fail("%s records fitted latent tables but has no %s" % (source, LATENT_COUNTS))
+    return np.load(path, allow_pickle=False)
+
+
+def write_entropy_model(model, codebook, folder, counts=None):
+    """entropy_model.npz: the integer hyper-synthesis and the FSE tables (``counts``: fitted latent tables, else the
+    Gaussians), checked by loading it as the runtime does."""
     from export.hyperprior import entropy_model_arrays
     from l3ic.hyperprior import EntropyModel
     path = os.path.join(folder, ENTROPY_MODEL)
-    np.savez(path, **entropy_model_arrays(model, codebook))
+    np.savez(path, **entropy_model_arrays(model, codebook, counts))
     EntropyModel(path, model.config["channels"], codebook.size)  # raises if the runtime would refuse it
 
 
@@ -508,13 +523,15 @@ def main(argv=None):
     staging = tempfile.mkdtemp(prefix=".export-", dir=os.path.dirname(os.path.abspath(args.out)))
     try:
         ops = export_graphs(graph_functions(model, codebook), staging)
+        counts = latent_counts(args.source, config)
         if model.has_hyperprior:
-            write_entropy_model(model, codebook, staging)
+            write_entropy_model(model, codebook, staging, counts)
             release = os.path.dirname(os.path.normpath(config["init"]["folder"])) if config.get("init") else None
             if config.get("encoder_only"):
                 keep_released_graphs(staging, release, ("decoder.onnx",))
-            elif config.get("gain_fit"):
-                keep_released_graphs(staging, release, GRAPHS, gains_may_differ=True)
+            elif config.get("gain_fit") or config.get("latent_tables"):
+                keep_released_graphs(staging, release, GRAPHS, (GAIN_KEYS if config.get("gain_fit") else ())
+                                     + (("latent_counts",) if config.get("latent_tables") else ()))
             parity = check_hyper_parity(model, codebook, staging, images)
         else:
             parity = check_parity(model, codebook, staging, images)
@@ -523,6 +540,9 @@ def main(argv=None):
         model.save_weights(os.path.join(staging, "keras", "model.weights.h5"))
         keras_config = dict(model.config, codebook_min=config["codebook_min"], codebook_size=config["codebook_size"],
                             total_steps=total_steps(config))  # the architecture as built, old configs included
+        if counts is not None:
+            np.save(os.path.join(staging, "keras", LATENT_COUNTS), counts)
+            keras_config["latent_tables"] = config["latent_tables"]
         with open(os.path.join(staging, "keras", "config.json"), "w") as f:
             json.dump(keras_config, f, indent=2)
         manifest = {
@@ -542,7 +562,7 @@ def main(argv=None):
                          "lambda": training_lambda(config), "qualities": config.get("qualities"),
                          "default_quality": config.get("default_quality"),
                          "distortion": config.get("distortion"), "batch": config.get("batch"), "crop": config.get("crop"),
-                         "gain_fit": config.get("gain_fit"),
+                         "gain_fit": config.get("gain_fit"), "latent_tables": config.get("latent_tables"),
                          "precision": config.get("precision_used")},
             "parity": parity,
             "refine": refine_record(config),
@@ -560,22 +580,22 @@ def main(argv=None):
     print("wrote %s: %s" % (args.out, json.dumps({k: manifest.get(k) for k in ("parameters", "sample", "rd")})))
 
 
-def keep_released_graphs(staging, release, names, gains_may_differ=False):
+def keep_released_graphs(staging, release, names, may_differ=()):
     """A run that changed only some of a release's weights: put the release's own ONNX files ``names`` in ``staging``.
 
     An --encoder-only run keeps ``decoder.onnx``; a gain fit (``export.fit_gains``)
-    changes only the gains in the entropy model, and keeps all three graphs.
+    changes only the gains in the entropy model, a table fit (``export.fit_tables``)
+    only its latent tables, and both keep all three graphs.
     The decoder file's hash is part of the identity every file records, so
     keeping the very file (a re-export computes the same but is not
     byte-identical: tf2onnx numbers its folded constants anew) lets an
     encoder-only model decode the old model's files with no legacy copy.  Fails
     unless each re-exported graph computes exactly what the released one does
-    and the entropy models are equal (but for the gains, if they may differ).
+    and the entropy models are equal but for the arrays ``may_differ``.
     """
     import onnxruntime as ort
-    from l3ic.hyperprior import GAIN_KEYS
     released, exported = (np.load(os.path.join(f, ENTROPY_MODEL)) for f in (release, staging))
-    compared = [k for k in released.files if not (gains_may_differ and k in GAIN_KEYS)]
+    compared = [k for k in released.files if k not in may_differ]
     if sorted(released.files) != sorted(exported.files) or any(not np.array_equal(released[k], exported[k]) for k in compared):
         fail("the run's entropy model differs from %s's: not a run that keeps that release's graphs" % release)
     rng = np.random.default_rng(0)
