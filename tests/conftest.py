@@ -11,7 +11,7 @@ SAMPLE = os.path.join(REPO, "samples", "rose.png")
 # The fast tier, ``pytest -m "not slow" tests``: the runtime's tests, without TensorFlow, in well under a minute on
 # 2 cores.  "slow" = needs TensorFlow (whole modules here, or marked in their module) or takes more than a few
 # seconds; CI runs everything (``pytest -q tests``).
-SLOW_MODULES = {"test_export.py", "test_quantizer.py", "test_readme_commands.py"}
+SLOW_MODULES = {"test_export.py", "test_fit_tables.py", "test_quantizer.py", "test_readme_commands.py"}
 SLOW_TESTS = {  # module::test (all its parameters); measured, 2 cores: ~1 s or more each
     "test_metrics.py::test_ms_ssim_matches_tensorflow",
     "test_refine.py::test_refinement_gives_a_better_rate_distortion_trade_off",

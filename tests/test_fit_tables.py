@@ -8,7 +8,7 @@ from PIL import Image
 
 from conftest import photo_like
 
-pytestmark = pytest.mark.slow  # TensorFlow: not in the fast tier (pytest -m "not slow")
+pytestmark = pytest.mark.slow  # TensorFlow: not in the fast tier (conftest.SLOW_MODULES: not even imported there)
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 from export import fit_tables, to_onnx  # noqa: E402

@@ -6,8 +6,9 @@ differ from the stored decoded PNG by at most one rounding step, since float
 convolutions may round differently on other CPUs, GPUs or ONNX Runtime
 versions.  When a shipped model is replaced, rerun tests/golden/make_golden.py.
 The files of earlier releases (tests/golden/format2/, tests/golden/l3ic-0.3/, the first format-3 models,
-tests/golden/l3ic-0.4/, made before whole-image encodes were padded to whole ẑ cells, and tests/golden/l3ic-0.4.1/,
-made with the gains before ``export.fit_gains``; frozen) must keep decoding.
+tests/golden/l3ic-0.4/, made before whole-image encodes were padded to whole ẑ cells, tests/golden/l3ic-0.4.1/,
+made with the gains before ``export.fit_gains``, and tests/golden/l3ic-0.4.3/, made with the hyperprior and tables
+before l3ic 0.5; frozen) must keep decoding.
 """
 import hashlib
 import json
@@ -25,6 +26,8 @@ FORMAT2 = os.path.join(HERE, "format2")
 RELEASE_03 = os.path.join(HERE, "l3ic-0.3")
 RELEASE_04 = os.path.join(HERE, "l3ic-0.4")
 RELEASE_041 = os.path.join(HERE, "l3ic-0.4.1")
+RELEASE_043 = os.path.join(HERE, "l3ic-0.4.3")
+WITH_QUALITY = (HERE, RELEASE_04, RELEASE_041, RELEASE_043)  # models with gains code at a quality
 
 
 def _load(folder):
@@ -32,12 +35,10 @@ def _load(folder):
         return json.load(f)
 
 
-GOLDEN, GOLDEN2, GOLDEN03, GOLDEN04, GOLDEN041 = (_load(f) for f in (HERE, FORMAT2, RELEASE_03, RELEASE_04, RELEASE_041))
+GOLDEN, GOLDEN2 = _load(HERE), _load(FORMAT2)
 CASES = sorted(GOLDEN["cases"])
-ALL = ([(HERE, GOLDEN, c) for c in CASES] + [(FORMAT2, GOLDEN2, c) for c in sorted(GOLDEN2["cases"])]
-       + [(RELEASE_03, GOLDEN03, c) for c in sorted(GOLDEN03["cases"])]
-       + [(RELEASE_04, GOLDEN04, c) for c in sorted(GOLDEN04["cases"])]
-       + [(RELEASE_041, GOLDEN041, c) for c in sorted(GOLDEN041["cases"])])
+ALL = [(folder, golden, c) for folder in (HERE, FORMAT2, RELEASE_03, RELEASE_04, RELEASE_041, RELEASE_043)
+       for golden in [_load(folder)] for c in sorted(golden["cases"])]
 IDS = [os.path.basename(folder) + "/" + case for folder, _, case in ALL]
 REGENERATE = "the shipped %r model changed: rerun tests/golden/make_golden.py and commit its output" % GOLDEN["model"]
 
@@ -68,7 +69,7 @@ def test_golden_file_is_intact(folder, golden, case):
     info = read_info(data)
     assert (info["width"], info["height"], info["mode"]) == (expected["width"], expected["height"], expected["mode"])
     assert info["format_version"] == (2 if folder == FORMAT2 else 3)
-    assert ("quality" in info) == (folder in (HERE, RELEASE_04, RELEASE_041))  # models with gains code at a quality
+    assert ("quality" in info) == (folder in WITH_QUALITY)
 
 
 @pytest.mark.parametrize("folder, golden, case", ALL, ids=IDS)
