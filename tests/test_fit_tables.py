@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import photo_like
+from conftest import REPO, photo_like
 
 pytestmark = pytest.mark.slow  # TensorFlow: not in the fast tier (conftest.SLOW_MODULES: not even imported there)
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 from export import fit_tables, to_onnx  # noqa: E402
 from l3ic import Codec  # noqa: E402
-from l3ic.model import find_model  # noqa: E402
+
+RELEASED = os.path.join(REPO, "models", "medium")  # the checkout's: an installed package has no keras/ folder
 
 
 def test_the_histogram_counts_every_statically_coded_symbol_at_every_grid_point(codec, tmp_path):
@@ -44,16 +45,15 @@ def test_a_table_fit_exports_the_same_graphs_and_decodes_the_same_pixels(tmp_pat
     for seed in range(3):
         Image.fromarray(photo_like(256, 256, seed)).save(str(photos / ("p%d.png" % seed)))
     run, out = str(tmp_path / "run"), str(tmp_path / "medium")
-    fit_tables.main(["medium", "--data", str(photos), "--holdout", "1", "--threads", "1", "--out", run])
+    fit_tables.main([RELEASED, "--data", str(photos), "--holdout", "1", "--threads", "1", "--out", run])
     with open(os.path.join(run, "fit.json")) as f:
         fit = json.load(f)
     assert fit["images"] == 2 and fit["train_bits"][1] < fit["train_bits"][0]
     to_onnx.main([run, "--out", out, "--parity-images", str(photos), "--sample", "", "--provisional"])
-    released = find_model("medium")
     for name in to_onnx.GRAPHS:
-        with open(os.path.join(released, name), "rb") as a, open(os.path.join(out, name), "rb") as b:
+        with open(os.path.join(RELEASED, name), "rb") as a, open(os.path.join(out, name), "rb") as b:
             assert a.read() == b.read()
-    old, new = (np.load(os.path.join(f, to_onnx.ENTROPY_MODEL)) for f in (released, out))
+    old, new = (np.load(os.path.join(f, to_onnx.ENTROPY_MODEL)) for f in (RELEASED, out))
     assert sorted(old.files) == sorted(new.files)
     assert [k for k in old.files if not np.array_equal(old[k], new[k])] == ["latent_counts"]
     np.testing.assert_array_equal(new["latent_counts"], np.load(os.path.join(run, to_onnx.LATENT_COUNTS)))
@@ -61,7 +61,7 @@ def test_a_table_fit_exports_the_same_graphs_and_decodes_the_same_pixels(tmp_pat
         assert json.load(f)["training"]["latent_tables"]["images"] == 2
 
     image = photo_like(200, 264, 7)
-    before, after = Codec("medium", "cpu"), Codec(out, "cpu")
+    before, after = Codec(RELEASED, "cpu"), Codec(out, "cpu")
     for quality in (45, 65, 80):
         a, b = before.encode(image, quality=quality), after.encode(image, quality=quality)
         assert a != b
