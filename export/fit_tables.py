@@ -28,6 +28,7 @@ and the code lengths), ``latent_counts.npy`` (the new tables), ``config.json``
 and ``checkpoint/`` (the released weights).
 """
 import argparse
+import json
 import os
 import shutil
 import time
@@ -56,7 +57,6 @@ def symbol_histogram(codec, paths):
     model's grid (the analysis is the same at every quality: only the gains differ)."""
     from l3ic import hyperprior
     from l3ic import image as images
-    from l3ic.codec import gain_of
     m = codec.model
     em = m.entropy_model
     counts = np.zeros(em.latent_bits.shape, np.int64)
@@ -65,7 +65,7 @@ def symbol_histogram(codec, paths):
         latents, z = codec.analyse(picture.rgb(), codec.header_for(picture))
         channels, h, w = latents.shape
         for units in em.quality_grid:
-            gain = gain_of(codec.header_for(picture, int(units) / 100.0), m)
+            gain = em.gain(int(units))
             base, index = em.parameters(z, gain)
             values = hyperprior.rounded(latents * gain.encoder[:, None, None], m.codebook_min, m.codebook_size)
             symbols = (values - base[:, :h, :w] - m.codebook_min).astype(np.int64)
@@ -90,7 +90,6 @@ def fitted_counts(histogram, prior, codebook):
 def write_run(args, folder, record, counts):
     """``config.json``, ``checkpoint/`` (the released weights of the model ``folder`` as they are) and
     ``latent_counts.npy`` of the run."""
-    import json
     keras_folder = os.path.join(folder, "keras")
     with open(os.path.join(keras_folder, "config.json")) as f:
         config = json.load(f)
@@ -113,6 +112,7 @@ def main(argv=None):
     args = parse_args(argv)
     from export.quantizer import Codebook
     from l3ic import Codec
+    from l3ic.hyperprior import code_lengths
     from l3ic.model import find_model
     folder = find_model(args.model)
     codec = Codec(folder, "cpu", threads=args.threads)
@@ -127,7 +127,7 @@ def main(argv=None):
     histogram = symbol_histogram(codec, train)
     held = symbol_histogram(codec, held_out)
     counts = fitted_counts(histogram, args.prior, Codebook(codec.model.codebook_min, codec.model.codebook_size))
-    old, new = em.latent_bits, em.latent_tables.table_log - np.log2(counts.astype(np.float64))
+    old, new = em.latent_bits, code_lengths(counts, em.latent_tables.table_log)
     record = {"images": len(train), "prior": args.prior, "seed": args.seed, "symbols": int(histogram.sum()),
               "train_bits": [ideal_bits(histogram, old), ideal_bits(histogram, new)],
               "holdout_bits": [ideal_bits(held, old), ideal_bits(held, new)],

@@ -13,6 +13,7 @@ pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 from export import fit_tables, to_onnx  # noqa: E402
 from l3ic import Codec  # noqa: E402
+from l3ic.hyperprior import code_lengths  # noqa: E402
 
 RELEASED = os.path.join(REPO, "models", "medium")  # the checkout's: an installed package has no keras/ folder
 
@@ -27,7 +28,7 @@ def test_the_histogram_counts_every_statically_coded_symbol_at_every_grid_point(
     assert 0.99 * elements * len(em.quality_grid) <= histogram.sum() <= elements * len(em.quality_grid)
     counts = fit_tables.fitted_counts(histogram, 100.0, _codebook(codec))
     assert counts.dtype == np.int16 and counts.min() >= 1 and np.all(counts.astype(np.int64).sum(axis=1) == 1 << 12)
-    new_bits = em.latent_tables.table_log - np.log2(counts.astype(np.float64))
+    new_bits = code_lengths(counts, em.latent_tables.table_log)
     assert fit_tables.ideal_bits(histogram, new_bits) < fit_tables.ideal_bits(histogram, em.latent_bits)
 
 

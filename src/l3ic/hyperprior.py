@@ -133,7 +133,7 @@ class EntropyModel:
             table_log = int(arrays["table_log"])
             self.latent_tables = fse.StaticTables(arrays["latent_counts"], table_log)
             # code length in bits of each residual symbol under each table (for refinement's rate)
-            self.latent_bits = table_log - np.log2(arrays["latent_counts"].astype(np.float64))
+            self.latent_bits = code_lengths(arrays["latent_counts"], table_log)
             self.z_tables = fse.StaticTables(arrays["z_counts"], table_log)
             self._gains = {k: arrays[k] for k in GAIN_KEYS} if "quality_grid" in arrays else None
         except (OSError, KeyError, ValueError, TypeError) as e:
@@ -276,6 +276,11 @@ class EntropyModel:
         base, index = self.parameters(z_symbols[:, zy0:zy1, zx0:zx1], gain)
         oy, ox = y - zy0 * s, x - zx0 * s
         return (np.ascontiguousarray(base[:, oy:oy + h, ox:ox + w]), np.ascontiguousarray(index[:, oy:oy + h, ox:ox + w]))
+
+
+def code_lengths(counts, table_log):
+    """Bits each symbol costs under FSE tables of normalized ``counts`` (K, L) of 2^table_log states, float64."""
+    return table_log - np.log2(np.asarray(counts).astype(np.float64))
 
 
 def latent_values(symbols, base, codebook_min):
