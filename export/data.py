@@ -24,26 +24,70 @@ def image_paths(folder):
         raise SystemExit("error: %s" % e)
 
 
+SMOOTH_BLOCK_STD = 1.5  # an 8x8 block is flat when its luma varies less than this (grey levels, standard deviation)
+
+
+def flat_fraction(rgb):
+    """The share of an image's 8x8 blocks that are flat (luma std below ``SMOOTH_BLOCK_STD``): defocused
+    backgrounds, sky and gradients, where a stride-8 codec's errors show first."""
+    luma = rgb[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    h, w = luma.shape[0] // 8 * 8, luma.shape[1] // 8 * 8
+    if not h or not w:
+        return 0.0
+    blocks = luma[:h, :w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 64)
+    return float((blocks.std(axis=1) < SMOOTH_BLOCK_STD).mean())
+
+
+def split_smooth(paths, count):
+    """Hold out ``count`` smooth photos as an evaluation set: ``(rest, held_out)``.
+
+    The photos are ranked by ``flat_fraction``, and every other one of the
+    2 * ``count`` smoothest is held out, so training keeps half of the smoothest
+    content.  The choice depends only on the pixels and names, so
+    ``export.train --holdout-smooth N`` and ``benchmarks.rd --holdout-smooth N``
+    agree on every machine.
+    """
+    if count <= 0:
+        return paths, []
+    ranked = sorted(paths, key=lambda p: (-flat_fraction(load_rgb(p)), os.path.basename(p)))
+    held = set(ranked[:2 * count:2])
+    return [p for p in paths if p not in held], sorted(held)
+
+
 def load_rgb(path):
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
 class CropSampler:
-    """Random ``crop`` x ``crop`` patches with horizontal flips from in-memory images."""
+    """Random ``crop`` x ``crop`` patches with horizontal flips from in-memory images.
 
-    def __init__(self, paths, crop, seed):
+    With ``smooth_fraction`` > 0, that share of the crops comes from images
+    drawn in proportion to their ``flat_fraction`` squared: most photos are
+    textured, and a codec trained only on them decodes smooth gradients badly.
+    """
+
+    def __init__(self, paths, crop, seed, smooth_fraction=0.0):
         self.images = [load_rgb(p) for p in paths]
         self.images = [im for im in self.images if min(im.shape[:2]) >= crop]
         if not self.images:
             raise SystemExit("error: no training image is at least %d px on each side" % crop)
         self.crop = crop
         self.rng = np.random.default_rng(seed)
+        self.smooth_fraction = smooth_fraction
+        if smooth_fraction > 0:
+            weights = np.array([flat_fraction(im) for im in self.images]) ** 2
+            self.smooth_weights = weights / weights.sum()
+
+    def _pick(self):
+        if self.smooth_fraction > 0 and self.rng.random() < self.smooth_fraction:
+            return self.images[self.rng.choice(len(self.images), p=self.smooth_weights)]
+        return self.images[self.rng.integers(len(self.images))]
 
     def batch(self, size):
         out = np.empty((size, self.crop, self.crop, 3), np.uint8)
         for i in range(size):
-            im = self.images[self.rng.integers(len(self.images))]
+            im = self._pick()
             y = self.rng.integers(im.shape[0] - self.crop + 1)
             x = self.rng.integers(im.shape[1] - self.crop + 1)
             patch = im[y:y + self.crop, x:x + self.crop]

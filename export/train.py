@@ -35,6 +35,7 @@ DEFAULTS = {
     "seed": 0, "precision": "auto", "holdout": 8, "val_size": 256,
     "z_channels": 0, "hyper_width": 64, "hyper_steps": 0, "hyper_lr_scale": 10.0, "qualities": None,
     "gain_lr": 3e-3, "default_quality": None, "gains_only": False, "encoder_only": False,
+    "lambdas": None, "holdout_smooth": 0, "smooth_fraction": 0.0,
 }
 ARCHITECTURE = ("channels", "width", "blocks", "detail", "z_channels", "hyper_width", "qualities", "default_quality",
                 "gains_only", "codebook_min", "codebook_size")  # what --encoder-only takes from the --init model
@@ -68,6 +69,12 @@ def parse_args(argv=None):
     p.add_argument("--qualities", type=_qualities, help="continuous quality: comma-separated grid of q values "
                                                          "(l3ic.quality), each with its own gains and lambda_of(q); "
                                                          "steps take the points in turn, and --lambda is not used")
+    p.add_argument("--lambdas", type=_numbers, help="with --qualities: the rate weight of each grid point (default: "
+                                                     "l3ic.quality.lambda_of of each); kept in the run's config")
+    p.add_argument("--holdout-smooth", type=int, help="also keep the N smooth photos of export.data.split_smooth out "
+                                                       "of training (they are an evaluation set)")
+    p.add_argument("--smooth-fraction", type=float, help="share of crops drawn from images weighted by their flat "
+                                                          "area (export.data.CropSampler)")
     p.add_argument("--default-quality", type=float, help="with --qualities: the q an encode uses by default (the "
                                                            "model's preset, l3ic.quality.PRESETS), inside the grid")
     p.add_argument("--gain-lr", type=float, help="Adam learning rate of the gain units (with --qualities)")
@@ -92,11 +99,15 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _qualities(text):
+def _numbers(text):
     try:
-        points = [float(v) for v in text.split(",")]
+        return [float(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError("expected comma-separated numbers, got %r" % text)
+
+
+def _qualities(text):
+    points = _numbers(text)
     if len(points) < 2 or points != sorted(set(points)) or not 0 <= points[0] <= points[-1] <= 100:
         raise argparse.ArgumentTypeError("expected at least two increasing q values in 0..100, got %r" % text)
     return points
@@ -196,7 +207,9 @@ class Trainer:
         self.step = 0
         from l3ic.quality import lambda_of
         self.qualities = config.get("qualities") or []
-        self.lambdas = [lambda_of(q) for q in self.qualities] or [config["lambda"]]
+        self.lambdas = config.get("lambdas") or [lambda_of(q) for q in self.qualities] or [config["lambda"]]
+        if len(self.lambdas) != max(1, len(self.qualities)):
+            raise SystemExit("error: --lambdas needs one value per --qualities point")
         if self.qualities and not self.hyper:
             raise SystemExit("error: --qualities needs a hyperprior model (--z-channels)")
         if config.get("gains_only") and not (self.qualities and config.get("init")):
@@ -215,7 +228,8 @@ class Trainer:
             val_paths = data.image_paths(config["val"])
         else:
             train_paths, val_paths = data.split_holdout(train_paths, config["holdout"])
-        self.sampler = data.CropSampler(train_paths, config["crop"], config["seed"])
+        train_paths = data.split_smooth(train_paths, config.get("holdout_smooth", 0))[0]
+        self.sampler = data.CropSampler(train_paths, config["crop"], config["seed"], config.get("smooth_fraction", 0.0))
         self.val_images = data.center_crops(val_paths, config["val_size"]) if val_paths else []
         self.n_train = len(self.sampler.images)
         if self.hyper:
