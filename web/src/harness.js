@@ -1,0 +1,52 @@
+// The page `python -m benchmarks.web_decode` and tests/test_web.py drive in headless Chromium.
+//
+// It asks the local server (l3ic.web, harness mode) for the next job, decodes the file in the same
+// worker the viewer uses, and posts back one message per job: a JSON head (the result's info,
+// timings, hashes, or the error line) followed by the PNG's bytes.  The server holds /harness/next
+// open until there is a job, and answers {done: true} when the Python side is finished.
+
+import { DecoderWorker } from './client.js';
+
+const params = new URLSearchParams(location.search);
+const threads = Number(params.get('threads') || 1);
+const client = new DecoderWorker();
+const state = document.getElementById('state');
+
+/** Decode one job's file `repeat` times; the last run's PNG, every run's timings. */
+async function run(job) {
+  const bytes = await (await fetch(job.input)).arrayBuffer();
+  const timings = [];
+  let result = null;
+  for (let r = 0; r < job.repeat; r++) {
+    const last = r === job.repeat - 1;
+    result = await client.decode(bytes, { threads, trace: job.trace && r === 0, png: last, maxPixels: job.max_pixels });
+    timings.push(result.timings);
+    if (job.trace && r === 0) job.hashes = result.hashes;
+  }
+  const { width, height, mode, channels, info } = result;
+  return [{ ok: true, width, height, mode, channels, info, timings, hashes: job.hashes || null, threads }, result.png];
+}
+
+async function post(id, head, png) {
+  const text = new TextEncoder().encode(JSON.stringify(head));
+  const size = new Uint8Array(new Uint32Array([text.length]).buffer);
+  await fetch(`harness/result/${id}`, { method: 'POST', body: new Blob([size, text, png || new Uint8Array(0)]) });
+}
+
+async function main() {
+  for (;;) {
+    const job = await (await fetch('harness/next', { cache: 'no-store' })).json();
+    if (job.done) break;
+    if (job.idle) continue;
+    state.textContent = `decoding job ${job.id}`;
+    try {
+      const [head, png] = await run(job);
+      await post(job.id, head, png);
+    } catch (error) {
+      await post(job.id, { ok: false, error: error.message });
+    }
+  }
+  state.textContent = 'done';
+}
+
+main().catch((error) => post('fatal', { ok: false, error: `internal error: the harness stopped: ${error.message}` }));
