@@ -29,7 +29,7 @@ from PIL import Image
 from benchmarks.bdrate import bd_rate, metric_at_rate, overlap
 from benchmarks.codecs import BY_NAME, available
 from benchmarks.metrics import ms_ssim, ms_ssim_db, psnr
-from l3ic.atomic import write_bytes_atomic
+from l3ic.files import write_bytes_atomic
 from l3ic.errors import ImageError
 from l3ic.image import list_images, split_holdout
 

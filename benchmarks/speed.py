@@ -30,7 +30,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from l3ic.atomic import write_bytes_atomic
+from l3ic.files import write_bytes_atomic
 
 SIZES = {"768x512": (768, 512), "1920x1080": (1920, 1080)}
 CLI_RIVALS = ("jxl", "avif")  # the CLI latency targets: decode within 2x djxl and avifdec, encode within 2x cjxl

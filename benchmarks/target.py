@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from l3ic.atomic import write_bytes_atomic
+from l3ic.files import write_bytes_atomic
 from l3ic.codec import Codec, encode_to_target
 from l3ic.image import list_images, load
 

@@ -636,8 +636,8 @@ def _relative(path):
 
 
 def write_json(path, obj):
-    """Write ``obj`` as indented JSON, atomically (``l3ic.atomic``): a manifest is never half-written."""
-    from l3ic.atomic import write_bytes_atomic
+    """Write ``obj`` as indented JSON, atomically (``l3ic.files``): a manifest is never half-written."""
+    from l3ic.files import write_bytes_atomic
     write_bytes_atomic(path, (json.dumps(obj, indent=2) + "\n").encode(), overwrite=True)
 
 

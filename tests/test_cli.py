@@ -349,7 +349,7 @@ def test_positional_output_is_refused(workdir):
     assert snapshot(workdir) == before
 
 
-@pytest.mark.parametrize("name", ["x.png", "x.jpg", "x.JPEG", "x.webp", "x.tif"])
+@pytest.mark.parametrize("name", ["x.png", "x.jpg", "x.JPEG", "x.webp", "x.tif", "x.avif", "x.jxl", "x.heic", "x.jp2"])
 def test_encode_to_an_image_extension_is_refused(workdir, name):
     before = snapshot(workdir)
     for force in ([], ["-f"]):

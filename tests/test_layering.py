@@ -1,5 +1,5 @@
 """Dependencies go one way (benchmarks, export -> l3ic; export never -> benchmarks), one list of image suffixes, one
-``list_images``, and every atomic file write through ``l3ic.atomic``.  Static checks on the sources, plus what the
+``list_images``, and every atomic file write through ``l3ic.files``.  Static checks on the sources, plus what the
 shared helpers do."""
 import ast
 import glob
@@ -106,12 +106,12 @@ def test_training_images_exit_with_one_line(tmp_path):
 
 
 # Renames that are not "write a temporary file, then rename it": moving already complete files from a staging
-# folder into a model folder, and export.train's swap of a whole checkpoint folder (l3ic.atomic writes files).
-RENAMES_ALLOWED = {("src/l3ic/atomic.py", "write_atomic"), ("export/to_onnx.py", "upgrade"), ("export/to_onnx.py", "install"),
+# folder into a model folder, and export.train's swap of a whole checkpoint folder (l3ic.files writes files).
+RENAMES_ALLOWED = {("src/l3ic/files.py", "write_atomic"), ("export/to_onnx.py", "upgrade"), ("export/to_onnx.py", "install"),
                    ("export/train.py", "save")}
 
 
-def test_atomic_writes_go_through_l3ic_atomic():
+def test_atomic_writes_go_through_l3ic_files():
     found = set()
     for path in ALL_SOURCES:
         def visit(node, function):

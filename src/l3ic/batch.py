@@ -15,35 +15,28 @@ too and single-threaded sessions do not stall when another program takes a
 core.  With the CUDA provider the default is one process (the GPU does the
 work; every process would hold its own CUDA context).
 """
-import argparse
 import glob
 import os
 import sys
 import time
 import traceback
 
+from l3ic import cli, progress
 from l3ic.codec import Codec
 from l3ic.errors import L3icError
+from l3ic.files import STDIO, display_name
 from l3ic.image import IMAGE_SUFFIXES, list_images
+
+DECODED = ".decoded"  # l3ic decode names photo.l3ic's output photo.decoded.png
 
 
 MAX_DEFAULT_JOBS = 8  # each worker holds its own sessions: about 0.2 GB, 0.7 GB for 6 Mpx images
 
 
 def add_jobs_option(parser):
-    parser.add_argument("-j", "--jobs", type=positive_int, metavar="N",
+    parser.add_argument("-j", "--jobs", type=cli.positive_int, metavar="N",
                         help="worker processes for a batch, each with one ONNX Runtime thread (default: one per "
                              "core, at most %d; 1 with CUDA); 1 = one process using all cores" % MAX_DEFAULT_JOBS)
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be a positive integer, got %r" % text)
-    return value
 
 
 def ProcessPoolExecutor(*args, **kwargs):  # noqa: N802 (stands for the class, which tests replace)
@@ -78,12 +71,15 @@ class CodecCache:
 
 
 def expand(inputs, suffixes=IMAGE_SUFFIXES):
-    """Input arguments -> (files, whether this is a batch); a folder gives its files with ``suffixes``."""
+    """Input arguments -> (files, whether this is a batch); a folder gives its files with ``suffixes``, except
+    l3ic's own decoded outputs (``*.decoded.*``); ``-`` (standard input) only as the one input."""
+    if STDIO in inputs and len(inputs) > 1:
+        raise L3icError("standard input (-) can only be the one input")
     files, batch = [], len(inputs) > 1
     for arg in inputs:
         if os.path.isdir(arg):
             batch = True
-            files += list_images(arg, suffixes)
+            files += [f for f in list_images(arg, suffixes) if not is_decoded_output(f)]
         elif glob.has_magic(arg):
             batch = True
             files += sorted(glob.glob(arg))
@@ -92,6 +88,11 @@ def expand(inputs, suffixes=IMAGE_SUFFIXES):
     if batch and not files:
         raise L3icError("no input files found in %s" % ", ".join(inputs))
     return files, batch
+
+
+def is_decoded_output(path):
+    """Whether ``path`` is named as ``l3ic decode`` names its outputs (photo.decoded.png)."""
+    return os.path.splitext(os.path.splitext(os.path.basename(path))[0])[1] == DECODED
 
 
 def check_distinct_outputs(jobs):
@@ -105,7 +106,12 @@ def check_distinct_outputs(jobs):
 
 
 def names_folder(output, batch):
-    """Whether -o is a folder to write into: with several inputs always; with one when it ends in / or is a folder."""
+    """Whether -o is a folder to write into: with several inputs always; with one when it ends in / or is a folder
+    (``-o -``, standard output, never is, and takes one input)."""
+    if output == STDIO:
+        if batch:
+            raise L3icError("-o - (standard output) takes one input")
+        return False
     return bool(output) and (batch or output.endswith(("/", os.sep)) or os.path.isdir(output))
 
 
@@ -123,7 +129,9 @@ def make_output_folder(output, batch):
 
 def output_for(path, output, batch, suffix):
     """Where one input's result goes: -o itself when it names a file, else INPUT's stem + ``suffix`` in the folder -o
-    (or next to the input)."""
+    (or next to the input); standard input's goes to standard output unless -o says otherwise."""
+    if path == STDIO and not output:
+        return STDIO
     if output and not names_folder(output, batch):
         return output
     folder = output or os.path.dirname(path)
@@ -157,6 +165,7 @@ def attempt(work, codecs, job, keep_going=True):
 
 def error_line(path, error):
     """The stderr line of a file that failed (its path is not repeated when the message names it)."""
+    path = display_name(path, "standard input")
     return "l3ic: error: %s" % (error if path in error else "%s: %s" % (path, error))
 
 
@@ -164,67 +173,42 @@ def _job(work, job):
     return (job,) + attempt(work, _cache, job, _keep_going)
 
 
-def run(work, jobs, workers, providers, max_pixels, batch):
+def run(work, jobs, workers, providers, max_pixels, batch, threads=None, report=None):
     """Apply ``work(codecs, *job)`` to every job; returns [(job, result dict or None, error or None)].
 
-    A batch shows a progress bar and reports only failures per file; a single
-    file prints its result line.
+    A batch shows a progress bar on a terminal and reports only failures per
+    file; a single file prints its result line to ``report`` (a stream; None:
+    print nothing, ``--quiet``) and shows the progress of its stages.  ``threads``:
+    ONNX Runtime threads (default: all cores for one worker, 1 per worker of several).
     """
     if len(jobs) > 1 and workers is None:
         workers = default_jobs(providers)
     workers = max(1, min(workers or 1, len(jobs)))
-    threads = 1 if workers > 1 else None
+    threads = threads or (1 if workers > 1 else None)
     if workers == 1:
         _init(providers, threads, max_pixels, batch)
-        return _report((_job(work, j) for j in jobs), len(jobs), batch)
+        return _report((_job(work, j) for j in jobs), jobs, batch, report)
     with ProcessPoolExecutor(workers, initializer=_init, initargs=(providers, threads, max_pixels, batch)) as pool:
-        return _report(pool.map(_job, [work] * len(jobs), jobs), len(jobs), batch)
+        return _report(pool.map(_job, [work] * len(jobs), jobs), jobs, batch, report)
 
 
-def _report(results, total, batch):
-    progress = _progress(total) if batch else None
+def _report(results, jobs, batch, report):
+    """Print what the jobs gave as they finish: failures always, a single file's result line to ``report``."""
+    bar = progress.Bar("%d files" % len(jobs) if batch else display_name(jobs[0][0], "standard input"),
+                       delay=0.0 if batch else 0.5, enabled=report is not None)
     done = []
-    for job, result, error in results:
-        if error is not None:
-            _write_line(error_line(job[0], error), progress)
-        elif not batch:
-            print(result["line"])
-        done.append((job, result, error))
-        if progress is not None:
-            progress.update(1)
-    if progress is not None:
-        progress.close()
+    with progress.reporting(None if batch else bar):
+        for job, result, error in results:  # a single file's work runs here, as the generator is consumed
+            if error is not None:
+                bar.write(error_line(job[0], error))
+            elif not batch and report is not None:
+                bar.close()
+                print(result["line"], file=report)
+            done.append((job, result, error))
+            if batch:
+                bar("done", len(done), len(jobs))
+    bar.close()
     return done
-
-
-def _write_line(line, progress):
-    if progress is not None and hasattr(progress, "write"):
-        progress.write(line, file=sys.stderr)
-    else:
-        print(line, file=sys.stderr)
-
-
-def _progress(total):
-    """On a terminal: tqdm when installed (it is not a runtime dependency), else a plain counter on stderr."""
-    if not sys.stderr.isatty():
-        return None  # logs and pipes get the error lines and the summary only
-    try:
-        from tqdm import tqdm
-        return tqdm(total=total, unit="file", file=sys.stderr)
-    except ImportError:
-        return _Counter(total)
-
-
-class _Counter:
-    def __init__(self, total):
-        self.total, self.n = total, 0
-
-    def update(self, n):
-        self.n += n
-        print("%d/%d" % (self.n, self.total), file=sys.stderr, end="\r" if self.n < self.total else "\n")
-
-    def close(self):
-        pass
 
 
 def summary(done, started, noun):
@@ -240,10 +224,14 @@ def summary(done, started, noun):
 
 
 def run_tool(work, jobs, args, is_batch, noun):
-    """The common end of the encode and decode tools: run the jobs, print a batch's summary, return the exit code."""
+    """The common end of the encode and decode tools: run the jobs, print a batch's summary, return the exit code.
+
+    Result lines go to stdout, or to stderr when stdout carries the data (``-o -``); ``--quiet`` prints errors only.
+    """
     check_distinct_outputs(jobs)
     started = time.perf_counter()
-    done = run(work, jobs, args.jobs, args.provider, args.max_pixels, is_batch)
-    if is_batch:
-        print(summary(done, started, noun))
+    report = None if args.quiet else (sys.stderr if any(job[1] == STDIO for job in jobs) else sys.stdout)
+    done = run(work, jobs, args.jobs, args.provider, args.max_pixels, is_batch, args.threads, report)
+    if is_batch and report is not None:
+        print(summary(done, started, noun), file=report)
     return 1 if any(error for _, _, error in done) else 0

@@ -4,7 +4,7 @@ The files are a Ray Data dataset of (input, output) paths; ``map_batches``
 runs them through a pool of ``--workers`` actors, each holding its own Codec
 (ONNX Runtime sessions created once, ``--threads`` threads, one Ray CPU per
 thread), which read an image, encode it and write the .l3ic atomically
-(``l3ic.atomic``) into the output folder.  A file that fails is reported
+(``l3ic.files``) into the output folder.  A file that fails is reported
 on its own line and recorded; at the end a manifest is written (JSON lines,
 one per input, sorted by input: input, output, bytes_in, pixels, bytes,
 bpp, model, seconds, error — null where a failed file has no value),
@@ -26,7 +26,7 @@ import sys
 import time
 
 from l3ic import batch, cli
-from l3ic.atomic import write_atomic
+from l3ic.files import write_atomic
 from l3ic.encode import IMAGE_SUFFIXES, encode_one, encode_options
 from l3ic.errors import L3icError
 from l3ic.image import DEFAULT_MAX_PIXELS
@@ -50,10 +50,10 @@ def parse_args(argv):
     p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--manifest", help="results file, JSON lines (default: OUTPUT/%s)" % MANIFEST)
     p.add_argument("--address", help="Ray cluster to use: 'auto' (from a cluster node) or ray://HOST:10001; default: start a local one")
-    p.add_argument("--workers", type=batch.positive_int, help="encoder actors (default: the cluster's CPUs / --threads)")
-    p.add_argument("--threads", type=batch.positive_int, default=1, help="ONNX Runtime threads (and Ray CPUs) per actor (default 1)")
-    p.add_argument("--num-cpus", type=batch.positive_int, help="CPUs of the local Ray instance (default: all; not with --address)")
-    p.add_argument("--object-store-mb", type=batch.positive_int, default=200, help="object store of the local Ray instance (default 200)")
+    p.add_argument("--workers", type=cli.positive_int, help="encoder actors (default: the cluster's CPUs / --threads)")
+    p.add_argument("--threads", type=cli.positive_int, default=1, help="ONNX Runtime threads (and Ray CPUs) per actor (default 1)")
+    p.add_argument("--num-cpus", type=cli.positive_int, help="CPUs of the local Ray instance (default: all; not with --address)")
+    p.add_argument("--object-store-mb", type=cli.positive_int, default=200, help="object store of the local Ray instance (default 200)")
     p.add_argument("--provider", default="auto", choices=PROVIDERS, help="ONNX Runtime execution provider")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images (default %(default)d)")
     p.add_argument("--quiet", action="store_true", help="no Ray progress bars")

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import sys
+import time
 import traceback
 
 from l3ic import __version__
@@ -19,26 +20,33 @@ EXIT_ERROR = 1
 EXIT_INTERNAL = 2
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a program ended by SIGPIPE (``yes | head``)
+STARTED = time.perf_counter()  # the tools' result lines time the whole run from here (imports before it: ~20 ms)
 
 TOOLS = {"encode": "compress images to .l3ic files", "decode": "decompress .l3ic files to images",
          "info": "show the header of .l3ic files"}
-USAGE = "usage: l3ic {encode,decode,info} [options] (l3ic TOOL --help for each), or l3ic --version"
+USAGE = "usage: l3ic {encode,decode,info} [options] (l3ic TOOL --help for each), or l3ic -V/--version"
 
 
 def main(argv=None):
     """``l3ic TOOL ARGS...``: the exit status of the tool."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["--version"]:
+    if argv[:1] and argv[0] in TOOLS:
+        return run_tool(argv[0], argv[1:])
+    return run(_top_level, argv)
+
+
+def _top_level(argv):
+    """``l3ic`` without a tool: the version, the usage, or a one-line error."""
+    if argv[:1] in (["-V"], ["--version"]):
         print("l3ic %s" % __version__)
         return 0
     if argv[:1] in ([], ["-h"], ["--help"]):
         print(USAGE + "\n\n" + "\n".join("  %-8s %s" % item for item in TOOLS.items()),
               file=sys.stdout if argv else sys.stderr)
         return 0 if argv else EXIT_USAGE
-    if argv[0] not in TOOLS:
-        print("l3ic: error: unknown tool %r: %s" % (argv[0], USAGE), file=sys.stderr)
-        return EXIT_USAGE
-    return run_tool(argv[0], argv[1:])
+    print("l3ic: error: unknown tool %r: %s" % (argv[0], USAGE), file=sys.stderr)
+    return EXIT_USAGE
 
 
 def run_tool(name, argv=None, prog=None):
@@ -55,7 +63,11 @@ def run_tool(name, argv=None, prog=None):
 def run(main, argv=None):
     """Call ``main(argv)`` and turn every failure into one line on stderr and an exit code."""
     try:
-        return main(argv) or 0
+        status = main(argv) or 0
+        sys.stdout.flush()  # a reader that went away shows here, inside the try, not at exit
+        return status
+    except BrokenPipeError:
+        return _broken_pipe()
     except L3icError as e:
         print("l3ic: error: %s" % e, file=sys.stderr)
         return EXIT_ERROR
@@ -72,6 +84,19 @@ def run(main, argv=None):
         return EXIT_INTERNAL
 
 
+def _broken_pipe():
+    """The reader of standard output went away (``l3ic info *.l3ic | head -2``): end quietly, as ``cat`` does.
+
+    Standard output is pointed at /dev/null, so that Python's own flush at exit
+    does not raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return EXIT_BROKEN_PIPE
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line usage error (argparse's own exits with status 2 after the usage)."""
 
@@ -80,7 +105,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def tool_parser(prog, description, input_help, output_help):
-    """The options every codec tool shares: input, -o, model, provider, -f, --max-pixels."""
+    """The options every codec tool shares: input, -o, model, provider, threads, -f, --max-pixels, --quiet."""
     from l3ic.image import DEFAULT_MAX_PIXELS
     from l3ic.options import PROVIDERS
     parser = Parser(prog=prog, description=description)
@@ -94,18 +119,23 @@ def tool_parser(prog, description, input_help, output_help):
                         help="overwrite an existing output (decode: also drop alpha that the output format cannot hold)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="refuse larger images (decompression-bomb guard; default %(default)d)")
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="ONNX Runtime threads (default: all cores for one file, 1 per worker in a batch)")
+    parser.add_argument("--quiet", action="store_true", help="print only errors: no result line, no progress")
     return parser
 
 
-def read_input(path):
-    """The bytes of an input file, with one-line errors."""
-    if os.path.isdir(path):
-        raise L3icError("%s is a directory" % path)
+def positive_int(text):
+    """argparse type: an integer >= 1."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise L3icError("no such file: %s" % path)
-    except OSError as e:
-        raise L3icError("cannot read %s: %s" % (path, e.strerror or e))
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a positive integer, got %r" % text)
+    return value
 
+
+def elapsed():
+    """Seconds since the tool started (module import), what the result lines report."""
+    return time.perf_counter() - STARTED

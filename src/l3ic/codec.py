@@ -21,9 +21,9 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from l3ic import container, fse, hyperprior
+from l3ic import container, fse, hyperprior, progress
 from l3ic import image as images
-from l3ic.cli import read_input
+from l3ic.files import read_input
 from l3ic.errors import ImageError, L3icError, ModelError
 from l3ic.model import DEFAULT_MODEL, QUALITIES, Model, find_decoder
 from l3ic.options import CodecOptions, EncodeOptions, refine_steps, whole_number
@@ -204,7 +204,9 @@ class Codec:
             return [np.ascontiguousarray(o[:, :-(-header.latent_h // f), :-(-header.latent_w // f)])
                     for o, f in zip(outs, factors)]
         outputs = None
-        for block in blocks:
+        for done, block in enumerate(blocks):
+            if not refine:  # refinement reports its own steps
+                progress.step("analysis", done, len(blocks))
             core, window = _with_halo(header, block, self.tiling.encode_halo)
             (ya, yb), (xa, xb) = window
             outs = self._encode_block(rgb[ya * s:yb * s, xa * s:xb * s], pad, refine, gain, core)
@@ -433,7 +435,9 @@ def synthesise(model, values, header, region=None, blocks=None, tiling=None):
     s = model.stride
     rx, ry, rw, rh = region
     rgb = np.empty((rh, rw, 3), np.uint8)
-    for block in blocks:
+    for done, block in enumerate(blocks):
+        if len(blocks) > 1:
+            progress.step("synthesis", done, len(blocks))
         ((cy, ch), (cx, cw)), ((ya, yb), (xa, xb)) = _with_halo(header, block, halo)
         out = _to_uint8(model.decode(values[:, ya:yb, xa:xb]))
         # pixels of the block's core, clipped to the region

@@ -17,7 +17,7 @@ import numpy as np
 
 from l3ic import batch, cli
 from l3ic import image as images
-from l3ic.atomic import check_output_path, write_bytes_atomic
+from l3ic.files import STDIO, check_output_path, display_name, write_bytes_atomic
 from l3ic.codec import encode_picture
 from l3ic.errors import L3icError
 from l3ic.image import IMAGE_SUFFIXES  # the one list of image suffixes (l3ic.batch_ray imports it from here)
@@ -52,21 +52,23 @@ def encode_one(codecs, src, dst, options):
     picture = images.load(src, max_pixels=max_pixels, strip=strip)
     start = time.perf_counter()
     encoded = encode_picture(picture, chosen, codecs)
-    elapsed = time.perf_counter() - start
+    seconds = time.perf_counter() - start
     data = encoded.data
     write_bytes_atomic(dst, data, overwrite=force)
     pixels = picture.width * picture.height
     quality = "" if encoded.quality is None else " q %g" % encoded.quality
-    line = "%s -> %s: %dx%d %s, %d bytes, %.3f bpp, model %s%s, %.2f s" % (
-        src, dst, picture.width, picture.height, kept_mode(picture), len(data), 8.0 * len(data) / pixels,
-        encoded.model, quality, elapsed)
+    line = "%s -> %s: %dx%d %s, %d bytes, %.3f bpp, model %s%s" % (
+        display_name(src, "standard input"), display_name(dst, "standard output"), picture.width, picture.height,
+        kept_mode(picture), len(data), 8.0 * len(data) / pixels, encoded.model, quality)
     if verify:
         decoded = np.asarray(codecs(encoded.model).decode_to_pil(data).convert(picture.mode))
         line += ", PSNR %.2f dB" % images.psnr(picture.pixels, decoded)
+    line += ", %.2f s in all" % cli.elapsed()
     for note in picture.notes + ([encoded.note] if encoded.note else []):
         line += "; note: " + note
-    return {"line": line, "pixels": pixels, "bytes_in": os.path.getsize(src), "bytes_out": len(data), "l3ic_bytes": len(data),
-            "model": encoded.model, "seconds": elapsed}
+    return {"line": line, "pixels": pixels, "bytes_in": None if src == STDIO else os.path.getsize(src),
+            "bytes_out": len(data), "l3ic_bytes": len(data), "model": encoded.model, "seconds": seconds}
+
 
 
 def kept_mode(picture):
@@ -86,11 +88,9 @@ def check_paths(args, is_batch, prog):
             if len(args.input) == 2 and arg == args.input[1]:
                 raise L3icError("the output is given with -o: %s %s -o %s" % (prog, args.input[0], arg))
             raise L3icError("%s is an l3ic file, not an image to encode (an output is given with -o)" % arg)
-    if args.output and not batch.names_folder(args.output, is_batch):
-        fmt = images.format_for(args.output)
-        if fmt and not args.output.lower().endswith(".l3ic"):
-            raise L3icError("-o %s would be an l3ic file named as a %s image: name it %s.l3ic"
-                            % (args.output, fmt, os.path.splitext(args.output)[0]))
+    if args.output and not batch.names_folder(args.output, is_batch) and images.is_image_name(args.output):
+        raise L3icError("-o %s would put l3ic data under an image extension (%s): name it %s.l3ic"
+                        % (args.output, os.path.splitext(args.output)[1], os.path.splitext(args.output)[0]))
 
 
 def encode_options(args):

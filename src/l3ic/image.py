@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from l3ic.atomic import write_atomic
+from l3ic.files import STDIO, read_input, write_atomic
 from l3ic.errors import FormatError, ImageError
 
 DEFAULT_MAX_PIXELS = 1 << 27  # 134 Mpx: larger inputs need an explicit --max-pixels
@@ -147,14 +147,19 @@ def load(path, max_pixels=DEFAULT_MAX_PIXELS, strip=False):
 
     Anything Pillow cannot open or decode (missing, empty, truncated, not an
     image, unsupported) is an ``ImageError`` with a one-line message.
+    ``path`` ``-`` reads the image from standard input.
     """
-    if os.path.isdir(path):
+    if path == STDIO:
+        source, path = io.BytesIO(read_input(path)), "standard input"
+    elif os.path.isdir(path):
         raise ImageError("%s is a directory, not an image" % path)
+    else:
+        source = path
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow warns about odd metadata on stderr: the CLI prints one line
         previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our own limit, checked below
         try:
-            image = _pillow_step(path, lambda: Image.open(path))
+            image = _pillow_step(path, lambda: Image.open(source))
             with image:
                 if image.width * image.height > max_pixels:
                     raise ImageError("%s is %dx%d = %d pixels, over the limit of %d (see --max-pixels)"
@@ -397,6 +402,28 @@ PNG_LEVEL = 1  # zlib level of written PNGs: at 768x512, 0.07 s against 0.29 s f
 NO_ALPHA = frozenset(("JPEG", "MPO", "BMP", "DIB", "PPM", "PCX", "EPS", "MSP", "PALM", "XBM"))
 
 
+# Extensions of image formats, Pillow's or not, that l3ic data must never be written under (encode -o x.jxl)
+OTHER_IMAGE_SUFFIXES = (".jxl", ".heic", ".heif", ".avif", ".jp2", ".j2k", ".jpx", ".bpg", ".qoi", ".exr", ".hdr",
+                        ".dng", ".tga", ".ico", ".pnm", ".pbm", ".pam", ".svg", ".jfif", ".wbmp")
+
+
+def sniff_format(data):
+    """The name of the image format of ``data`` (bytes) if Pillow recognises it, else None."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with Image.open(io.BytesIO(bytes(data[:1 << 20]))) as image:
+                return image.format
+        except Exception:  # anything Pillow does not recognise, however it fails
+            return None
+
+
+def is_image_name(path):
+    """Whether ``path``'s extension names an image format (any that Pillow knows, and common others)."""
+    ext = os.path.splitext(path)[1].lower()
+    return ext in IMAGE_SUFFIXES or ext in OTHER_IMAGE_SUFFIXES or format_for(path) is not None
+
+
 def format_for(path):
     """The Pillow format that ``path``'s extension names, or None.
 
@@ -411,8 +438,11 @@ def format_for(path):
     return Image.EXTENSION.get(ext)
 
 
-def writable_format(path):
-    """The Pillow format ``path`` will be written in; ``ImageError`` when Pillow cannot write it (check before work)."""
+def writable_format(path, stream_format="png"):
+    """The Pillow format ``path`` will be written in (``-``, standard output: ``stream_format``, an extension);
+    ``ImageError`` when Pillow cannot write it (check before work)."""
+    if path == STDIO:
+        path = "standard output." + stream_format.lstrip(".")
     fmt = format_for(path)
     if fmt is None or fmt not in Image.SAVE:
         raise ImageError("cannot write %r images; use an extension such as .png" % (os.path.splitext(path)[1].lower() or path))
@@ -424,12 +454,12 @@ def has_transparency(alpha):
     return alpha is not None and len(alpha) > 0 and int(np.frombuffer(alpha, np.uint8).min()) < 255
 
 
-def alpha_note(path, has_alpha, drop=False):
+def alpha_note(path, has_alpha, drop=False, stream_format="png"):
     """None, or the note to print when ``path``'s format cannot hold the alpha a decoded image has.
 
     Dropping alpha loses what the file kept losslessly: refused (``ImageError``) unless ``drop``.
     """
-    fmt = writable_format(path)
+    fmt = writable_format(path, stream_format)
     if not has_alpha or fmt not in NO_ALPHA:
         return None
     if not drop:
@@ -438,16 +468,17 @@ def alpha_note(path, has_alpha, drop=False):
     return "alpha dropped (%s has no alpha channel)" % fmt
 
 
-def save(image, path, overwrite=False, drop_alpha=False, png_level=PNG_LEVEL):
+def save(image, path, overwrite=False, drop_alpha=False, png_level=PNG_LEVEL, stream_format="png"):
     """Save a Pillow image atomically in the format its file extension names, with its ICC profile and EXIF.
 
     Alpha is dropped only with ``drop_alpha`` for a format that has none (see ``alpha_note``); PNGs are written
     at zlib level ``png_level`` (0-9; the fast 1 by default: writing at Pillow's 6 was most of a CLI decode).
+    ``path`` ``-`` writes to standard output in ``stream_format`` (an extension).
     """
-    fmt = writable_format(path)
+    fmt = writable_format(path, stream_format)
     if image.mode in ("RGBA", "LA") and fmt in NO_ALPHA:
         transparent = has_transparency(image.getchannel("A").tobytes())
-        if not transparent or alpha_note(path, True, drop_alpha):
+        if not transparent or alpha_note(path, True, drop_alpha, stream_format):
             image = image.convert(image.mode[:-1])
     params = {k: image.info[k] for k in ("icc_profile", "exif") if image.info.get(k)}
     if fmt == "PNG":

@@ -16,6 +16,7 @@ import sys
 from l3ic import cli
 from l3ic import image as images
 from l3ic.codec import read_info
+from l3ic.files import read_input
 from l3ic.errors import L3icError
 from l3ic.options import CodecOptions
 
@@ -32,19 +33,26 @@ def parse_args(argv, prog):
 def file_info(path, max_pixels):
     """The header of one file; its errors name the file (several files are read in one run)."""
     try:
-        return read_info(cli.read_input(path), max_pixels=max_pixels)
+        return read_info(read_input(path), max_pixels=max_pixels)
     except L3icError as e:
         message = str(e)
         raise L3icError(message if path in message else "%s: %s" % (path, message)) from e
 
 
 def text_lines(info):
-    """The human-readable fields: the source record in words, bpp to 3 decimals (as the encoder prints it)."""
+    """The human-readable fields: the source record in words, bpp to 3 decimals (as the encoder prints it), sizes
+    as H x W, the codebook as its range, side data as its records' sizes (``--json`` has them all as data)."""
     for key, value in info.items():
         if key == "source":
             value = images.describe_source(value)
         elif key == "bpp":
             value = "%.3f" % value
+        elif key == "codebook":
+            value = "%d..%d (%d values)" % (value["minimum"], value["minimum"] + value["size"] - 1, value["size"])
+        elif key in ("latent", "tile"):
+            value = "%d x %d cells" % tuple(value)
+        elif key == "side_data":
+            value = ", ".join("%s %d bytes" % item for item in value.items()) or "none"
         yield "%-24s %s" % (key, value)
 
 

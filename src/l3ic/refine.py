@@ -52,7 +52,7 @@ speed.  It costs about one decoder forward and backward pass per step
 """
 import numpy as np
 
-from l3ic import fse, hyperprior
+from l3ic import fse, hyperprior, progress
 from l3ic.quality import QUALITY_SCALE, lambda_of
 
 ADAM_BETAS = (0.9, 0.999)
@@ -156,6 +156,7 @@ def _descend(model, rgb, start, offset, scale, lam, iterations, soft_rate, hard_
     weight = lam
     adam, rng = _Adam(r.shape), np.random.default_rng(SEED)
     for step in range(iterations):
+        progress.step("refining", step, iterations)
         fraction = step / max(1, iterations - 1)
         q, dq_dr = soft_round(r, TEMPERATURE[0] * (TEMPERATURE[1] / TEMPERATURE[0]) ** fraction, rng, lo, hi)
         _, distortion_gradient = squared_error(q)
