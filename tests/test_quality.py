@@ -18,7 +18,7 @@ from l3ic.image import from_array
 from l3ic.options import EncodeOptions
 from l3ic.quality import MODEL_RANGES, PRESETS, QUALITY_SCALE, lambda_of, model_for
 
-LINE = re.compile(r"^(\S+) -> (\S+): \d+x\d+ RGB, (\d+) bytes, ([0-9.]+) bpp, model (\w+) q ([0-9.]+), [0-9.]+ s(; note: .*)?$")
+LINE = re.compile(r"^(\S+) -> (\S+): \d+x\d+ RGB, (\d+) bytes, ([0-9.]+) bpp, model (\w+) q ([0-9.]+), [0-9.]+ s in all(; note: .*)?$")
 STEPS = range(0, 101, 10)
 
 
@@ -163,10 +163,15 @@ def test_target_bpp_gives_the_largest_file_within_it(photo, codecs, ladder, frac
     target = low * (high / low) ** fraction
     encoded = encode_to_target(photo, target, codecs)
     bpp = 8.0 * len(encoded.data) / pixels
-    assert 0.97 * target <= bpp <= target and encoded.note is None
-    lo, hi = codecs(encoded.model).quality_range  # the model's whole trained range: it may reach beyond what -q gives it
-    assert lo <= encoded.quality <= hi and abs(round(encoded.quality * QUALITY_SCALE) - encoded.quality * QUALITY_SCALE) < 1e-6
-    assert encoded.data == codecs(encoded.model).encode(photo, quality=encoded.quality)  # a plain encode at that q
+    assert bpp <= target and encoded.note is None
+    assert abs(round(encoded.quality * QUALITY_SCALE) - encoded.quality * QUALITY_SCALE) < 1e-6
+    # the q the file records reproduces it with -q, whose model it names ...
+    again = encode_picture(photo, EncodeOptions.validated(quality=encoded.quality), codecs)
+    assert (again.data, again.model) == (encoded.data, encoded.model)
+    # ... and it is the largest that fits: within 1 % of the target, or the next q up is over it
+    if bpp < 0.99 * target:
+        above = encode_picture(photo, EncodeOptions.validated(quality=encoded.quality + 0.01), codecs)
+        assert 8.0 * len(above.data) / pixels > target
 
 
 def test_a_target_below_the_range_gives_the_smallest_file_and_a_note(photo, codecs, ladder, tmp_path):
@@ -178,6 +183,12 @@ def test_a_target_below_the_range_gives_the_smallest_file_and_a_note(photo, code
     assert result.returncode == 0, result.stderr
     match = LINE.match(result.stdout.strip())
     assert match and match.group(5) == "low" and match.group(6) == "0" and "no quality reaches" in match.group(7)
+
+
+def test_a_target_above_the_range_gives_the_largest_file_and_a_note(photo, codecs, ladder):
+    encoded = encode_to_target(photo, 30.0, codecs)
+    assert len(encoded.data) == ladder[100][0] and encoded.quality == 100
+    assert re.match(r"^no quality needs 30\.000 bpp: the largest file \(q 100\) is [0-9.]+ bpp$", encoded.note)
 
 
 def test_the_command_line_and_pillow_take_numbers(photo, tmp_path):

@@ -25,9 +25,9 @@ from l3ic import container, fse, hyperprior, progress
 from l3ic import image as images
 from l3ic.files import read_input
 from l3ic.errors import ImageError, L3icError, ModelError
-from l3ic.model import DEFAULT_MODEL, QUALITIES, Model, find_decoder
+from l3ic.model import DEFAULT_MODEL, Model, find_decoder
 from l3ic.options import CodecOptions, EncodeOptions, refine_steps, whole_number
-from l3ic.quality import MODEL_RANGES, QUALITY_SCALE, quality_units
+from l3ic.quality import QUALITY_SCALE, model_for, quality_units
 from l3ic.refine import refine_symbols
 
 # The default Tiling, in latent cells:
@@ -718,7 +718,6 @@ def _to_uint8(unit_float):
 
 
 TARGET_TOLERANCE = 0.01  # the quality search stops at a file within 1 % below the target
-TARGET_BAND = 0.97  # a file below 97 % of the target makes the search look beyond the q each model serves
 
 
 @dataclass(frozen=True)
@@ -744,90 +743,48 @@ def encode_picture(picture, options, codec_for):
 
 
 def encode_to_target(picture, target_bpp, codec_for, refine=0):
-    """The largest file within ``target_bpp`` over the whole quality range, as ``Encoded``.
+    """The largest file within ``target_bpp`` on the ``-q`` scale users type, as ``Encoded``: the q it records
+    reproduces the file with ``-q``.
 
-    Like ``cwebp -size``, but by search on q (``l3ic.quality``; the quality
-    models must have gains).  Within one model, file size grows with q, so a
-    bracketed search (log size interpolated linearly in q, alternating with
-    bisection steps) finds the largest q whose file fits, stopping within
-    TARGET_TOLERANCE.  Each model is searched from the bottom of its trained
-    range to the top of the q it serves (``MODEL_RANGES``): at a switch point
-    the next model's files are larger, and its range reaching below the
-    switch fills most of that gap.  The largest file that fits wins, unless
-    it is below TARGET_BAND of the target: then the models are also searched
-    up to the top of their trained ranges (where larger gains cost quality),
-    and of the files that land in the band the one that decodes best is
-    taken.  A model's encoder network runs once: only the entropy coding
-    depends on q.  A target below every file gives the smallest and a note.
-    With ``refine``, the chosen q is then refined, which keeps the size.
+    Like ``cwebp -size``, but by search on q (``l3ic.quality``): each q is
+    encoded as ``-q`` encodes it, with the model ``model_for`` gives it.  File
+    size grows with q, so a bracketed search (log size interpolated linearly
+    in q, alternating with bisection steps) finds the largest q whose file
+    fits, stopping within TARGET_TOLERANCE.  A model's encoder network runs
+    once: only the entropy coding depends on q.  A target below the smallest
+    file (q 0) or above the largest (q 100) gives that file and a note.  With
+    ``refine``, the chosen q is then refined, which keeps the size.
     """
     options = EncodeOptions.validated(target_bpp=target_bpp, refine=refine)
-    budget, refine = options.target_bpp * picture.width * picture.height / 8.0, options.refine
-    found, smallest, beyond = [], None, []
-    for name in _searchable(codec_for):
-        codec = codec_for(name)
-        file_at = _files_by_quality(codec, picture)
-        lo, top = (round(q * QUALITY_SCALE) for q in codec.quality_range)
-        hi = min(top, MODEL_RANGES[name][1] * QUALITY_SCALE)
-        bottom = file_at(lo)
-        smallest = min(smallest or (len(bottom), name, lo, bottom), (len(bottom), name, lo, bottom))
-        if len(bottom) <= budget:
-            found.append((name,) + _largest_within(file_at, lo, hi, bottom, budget))
-            if hi < top:
-                beyond.append((name, file_at, found[-1], top))
-    note = None
-    if found:
-        name, units, data = max(found, key=lambda f: len(f[2]))
-        if len(data) < TARGET_BAND * budget:
-            name, units, data = _best_in_band(picture, codec_for, found, beyond, budget) or (name, units, data)
+    pixels = picture.width * picture.height
+    budget = options.target_bpp * pixels / 8.0
+    file_at = _files_by_quality(picture, codec_for)
+    lo, hi = 0, 100 * QUALITY_SCALE
+    units, data, note = lo, file_at(lo), None
+    if len(data) > budget:
+        note = "no quality reaches %.3f bpp: the smallest file (q 0) is %.3f bpp" % (options.target_bpp, 8.0 * len(data) / pixels)
     else:
-        _, name, units, data = smallest
-        note = "no quality reaches %.3f bpp: the smallest file (q %g) is %.3f bpp" % (
-            options.target_bpp, units / QUALITY_SCALE, 8.0 * len(data) / (picture.width * picture.height))
-    if refine:  # never larger than the plain file: within the budget
-        data = codec_for(name).encode(picture, refine=refine, quality=units / QUALITY_SCALE)
+        units, data = _largest_within(file_at, lo, hi, data, budget)
+        if units == hi and len(data) < (1.0 - TARGET_TOLERANCE) * budget:
+            note = "no quality needs %.3f bpp: the largest file (q 100) is %.3f bpp" % (options.target_bpp, 8.0 * len(data) / pixels)
+    name = model_for(units)
+    if options.refine:  # never larger than the plain file: within the budget
+        data = codec_for(name).encode(picture, refine=options.refine, quality=units / QUALITY_SCALE)
     return Encoded(data, name, units / QUALITY_SCALE, note)
 
 
-def _best_in_band(picture, codec_for, found, beyond, budget):
-    """(model, q, file) of the best-decoding file within [TARGET_BAND * budget, budget] among the models' files
-    ``found`` and their searches on beyond the q they serve (``beyond``: (model, file_at, its file found, top q));
-    None if no file lands there."""
-    candidates = [f for f in found if len(f[2]) >= TARGET_BAND * budget]
-    for name, file_at, (_, q, data), top in beyond:
-        if q == min(top, MODEL_RANGES[name][1] * QUALITY_SCALE):  # it reached the q it serves: search on
-            candidates.append((name,) + _largest_within(file_at, q, top, data, budget))
-    candidates = [f for f in candidates if len(f[2]) >= TARGET_BAND * budget]
-    if not candidates:
-        return None
-    score = lambda f: images.psnr(picture.pixels, codec_for(f[0]).decode(f[2]))
-    return max(candidates, key=score)
-
-
-def _searchable(codec_for):
-    """The quality models that are installed and trained for continuous quality; L3icError if none is."""
-    names = []
-    for name in QUALITIES:
-        try:
-            if codec_for(name).quality_range is not None:
-                names.append(name)
-        except ModelError:  # not installed
-            continue
-    if not names:
-        raise L3icError("--target-bpp needs quality models with continuous quality (%s): none is installed"
-                        % ", ".join(QUALITIES))
-    return names
-
-
-def _files_by_quality(codec, picture):
-    """A function q (hundredths) -> the file of ``picture`` at q; the encoder network runs on the first call only."""
-    analysed = []
+def _files_by_quality(picture, codec_for):
+    """A function q (hundredths) -> the file of ``picture`` at q, with the model ``-q`` takes for it; each model's
+    encoder network runs on its first call only."""
+    analysed = {}
 
     def file_at(units):
+        name = model_for(units)
+        codec = codec_for(name)
         header = codec.header_for(picture, units / QUALITY_SCALE)
-        if not analysed:
-            analysed.append(codec.analyse(picture.rgb(), header))
-        tiles, z_chunks = codec.code(analysed[0], header)
+        if name not in analysed:
+            analysed[name] = codec.analyse(picture.rgb(), header)
+        tiles, z_chunks = codec.code(analysed[name], header)
         return container.write(header, tiles, picture.side_data, z_chunks)
 
     return file_at
