@@ -51,11 +51,12 @@ class Harness:
         self.count = 0
         self.finished = False
 
-    def submit(self, data, trace=False, repeat=1, max_pixels=MAX_PIXELS):
+    def submit(self, data, **options):
+        """Queue a job for ``data``; ``options``: trace, repeat, max_pixels, or viewer and name (harness.js)."""
         job = str(self.count)
         self.count += 1
         self.inputs[job] = bytes(data)
-        self.jobs.put({"id": job, "input": "harness/input/" + job, "trace": trace, "repeat": repeat, "max_pixels": max_pixels})
+        self.jobs.put(dict(options, id=job, input="harness/input/" + job))
         return job
 
     def next_job(self):
@@ -131,8 +132,18 @@ class BrowserDecoder:
         """Decode .l3ic bytes in the browser ``repeat`` times -> (head, png): head is the page's JSON (``ok``,
         ``width``, ``height``, ``mode``, ``info``, ``timings`` per run, ``hashes`` with ``trace``).  L3icError
         with the browser's one-line message for a file it cannot decode, or when the browser fails or times out."""
-        job = self.harness.submit(data, trace, repeat, max_pixels)
-        deadline = time.monotonic() + self.timeout * repeat
+        job = self.harness.submit(data, trace=trace, repeat=repeat, max_pixels=max_pixels)
+        return self._wait(job, self.timeout * repeat)
+
+    def view(self, data, name="file.l3ic"):
+        """Open .l3ic bytes in the viewer page -> what it shows: {status, error, info: [[term, value]], image:
+        [width, height] or None, save: the PNG's download name or None}."""
+        job = self.harness.submit(data, viewer=True, name=name)
+        return self._wait(job, self.timeout)[0]["viewer"]
+
+    def _wait(self, job, timeout):
+        """The (head, png) of a job; L3icError for an error it reports, a browser that exits, or the timeout."""
+        deadline = time.monotonic() + timeout
         with self.harness.delivered:
             while True:
                 found = self.harness.result(job)
@@ -141,7 +152,7 @@ class BrowserDecoder:
                 if self.browser.poll() is not None:
                     raise L3icError("the browser exited with status %d: %s" % (self.browser.returncode, self.log_tail()))
                 if time.monotonic() > deadline:
-                    raise L3icError("the browser did not finish decoding within %g s" % (self.timeout * repeat))
+                    raise L3icError("the browser did not finish decoding within %g s" % timeout)
                 self.harness.delivered.wait(0.5)
         head, png = found
         if not head.get("ok"):
@@ -224,8 +235,10 @@ def python_decode_time(data, threads, runs):
     return statistics.median(times)
 
 
-def benchmark(sizes, threads, runs, timeout, out=sys.stdout):
-    """Print the browser's and the Python runtime's decode times of the medium model's files at ``sizes``."""
+def benchmark(sizes, threads, runs, timeout, out=None):
+    """Print (to ``out``, default standard output) the browser's and the Python runtime's decode times of the medium
+    model's files at ``sizes``; returns the rows: (size, bytes, Python seconds, browser seconds)."""
+    out = out or sys.stdout
     from benchmarks.speed import SIZES, test_image
     from l3ic import Codec
     codec = Codec("medium", "cpu", threads=threads)

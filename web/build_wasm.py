@@ -17,7 +17,7 @@ wasi-libc``; ``.ci/run`` installs them); ``CLANG`` overrides the compiler.  Flag
   malloc fail (an "out of memory" error) rather than grow without bound.
 
 The build is skipped when ``web/dist/l3ic_fse.wasm.json`` records the same inputs (the
-SHA-256 of the sources, the flags and the compiler's version), so running it again is cheap.
+SHA-256 of the sources and the flags), so running it again is cheap and needs no compiler.
 """
 import hashlib
 import json
@@ -59,9 +59,10 @@ def _run(command):
 
 def _compiler():
     """(clang command, its resource dir, its version line); BuildError when it is missing."""
-    clang = os.environ.get("CLANG") or shutil.which("clang")
+    clang = shutil.which(os.environ.get("CLANG") or "clang")
     if not clang:
-        raise BuildError("clang is not installed: apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32")
+        raise BuildError("%s is not installed: apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32"
+                         % (os.environ.get("CLANG") or "clang"))
     if not os.path.isdir(WASI_INCLUDE):
         raise BuildError("wasi-libc is not installed (%s is missing): apt-get install wasi-libc" % WASI_INCLUDE)
     resource = _run([clang, "-print-resource-dir"]).strip()
@@ -96,16 +97,16 @@ def _builtins(resource):
 
 
 def build(force=False, quiet=False):
-    """Build OUTPUT unless its stamp says it is up to date; returns its path.  BuildError if it cannot."""
-    clang, resource, version = _compiler()
+    """Build OUTPUT unless its stamp says it was built from these sources and flags; returns its path.
+    BuildError if it cannot (an up-to-date build needs no compiler)."""
     zstd = _zstd_dir()
     sources = [WRAPPER, os.path.join(GLUE, "l3ic_fse.c"), os.path.join(GLUE, "l3ic_fse.h"), os.path.join(zstd, "zstd.c")]
-    inputs = {"compile": COMPILE_FLAGS, "link": LINK_FLAGS, "exports": EXPORTS, "compiler": version}
-    digest = _digest(sources, inputs)
+    digest = _digest(sources, {"compile": COMPILE_FLAGS, "link": LINK_FLAGS, "exports": EXPORTS})
     if not force and os.path.isfile(OUTPUT) and os.path.isfile(STAMP):
         with open(STAMP) as f:
             if json.load(f).get("sha256_inputs") == digest:
                 return OUTPUT
+    clang, resource, version = _compiler()
     if not quiet:
         print("building %s with %s (about a minute)" % (os.path.relpath(OUTPUT), version), file=sys.stderr)
     os.makedirs(os.path.dirname(OUTPUT), exist_ok=True)

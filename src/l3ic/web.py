@@ -95,6 +95,11 @@ class Server(ThreadingHTTPServer):
 
     daemon_threads = True
 
+    def handle_error(self, request, client_address):
+        """A page that went away mid-answer (a closed tab, the harness's browser ended) is not an error to report."""
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
     def __init__(self, root, host="127.0.0.1", port=DEFAULT_PORT, files=None, harness=None):
         self.root = root
         self.models = installed_models()

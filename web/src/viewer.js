@@ -73,10 +73,13 @@ drop.addEventListener('drop', async (event) => {
   if (file) await open(await file.arrayBuffer(), file.name);
 });
 
-const initial = new URLSearchParams(location.search).get('open');
+// ?open=URL (and &name=NAME): the file `python -m l3ic.web FILE` serves, opened at once
+const query = new URLSearchParams(location.search), initial = query.get('open');
 if (initial) {
+  const name = query.get('name') || decodeURIComponent(initial.split('/').pop());
+  status(`decoding ${name} …`);
   fetch(initial).then(async (response) => {
     if (!response.ok) throw new Error(`cannot read ${initial}: HTTP ${response.status}`);
-    await open(await response.arrayBuffer(), decodeURIComponent(initial.split('/').pop()));
+    await open(await response.arrayBuffer(), name);
   }).catch((error) => status(error.message, true));
 }
