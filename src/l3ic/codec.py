@@ -28,7 +28,6 @@ from l3ic.errors import ImageError, L3icError, ModelError
 from l3ic.model import DEFAULT_MODEL, Model, find_decoder
 from l3ic.options import CodecOptions, EncodeOptions, refine_steps, whole_number
 from l3ic.quality import QUALITY_SCALE, model_for, quality_units
-from l3ic.refine import refine_symbols
 
 # The default Tiling, in latent cells:
 WHOLE_IMAGE_LATENT = 256  # latents up to 256 x 256 cells (2048 px at stride 8) are coded as one tile
@@ -269,6 +268,7 @@ class Codec:
         (and rounds back to the refined integers): a plain analysis is the same at every quality."""
         if not refine:
             return encoded or self.model.encode(rgb)
+        from l3ic.refine import refine_symbols  # only refining encodes load it
         outs = refine_symbols(self.model, rgb, refine, gain, core, encoded)
         if gain is not None:
             outs[0] = outs[0] / gain.encoder[:, None, None]

@@ -23,7 +23,6 @@ from functools import cached_property
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
-import zstandard
 
 from l3ic.errors import FormatError
 
@@ -236,6 +235,7 @@ def _side_record(tag: str, data: bytes) -> Tuple[bytes, bytes]:
     if not (isinstance(tag, str) and len(tag) == 4 and all(" " <= c <= "~" for c in tag)):
         raise ValueError("side-data tag %r is not 4 printable ASCII characters" % (tag,))
     raw = bytes(data)
+    import zstandard  # only files with side data need it (20-30 ms of a CLI run's start-up)
     stored, compression = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(raw), _ZSTD
     if len(stored) >= len(raw):
         stored, compression = raw, 0
@@ -329,6 +329,7 @@ def _decode_varints(buf: np.ndarray, start: int, count: int, limit: int) -> Tupl
 
 def _unzstd(stored: memoryview, size: int, tag: str) -> bytes:
     """Decompress a side-data record, producing at most ``size + 1`` bytes whatever it claims."""
+    import zstandard
     try:
         reader = zstandard.ZstdDecompressor().stream_reader(stored, read_across_frames=True)
         data = reader.read(size + 1)

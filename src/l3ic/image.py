@@ -25,7 +25,7 @@ import re
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from l3ic.files import STDIO, read_input, write_atomic
 from l3ic.errors import FormatError, ImageError
@@ -129,6 +129,7 @@ def from_pil(image, strip=False, source=None):
     if frames > 1:
         notes.append("only the first of %d frames kept" % frames)
     if _orientation(image) in range(2, 9):
+        from PIL import ImageOps  # (with ExifTags) only for an image that has an orientation to apply
         image = ImageOps.exif_transpose(image)  # also removes the orientation tag from info["exif"]
     icc = image.info.get("icc_profile") or None
     exif = exif_record(image.info.get("exif"))

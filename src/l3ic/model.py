@@ -23,6 +23,7 @@ from functools import cached_property
 
 import numpy as np
 
+from l3ic import cache
 from l3ic.errors import ModelError
 
 QUALITIES = ("low", "medium", "high")
@@ -159,25 +160,62 @@ class Model:
                              "python -m export.to_onnx --upgrade %s adds it" % (self.name, name, self.folder))
         if not os.path.isfile(path):
             raise ModelError("model file missing: %s" % path)
-        if file_sha256(path) != self.manifest["files"][name]["sha256"]:
+        expected = self.manifest["files"][name]["sha256"]
+        if cache.is_verified(path, expected):  # hashed on an earlier run, and unchanged since
+            return path
+        if file_sha256(path) != expected:
             raise ModelError("model file %s does not match the sha256 in its manifest (damaged or replaced)" % path)
+        cache.mark_verified(path, expected)
         return path
 
     def _session(self, name):
-        """Create the inference session for one of the manifest's ONNX files after checking its hash."""
+        """Create the inference session for one of the manifest's ONNX files after checking its hash.
+
+        On the CPU, ONNX Runtime's optimised graph is kept in ``l3ic.cache``:
+        later runs load it instead of optimising the model again."""
         import onnxruntime as ort
         path = self._checked_file(name)
+        optimized = None
+        if self.providers == ["CPUExecutionProvider"]:
+            optimized = cache.optimized_graph(self.manifest["files"][name]["sha256"], ort.__version__)
         try:
-            options = ort.SessionOptions()
-            # No memory patterns: a pattern is planned and kept per input shape, and tiled coding runs several
-            # shapes (edge tiles), which made the CPU arena grow to ~600 MB; without them it stays ~300 MB and
-            # runs as fast (benchmarks/memory.py, 50 MP: decode peak 1001 -> 753 MiB, encode 650 -> 489 MiB).
-            options.enable_mem_pattern = False
-            if self.threads:
-                options.intra_op_num_threads = self.threads
-            return ort.InferenceSession(path, sess_options=options, providers=self.providers)
+            if optimized and os.path.isfile(optimized):
+                try:
+                    return self._new_session(optimized, optimise=False)
+                except Exception:  # a damaged cache entry: optimise the model again and replace it
+                    pass
+            return self._new_session(path, save_to=optimized)
         except Exception as e:  # ONNX Runtime raises its own exception types
             raise ModelError("ONNX Runtime cannot load %s: %s" % (path, str(e).splitlines()[0]))
+
+    def _new_session(self, path, optimise=True, save_to=None):
+        """An ONNX Runtime session of ``path``; ``save_to``: also write its optimised graph there (atomically)."""
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        # No memory patterns: a pattern is planned and kept per input shape, and tiled coding runs several
+        # shapes (edge tiles), which made the CPU arena grow to ~600 MB; without them it stays ~300 MB and
+        # runs as fast (benchmarks/memory.py, 50 MP: decode peak 1001 -> 753 MiB, encode 650 -> 489 MiB).
+        options.enable_mem_pattern = False
+        options.log_severity_level = 3  # saving an optimised graph warns that it is for this machine only: it is
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        if not optimise:
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        tmp = None
+        if save_to:
+            try:
+                tmp = cache.temporary_sibling(save_to)
+                options.optimized_model_filepath = tmp
+            except OSError:
+                tmp = None
+        try:
+            session = ort.InferenceSession(path, sess_options=options, providers=self.providers)
+            if tmp:
+                os.replace(tmp, save_to)
+            return session
+        finally:
+            if tmp and os.path.exists(tmp):
+                os.remove(tmp)
 
     # Sessions and the entropy model load on first use: a decode never loads the encoder.
     @cached_property
