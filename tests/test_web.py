@@ -94,21 +94,21 @@ def assert_within_one_step(ours, reference):
     assert difference <= 1, "the browser's pixels differ by up to %d" % difference
 
 
-def python_error(codec, data):
-    """The one-line message of the Python runtime for ``data``, or None if it decodes."""
+def error_of(decode, data):
+    """The one-line message ``decode(data)`` fails with (the Python runtime's or the browser's), or None."""
     try:
-        codec.decode(data)
+        decode(data)
     except L3icError as e:
         return str(e)
     return None
+
+
+def python_error(codec, data):
+    return error_of(codec.decode, data)
 
 
 def browser_error(browser, data):
-    try:
-        browser.decode(data)
-    except L3icError as e:
-        return str(e)
-    return None
+    return error_of(browser.decode, data)
 
 
 # ---- the golden files: bit-identical entropy decoding, pixels within one step -------------------------------

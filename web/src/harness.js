@@ -25,7 +25,7 @@ async function run(job) {
     if (job.trace && r === 0) job.hashes = result.hashes;
   }
   const { width, height, mode, channels, info } = result;
-  return [{ ok: true, width, height, mode, channels, info, timings, hashes: job.hashes || null, threads }, result.png];
+  return [{ ok: true, width, height, mode, channels, info, timings, hashes: job.hashes || null, threads, isolated: self.crossOriginIsolated }, result.png];
 }
 
 /**
