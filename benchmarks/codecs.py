@@ -175,8 +175,9 @@ def available(codec):
 
 
 def main(argv=None):
-    """``python -m benchmarks.codecs --images DIR --codecs x265-0.5,x265``: the mean curve of each codec on a folder
-    (no l3ic, no cache), and each codec against the first: BD-rate (PSNR, MS-SSIM) and mean PSNR gain at equal bpp."""
+    """``python -m benchmarks.codecs --images DIR --codecs x265-0.5,x265``: the mean curve of each standard codec on
+    a folder, and each codec against the first: BD-rate (PSNR, MS-SSIM) and mean PSNR gain at equal bpp.  No l3ic:
+    that is ``benchmarks.rd``, whose cache ``--cache`` shares."""
     import argparse
     import json
     import sys
@@ -185,7 +186,7 @@ def main(argv=None):
     import numpy as np
 
     from benchmarks.bdrate import bd_rate, metric_at_rate
-    from benchmarks.rd import _curve, aggregate, bd_over_overlap, load_published, measure
+    from benchmarks.rd import _curve, _task, aggregate, bd_over_overlap, load_published, measure, plan
     from l3ic.image import list_images
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.codecs", description=main.__doc__.split(":")[0] + ".")
@@ -194,6 +195,8 @@ def main(argv=None):
     p.add_argument("--limit", type=int, help="only the first N images (sorted by name)")
     p.add_argument("--qualities", help="comma-separated settings instead of each codec's sweep (e.g. QPs)")
     p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--cache", help="a results/NAME/cache folder of benchmarks.rd to take measurements from and add "
+                                   "them to (keyed by codec and setting: delete it after changing a codec's command)")
     p.add_argument("--json", help="also write the curves and every measurement to this file")
     p.add_argument("--published", help="JSON of published mean curves (benchmarks/reference/compressai-kodak.json, "
                                        "valid with the Kodak images): each codec's BD-rate against --against")
@@ -207,13 +210,20 @@ def main(argv=None):
             raise SystemExit("error: %s needs %s (apt-get install libjpeg-turbo-progs webp libopenjp2-tools "
                              "libavif-bin libjxl-tools ffmpeg)" % (name, "/".join(BY_NAME[name].tools)))
     images = list_images(args.images, required=True)[:args.limit]
-    tasks = []
-    for name in names:
-        qualities = [type(BY_NAME[name].qualities[0])(q) for q in args.qualities.split(",")] if args.qualities \
-            else BY_NAME[name].qualities
-        tasks += [(name, q, path) for q in qualities for path in images]
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        rows = list(pool.map(measure, *zip(*tasks)))
+    if args.cache:  # benchmarks.rd's cache: what it measured is not measured again, and what is measured here joins it
+        if args.qualities:
+            raise SystemExit("error: --cache measures each codec's own sweep: leave out --qualities")
+        rows, todo = plan(names, images, args.cache)
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            rows += list(pool.map(_task, todo))
+    else:
+        tasks = []
+        for name in names:
+            qualities = [type(BY_NAME[name].qualities[0])(q) for q in args.qualities.split(",")] if args.qualities \
+                else BY_NAME[name].qualities
+            tasks += [(name, q, path) for q in qualities for path in images]
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            rows = list(pool.map(measure, *zip(*tasks)))
     curves = aggregate(rows)
     print("%d images of %s\n" % (len(images), args.images))
     print("| codec | setting | bytes | bpp | PSNR | MS-SSIM |\n|---|---|---|---|---|---|")
