@@ -34,15 +34,33 @@ function truncated(what, end, size) {
   return new FormatError(`truncated l3ic file: ${what} ends at byte ${end} but the file has ${size} bytes`);
 }
 
-/** The fixed header's fields (offsets 0..56), little-endian. */
-function readFixed(view) {
-  return {
-    version: view.getUint8(4), flags: view.getUint16(5, true), width: view.getUint32(7, true),
+/**
+ * The fixed header's fields (offsets 0..56, little-endian), after the checks that come before the
+ * header CRC: magic, version, size, flags, and the counts the index's size is computed from.
+ */
+function readFixed(bytes, view) {
+  const size = bytes.length;
+  if (size < 4 || MAGIC.some((b, i) => bytes[i] !== b)) throw new FormatError('not an l3ic file (bad magic)');
+  if (size < 5) throw truncated('version byte', 5, size);
+  const version = bytes[4];
+  if (!READABLE_VERSIONS.includes(version)) {
+    throw new FormatError(`unsupported l3ic format version ${version} (this runtime reads versions ${READABLE_VERSIONS.join(', ')})`);
+  }
+  if (size < FIXED_SIZE) throw truncated('fixed header', FIXED_SIZE, size);
+  const f = {
+    version, flags: view.getUint16(5, true), width: view.getUint32(7, true),
     height: view.getUint32(11, true), mode: view.getUint8(15), stride: view.getUint8(16),
     codebookSize: view.getUint16(17, true), codebookMin: view.getInt16(19, true), channels: view.getUint16(21, true),
     latentH: view.getUint32(23, true), latentW: view.getUint32(27, true), tileH: view.getUint32(31, true),
     tileW: view.getUint32(35, true), sideCount: view.getUint8(55), nameLength: view.getUint8(56),
   };
+  if ((f.flags & ~KNOWN_FLAGS) || (f.flags && version < 3)) {
+    throw new FormatError(`unsupported l3ic flags 0x${hex4(f.flags)} (this runtime knows 0x${hex4(KNOWN_FLAGS)}, in version 3)`);
+  }
+  if ([f.channels, f.latentH, f.latentW, f.tileH, f.tileW].includes(0)) {
+    throw new FormatError('invalid l3ic header: zero channel count, latent size or tile size');
+  }
+  return f;
 }
 
 /**
@@ -166,6 +184,26 @@ function decodeVarints(bytes, start, count, limit) {
   return [lengths, count ? ends[count - 1] + 1 : start];
 }
 
+/**
+ * The channel index of `count` entries at `index` and the header CRC after it, checked against the
+ * file's size before it is read: [chunk lengths, where the CRCs start, where the header CRC is].
+ */
+function readIndex(bytes, view, index, count) {
+  const size = bytes.length;
+  if (index + MIN_ENTRY * count + 4 > size) throw truncated(`channel index (${count} entries)`, index + MIN_ENTRY * count + 4, size);
+  const [lengths, crcStart] = decodeVarints(bytes, index + count, count, size - 4 * count - 4);
+  const headEnd = crcStart + 4 * count;
+  if (crc32(bytes, 0, headEnd) !== view.getUint32(headEnd, true)) throw new FormatError('corrupt l3ic file: header checksum mismatch');
+  return [lengths, crcStart, headEnd];
+}
+
+/** The coding modes, each known to the file's version (the smallest unknown one is named). */
+function checkedModes(modes, version) {
+  const bad = modes.reduce((least, m) => (m >= CODING_MODES[version] && m < least ? m : least), 256);
+  if (bad < 256) throw new FormatError(`corrupt l3ic file: unknown coding mode ${bad} for format version ${version} in channel index`);
+  return modes;
+}
+
 /** The version-3 fields after the fixed header: [zChannels, hyperStride, quality, nameStart]. */
 function readHyper(bytes, view, version, flags) {
   let zChannels = 0, hyperStride = 0, quality = 0, nameStart = FIXED_SIZE;
@@ -237,32 +275,14 @@ export class L3icFile {
   static parse(bytes, { maxPixels = MAX_PIXELS, maxSideData = MAX_SIDE_DATA } = {}) {
     const size = bytes.length;
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    if (size < 4 || MAGIC.some((b, i) => bytes[i] !== b)) throw new FormatError('not an l3ic file (bad magic)');
-    if (size < 5) throw truncated('version byte', 5, size);
-    const version = bytes[4];
-    if (!READABLE_VERSIONS.includes(version)) {
-      throw new FormatError(`unsupported l3ic format version ${version} (this runtime reads versions ${READABLE_VERSIONS.join(', ')})`);
-    }
-    if (size < FIXED_SIZE) throw truncated('fixed header', FIXED_SIZE, size);
-    const f = readFixed(view);
-    if ((f.flags & ~KNOWN_FLAGS) || (f.flags && version < 3)) {
-      throw new FormatError(`unsupported l3ic flags 0x${hex4(f.flags)} (this runtime knows 0x${hex4(KNOWN_FLAGS)}, in version 3)`);
-    }
-    if ([f.channels, f.latentH, f.latentW, f.tileH, f.tileW].includes(0)) {
-      throw new FormatError('invalid l3ic header: zero channel count, latent size or tile size');
-    }
+    const f = readFixed(bytes, view), version = f.version;
     const [zChannels, hyperStride, quality, nameStart] = readHyper(bytes, view, version, f.flags);
 
     // Layout first, so that the header CRC is checked before the fields are interpreted.
     const table = nameStart + f.nameLength;
     const index = table + f.sideCount * SIDE_SIZE;
     const count = ceilDiv(f.latentH, f.tileH) * ceilDiv(f.latentW, f.tileW) * f.channels + (zChannels ? 1 : 0);
-    if (index + MIN_ENTRY * count + 4 > size) {
-      throw truncated(`channel index (${count} entries)`, index + MIN_ENTRY * count + 4, size);
-    }
-    const [lengths, crcStart] = decodeVarints(bytes, index + count, count, size - 4 * count - 4);
-    const headEnd = crcStart + 4 * count;
-    if (crc32(bytes, 0, headEnd) !== view.getUint32(headEnd, true)) throw new FormatError('corrupt l3ic file: header checksum mismatch');
+    const [lengths, crcStart, headEnd] = readIndex(bytes, view, index, count);
 
     if (f.mode >= COLOUR_MODES.length) throw new FormatError(`invalid l3ic header: colour mode ${f.mode} is reserved`);
     const header = new Header({
@@ -274,10 +294,7 @@ export class L3icFile {
     if (f.width * f.height > maxPixels) {
       throw new FormatError(`l3ic image is ${f.width}x${f.height}, over the limit of ${maxPixels} pixels`);
     }
-    const modes = bytes.slice(index, index + count);
-    const bad = modes.reduce((least, m) => (m >= CODING_MODES[version] && m < least ? m : least), 256);
-    if (bad < 256) throw new FormatError(`corrupt l3ic file: unknown coding mode ${bad} for format version ${version} in channel index`);
-
+    const modes = checkedModes(bytes.slice(index, index + count), version);
     const payloadStart = headEnd + 4;
     const offsets = new Float64Array(count + 1);
     offsets[0] = payloadStart;

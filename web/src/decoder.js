@@ -240,11 +240,20 @@ function toImage(rgb, h, side) {
     throw new FormatError(`corrupt l3ic file: alpha plane has ${alpha.length} bytes for ${h.width}x${h.height} pixels`);
   }
   const colours = gray ? 1 : 3, channels = colours + (alpha ? 1 : 0);
-  const pixels = new Uint8Array(n * channels);
-  for (let p = 0; p < n; p++) {
-    if (gray) pixels[p * channels] = rint((rgb[3 * p] + rgb[3 * p + 1] + rgb[3 * p + 2]) / 3);
-    else pixels.set(rgb.subarray(3 * p, 3 * p + 3), p * channels);
-    if (alpha) pixels[p * channels + colours] = alpha[p];
+  let pixels = rgb;
+  if (channels !== 3) {
+    pixels = new Uint8Array(n * channels);
+    for (let p = 0, q = 0; p < n; p++, q += channels) {
+      const r = rgb[3 * p], g = rgb[3 * p + 1], b = rgb[3 * p + 2];
+      if (gray) {
+        pixels[q] = rint((r + g + b) / 3);  // numpy's mean of the three, then rint
+      } else {
+        pixels[q] = r;
+        pixels[q + 1] = g;
+        pixels[q + 2] = b;
+      }
+      if (alpha) pixels[q + colours] = alpha[p];
+    }
   }
   const icc = side.get('ICCP');
   return { width: h.width, height: h.height, mode: h.mode + (alpha ? 'A' : ''), channels, pixels, icc: icc && icc.length ? icc : null };

@@ -7,6 +7,7 @@ const $ = (id) => document.getElementById(id);
 const client = new DecoderWorker();
 const threads = Number(new URLSearchParams(location.search).get('threads')) || defaultThreads();
 let shownUrl = null;
+let latest = 0;  // the file opened last: a slower, earlier one must not replace it when it finishes
 
 function status(text, isError = false) {
   $('status').textContent = text;
@@ -40,10 +41,12 @@ function showInfo(result, name) {
 
 /** Decode `bytes` (ArrayBuffer) of a file called `name` and show it, or its one-line error. */
 async function open(bytes, name) {
+  const request = ++latest;
   clear();
   status(`decoding ${name} …`);
   try {
     const result = await client.decode(bytes, { threads });
+    if (request !== latest) return;
     shownUrl = URL.createObjectURL(new Blob([result.png], { type: 'image/png' }));
     $('image').src = shownUrl;
     $('image').hidden = false;
@@ -53,7 +56,7 @@ async function open(bytes, name) {
     showInfo(result, name);
     status(`decoded ${name}`);
   } catch (error) {
-    status(`${name}: ${error.message}`, true);
+    if (request === latest) status(`${name}: ${error.message}`, true);
   }
 }
 

@@ -17,8 +17,7 @@ function decoderFor(threads) {
   return decoder;
 }
 
-self.onmessage = async (event) => {
-  const { id, bytes, options } = event.data;
+async function handle({ id, bytes, options }) {
   try {
     const result = await (await decoderFor(options.threads || 1)).decode(new Uint8Array(bytes), options);
     const transfer = [result.pixels.buffer].concat(result.png ? [result.png.buffer] : []);
@@ -26,4 +25,11 @@ self.onmessage = async (event) => {
   } catch (error) {
     self.postMessage({ id, error: errorLine(error) });
   }
+}
+
+// One decode at a time: an ONNX Runtime session runs one inference at a time, and a file dropped while
+// another decodes simply waits its turn.
+let queue = Promise.resolve();
+self.onmessage = (event) => {
+  queue = queue.then(() => handle(event.data));
 };
