@@ -113,7 +113,7 @@ _STATE = struct.Struct("<QQI")  # inputs run, inputs accepted, length of the cur
 _FIXED = struct.Struct("<4sBHIIBBHhHIIII16sBB")  # the container's fixed header (docs/FORMAT.md)
 _HYPER = struct.Struct("<HB")  # format 3, after the fixed header: z channels, hyper stride
 _QUALITY = struct.Struct("<H")  # format 3 with the QUALITY flag, after _HYPER: q in hundredths
-FLAG_QUALITY = 0x0002
+FLAG_QUALITY, FLAG_LOSSLESS = 0x0002, 0x0004  # the flags that change the layout (docs/FORMAT.md)
 _SIDE_ENTRY = 17
 
 
@@ -146,6 +146,7 @@ class ContainerTarget(Target):
         from l3ic import Codec, container
         from l3ic.codec import decode_z, latent_values, read_latents
         self.parse, self.latent_values, self.decode_z = container.L3icFile.parse, latent_values, decode_z
+        self.lossless_flag = container.FLAG_LOSSLESS
         self.read_latents = read_latents
         # the model lookup of Codec.decode (the file's model identity, then its header against the model)
         self.codec = Codec("medium", "cpu", max_pixels=self.MAX_PIXELS, threads=1)
@@ -159,6 +160,10 @@ class ContainerTarget(Target):
         self.paths["v%d-parsed" % version] += 1
         # formats 1 and 2 are decoded without a model (latent_values does not look at it); 3 needs its entropy model
         h = parsed.header
+        if h.flags & self.lossless_flag:  # a tiny image as pixels: no model, no latents
+            self.codec.decode(data)
+            self.paths["v3-lossless"] += 1
+            return
         model = self.codec.decoder_for(h) if version >= 3 else None
         if model is not None:
             self.decode_z(parsed, model.entropy_model)
@@ -403,6 +408,15 @@ def l3ic_seeds():
     return list(_SEEDS[key])
 
 
+def _lossy(codec, image):
+    """The network's file of a tiny image, which ``Codec.encode`` would store losslessly (the encode stages)."""
+    from l3ic import container, image as images
+    picture = images.from_array(image)
+    header = codec.header_for(picture)
+    tiles, z_chunks = codec.code(codec.analyse(picture.rgb(), header), header)
+    return container.write(header, tiles, picture.side_data, z_chunks)
+
+
 def _make_l3ic_seeds():
     import numpy as np
     from l3ic import Codec
@@ -411,8 +425,9 @@ def _make_l3ic_seeds():
     codec = Codec("medium", "cpu", threads=1)
     smooth = np.clip(np.cumsum(rng.normal(0, 6, (48, 48, 3)), axis=1) + 128, 0, 255).astype(np.uint8)
     alpha = np.dstack([smooth[:16, :24], (np.arange(16 * 24) % 256).astype(np.uint8).reshape(16, 24)])
-    seeds = [codec.encode(smooth[:24, :40]), codec.encode(smooth[:20, :17, 0]), codec.encode(alpha),
-             codec.encode(smooth[:1, :1])]
+    seeds = [codec.encode(smooth[:24, :40]), _lossy(codec, smooth[:20, :17, 0]), _lossy(codec, alpha),
+             _lossy(codec, smooth[:1, :1]), codec.encode(rng.integers(0, 256, (5, 7, 4), dtype=np.uint8)),
+             codec.encode(rng.integers(0, 256, (3, 6), dtype=np.uint8))]  # the last two: lossless (noise)
     from PIL import Image
     exif = Image.Exif()
     exif[0x010F] = "fuzz"
@@ -458,7 +473,7 @@ def _layout(buf):
         name_start += _HYPER.size + (_QUALITY.size if fields[2] & FLAG_QUALITY else 0)
     table = name_start + name_len
     index = table + _SIDE_ENTRY * side_count
-    count = -(-latent_h // tile_h) * -(-latent_w // tile_w) * channels + z_chunks
+    count = 0 if fields[2] & FLAG_LOSSLESS else -(-latent_h // tile_h) * -(-latent_w // tile_w) * channels + z_chunks
     if index + 6 * count + 4 > len(buf):
         return None
     pos, lengths = index + count, []

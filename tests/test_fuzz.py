@@ -40,6 +40,8 @@ def test_seeds_cover_format_3_and_the_older_formats():
     from l3ic import container
     tiled = [container.L3icFile.parse(s).header for s in seeds if container.L3icFile.parse(s).header.n_tiles > 1]
     assert tiled and any(h.latent_h % h.tile_h and h.latent_w % h.tile_w for h in tiled)  # ragged edge tiles
+    flags = [container.L3icFile.parse(s).header.flags for s in seeds]
+    assert container.FLAG_LOSSLESS in flags and any(f & container.FLAG_MARGIN for f in flags)  # tiny images both ways
     for seed in seeds:  # every seed runs clean through every l3ic target
         for name in ("container", "decode"):
             fuzz.make_target(name).run(seed)
@@ -68,6 +70,15 @@ def test_fix_crcs_gets_mutations_past_the_checksums():
         assert fuzz.fix_crcs(seed) == seed
         parsed = container.L3icFile.parse(seed)
         damaged = bytearray(seed)
+        if parsed.header.flags & container.FLAG_LOSSLESS:  # no chunks: the pixels are the last side-data record
+            damaged[-1] ^= 0x55
+            with pytest.raises(FormatError, match="checksum"):
+                container.L3icFile.parse(bytes(damaged)).side_data
+            try:  # past the checksum, the damaged record is read (and may fail to decompress)
+                container.L3icFile.parse(fuzz.fix_crcs(bytes(damaged))).side_data
+            except FormatError as e:
+                assert "checksum" not in str(e)
+            continue
         damaged[parsed.payload_span[1] - 1] ^= 0x55  # the last byte of the last chunk
         last_tile = parsed.header.n_tiles - 1
         with pytest.raises(FormatError, match="checksum mismatch in tile %d" % last_tile):

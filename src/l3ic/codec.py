@@ -14,6 +14,7 @@ once and reused) and does the glue the networks cannot: padding to the model
 stride, splitting the latent into tiles, choosing what goes into the header,
 and on decode checking that the file was made by this model before trusting it.
 """
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -21,7 +22,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from l3ic import container, fse, hyperprior, progress
+from l3ic import container, fse, hyperprior, lossless, progress
 from l3ic import image as images
 from l3ic.files import read_input
 from l3ic.errors import ImageError, L3icError, ModelError
@@ -149,6 +150,20 @@ class Codec:
             error = lambda d: float(np.sum((self.decode(d).astype(np.float64) - picture.pixels) ** 2))
             data = data if len(data) <= len(plain) and error(data) <= error(plain) else plain  # a block's candidates
             # are scored in its window, whose halo the file replaces with the neighbours' refined latents
+        return self.lossless_or(picture, data)
+
+    def lossless_or(self, picture, data):
+        """``data`` (a lossy file of ``picture``), or the lossless file of a tiny image where that is no larger, or
+        where the lossy one would decode below ``lossless.MIN_PSNR`` (``l3ic.lossless``)."""
+        if picture.width * picture.height > lossless.MAX_PIXELS or not self.model.has_hyperprior:
+            return data
+        header = dataclasses.replace(self.header_for(picture, lossless=True), flags=container.FLAG_LOSSLESS, quality=0)
+        files = [container.write(header, [], dict(picture.side_data, **{container.LOSSLESS: record}))
+                 for record in lossless.records(picture.pixels)]
+        best = min(files, key=len)
+        small = max(picture.width, picture.height) <= lossless.SMALL_SIDE
+        if len(best) <= len(data) or (small and images.psnr(picture.pixels, self.decode(data)) < lossless.MIN_PSNR):
+            return best
         return data
 
     def encode_latents(self, image, refine=0, quality=None):
@@ -297,13 +312,13 @@ class Codec:
         em.gain(units)  # refuses a quality outside the model's range
         return units
 
-    def header_for(self, picture, quality=None):
+    def header_for(self, picture, quality=None, lossless=False):
         """The file header for a picture (``l3ic.image.Picture``): geometry, model identity, tile grid, and for a
-        model with gains the quality q (0..100; default the model's preset)."""
+        model with gains the quality q (0..100; default the model's preset); ``lossless``: without a margin."""
         m = self.model
         quality = self._quality_units(quality)
         flags = 0 if quality is None else container.FLAG_QUALITY
-        margin = MARGIN if m.has_hyperprior else 0  # FLAG_MARGIN is a format-3 flag
+        margin = MARGIN if m.has_hyperprior and not lossless else 0  # FLAG_MARGIN is a format-3 flag
         margin_y, margin_x = (margin if side <= SMALL_SIDE else 0 for side in (picture.height, picture.width))
         latent_h = -(-picture.height // m.stride) + 2 * margin_y
         latent_w = -(-picture.width // m.stride) + 2 * margin_x
@@ -364,9 +379,12 @@ class Codec:
 
     def decode_to_pil(self, data, channels=None, region=None):
         """Like ``decode`` but returns a Pillow image carrying alpha, ICC profile and EXIF."""
-        parsed, model = self.parse(data)
+        parsed = container.L3icFile.parse(_file_bytes(data), max_pixels=self.max_pixels)
         h = parsed.header
         region = _checked_region(region, h)
+        if h.flags & container.FLAG_LOSSLESS:  # a tiny image stored as pixels: no model involved
+            return images.to_pil(_lossless_pixels(parsed, region), h.mode, _crop_side_data(parsed.side_data, h, region))
+        model = self.decoder_for(h)
         canvas = _on_canvas(h, region)
         blocks = _blocks(h, canvas)
         values = latent_values(parsed, model, channels, _tiles_under(h, blocks, self.tiling.halo))
@@ -536,6 +554,8 @@ def read_latents(data, channels=None, max_pixels=images.DEFAULT_MAX_PIXELS):
     parsed = container.L3icFile.parse(_file_bytes(data), max_pixels=max_pixels)
     h = parsed.header
     wanted = _channel_list(channels, h.channels)
+    if h.flags & container.FLAG_LOSSLESS:
+        raise L3icError("this file stores a tiny image losslessly, as pixels: it has no latents")
     if h.version >= 3:
         folder = find_decoder(h.model_name, h.decoder_hash)
         if folder is None:
@@ -576,6 +596,8 @@ def describe(parsed, n_bytes):
         info["z_channels"], info["hyper_stride"] = h.z_channels, h.hyper_stride
     if h.flags & container.FLAG_QUALITY:
         info["quality"] = h.quality / QUALITY_SCALE
+    if h.flags & container.FLAG_LOSSLESS:
+        info["lossless"] = True
     record = parsed.side_record(images.SOURCE)
     if record is not None:
         info["source"] = images.read_source_record(record)
@@ -623,6 +645,13 @@ def _channel_list(channels, count):
     if not wanted or len(set(wanted)) != len(wanted) or min(wanted) < 0 or max(wanted) >= count:
         raise L3icError("channels must be distinct indices in 0..%d" % (count - 1))
     return wanted
+
+
+def _lossless_pixels(parsed, region):
+    """The pixels of a lossless file (``l3ic.lossless``) in ``region`` (x, y, w, h)."""
+    h = parsed.header
+    x, y, w, hh = region
+    return np.ascontiguousarray(lossless.unpack(parsed.side_record(container.LOSSLESS), h.height, h.width, h.mode)[y:y + hh, x:x + w])
 
 
 def _checked_region(region, header):
@@ -770,6 +799,10 @@ def encode_to_target(picture, target_bpp, codec_for, refine=0):
     name = model_for(units)
     if options.refine:  # never larger than the plain file: within the budget
         data = codec_for(name).encode(picture, refine=options.refine, quality=units / QUALITY_SCALE)
+    else:
+        data = codec_for(name).lossless_or(picture, data)
+    if len(data) > budget >= len(file_at(units)):  # a lossless tiny image over the budget: the lossy file fits
+        data = file_at(units)
     return Encoded(data, name, units / QUALITY_SCALE, note)
 
 

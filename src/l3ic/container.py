@@ -38,7 +38,9 @@ MAX_SIDE_DATA = 256 << 20
 MAX_MODEL_NAME = 64
 FLAG_MARGIN = 0x0001  # flags bit 0: the latent covers the image plus a margin of whole cells on both sides of an axis
 FLAG_QUALITY = 0x0002  # flags bit 1: a quality field follows the hyperprior fields (gained latents, l3ic.quality)
-KNOWN_FLAGS = FLAG_MARGIN | FLAG_QUALITY
+FLAG_LOSSLESS = 0x0004  # flags bit 2: no latent; the pixels are in the LOSSLESS side-data record (tiny images)
+KNOWN_FLAGS = FLAG_MARGIN | FLAG_QUALITY | FLAG_LOSSLESS
+LOSSLESS = "PIXL"  # the side-data record of a lossless file: a filter byte, then the filtered samples
 MAX_QUALITY = 10000  # the quality field: q in hundredths, 0..100
 MAX_MARGIN = 8  # latent cells of margin on each side, at most (a file cannot claim a latent much larger than its image)
 COLOUR_MODES = ("RGB", "L")  # colour mode byte -> name
@@ -131,6 +133,8 @@ class Header:
             return "stride %d is outside 1..255" % self.stride
         if self.flags & ~KNOWN_FLAGS or (self.flags and not self.z_channels):
             return "unsupported flags 0x%04x (version 3 knows 0x%04x)" % (self.flags, KNOWN_FLAGS)
+        if self.flags & FLAG_LOSSLESS and self.flags != FLAG_LOSSLESS:
+            return "the lossless flag goes alone (flags 0x%04x)" % self.flags
         if not (0 <= self.quality <= MAX_QUALITY and (self.flags & FLAG_QUALITY or self.quality == 0)):
             return "quality %d is outside 0..%d, or given without FLAG_QUALITY" % (self.quality, MAX_QUALITY)
         expected = (_ceil_div(self.height, self.stride), _ceil_div(self.width, self.stride))
@@ -158,6 +162,13 @@ class Header:
             if tile != latent and tile % self.hyper_stride:
                 return "tile size %d is not a multiple of the hyper stride %d" % (tile, self.hyper_stride)
         return None
+
+    @property
+    def n_chunks(self) -> int:
+        """Chunks in the file: the ẑ chunk (format 3) and one per tile and channel; none in a lossless file."""
+        if self.flags & FLAG_LOSSLESS:
+            return 0
+        return self.n_tiles * self.channels + (1 if self.z_channels else 0)
 
     @property
     def version(self) -> int:
@@ -256,9 +267,12 @@ def write(header: Header, tiles: Sequence[TileChunks],
     would make an invalid file raise ValueError.
     """
     side_data = side_data or {}
-    if len(tiles) != header.n_tiles:
+    lossless = bool(header.flags & FLAG_LOSSLESS)
+    if lossless != (LOSSLESS in side_data) or (lossless and (tiles or z_chunks is not None)):
+        raise ValueError("a lossless file has the %s record and no chunks, and only it has that record" % LOSSLESS)
+    if not lossless and len(tiles) != header.n_tiles:
         raise ValueError("header has %d tiles, got %d" % (header.n_tiles, len(tiles)))
-    if (z_chunks is not None) != bool(header.z_channels):
+    if not lossless and (z_chunks is not None) != bool(header.z_channels):
         raise ValueError("z chunks are needed exactly when the header has z channels (format 3)")
     if len(side_data) > 255:
         raise ValueError("at most 255 side-data records, got %d" % len(side_data))
@@ -307,6 +321,8 @@ def _decode_varints(buf: np.ndarray, start: int, count: int, limit: int) -> Tupl
     Returns (values as uint64, end offset).  The index can hold millions of
     entries for a huge tiled image, so this must not loop in Python.
     """
+    if count == 0:  # a lossless file
+        return np.zeros(0, np.uint64), start
     window = buf[start:min(limit, start + 5 * count)]
     ends = np.flatnonzero(window < 0x80)[:count]  # last byte of each varint
     if len(ends) < count:
@@ -406,7 +422,8 @@ class L3icFile:
         # Layout first, so the header CRC is checked before the fields are interpreted.
         table = name_start + name_len
         index = table + side_count * _SIDE.size
-        count = _ceil_div(latent_h, tile_h) * _ceil_div(latent_w, tile_w) * channels + (1 if z_channels else 0)
+        count = 0 if flags & FLAG_LOSSLESS else (
+            _ceil_div(latent_h, tile_h) * _ceil_div(latent_w, tile_w) * channels + (1 if z_channels else 0))
         if index + _MIN_ENTRY * count + 4 > size:
             raise _truncated("channel index (%d entries)" % count, index + _MIN_ENTRY * count + 4, size)
         buf = np.frombuffer(mv, np.uint8)
@@ -436,7 +453,7 @@ class L3icFile:
         # Fewer than 2^32 chunks (Header checks it) of < 2^32 bytes: the sum fits in uint64.
         ends = np.cumsum(lengths, dtype=np.uint64)
         payload_start = head_end + 4
-        side, pos, total_raw = [], payload_start + int(ends[-1]), 0
+        side, pos, total_raw = [], payload_start + (int(ends[-1]) if count else 0), 0
         for tag, compression, stored_len, raw_len, crc in _SIDE.iter_unpack(mv[table:index]):
             if not all(0x20 <= b <= 0x7E for b in tag):
                 raise FormatError("invalid l3ic header: side-data tag %r is not printable ASCII" % tag)
@@ -456,6 +473,8 @@ class L3icFile:
         if pos < size:
             raise FormatError("corrupt l3ic file: %d bytes of trailing garbage after the last record"
                               % (size - pos))
+        if (flags & FLAG_LOSSLESS) != (LOSSLESS in (rec[0] for rec in side)) * FLAG_LOSSLESS:
+            raise FormatError("corrupt l3ic file: the lossless flag and the %s record go together" % LOSSLESS)
         offsets = np.concatenate((np.zeros(1, np.uint64), ends)).astype(np.int64) + payload_start  # <= size
         crcs = np.frombuffer(mv[crc_start:head_end], "<u4")
         return cls(header, version, mv, modes, offsets, crcs, side)
