@@ -16,7 +16,9 @@ export const MAX_PIXELS = 2 ** 26;  // the browser's default: a 64 Mpx image alr
 export const MAX_SIDE_DATA = 256 * 2 ** 20;
 export const FLAG_MARGIN = 0x0001;
 export const FLAG_QUALITY = 0x0002;
-const KNOWN_FLAGS = FLAG_MARGIN | FLAG_QUALITY;
+export const FLAG_LOSSLESS = 0x0004;  // no latent: a tiny image's pixels in the LOSSLESS record
+export const LOSSLESS = 'PIXL';
+const KNOWN_FLAGS = FLAG_MARGIN | FLAG_QUALITY | FLAG_LOSSLESS;
 const MAX_QUALITY = 10000;
 const MAX_MARGIN = 8;
 const MAX_MODEL_NAME = 64;
@@ -91,6 +93,7 @@ export class Header {
     if ((this.flags & ~KNOWN_FLAGS) || (this.flags && !this.zChannels)) {
       return `unsupported flags 0x${hex4(this.flags)} (version 3 knows 0x${hex4(KNOWN_FLAGS)})`;
     }
+    if ((this.flags & FLAG_LOSSLESS) && this.flags !== FLAG_LOSSLESS) return `the lossless flag goes alone (flags 0x${hex4(this.flags)})`;
     if (!(this.quality <= MAX_QUALITY && ((this.flags & FLAG_QUALITY) || this.quality === 0))) {
       return `quality ${this.quality} is outside 0..${MAX_QUALITY}, or given without FLAG_QUALITY`;
     }
@@ -281,7 +284,7 @@ export class L3icFile {
     // Layout first, so that the header CRC is checked before the fields are interpreted.
     const table = nameStart + f.nameLength;
     const index = table + f.sideCount * SIDE_SIZE;
-    const count = ceilDiv(f.latentH, f.tileH) * ceilDiv(f.latentW, f.tileW) * f.channels + (zChannels ? 1 : 0);
+    const count = f.flags & FLAG_LOSSLESS ? 0 : ceilDiv(f.latentH, f.tileH) * ceilDiv(f.latentW, f.tileW) * f.channels + (zChannels ? 1 : 0);
     const [lengths, crcStart, headEnd] = readIndex(bytes, view, index, count);
 
     if (f.mode >= COLOUR_MODES.length) throw new FormatError(`invalid l3ic header: colour mode ${f.mode} is reserved`);
@@ -302,6 +305,9 @@ export class L3icFile {
     const [side, end] = readSideTable(bytes, view, table, f.sideCount, offsets[count], maxSideData);
     if (end > size) throw truncated('payload and side data', end, size);
     if (end < size) throw new FormatError(`corrupt l3ic file: ${size - end} bytes of trailing garbage after the last record`);
+    if (Boolean(f.flags & FLAG_LOSSLESS) !== side.some((rec) => rec.tag === LOSSLESS)) {
+      throw new FormatError(`corrupt l3ic file: the lossless flag and the ${LOSSLESS} record go together`);
+    }
     const crcs = new Uint32Array(count);
     for (let i = 0; i < count; i++) crcs[i] = view.getUint32(crcStart + 4 * i, true);
     return new L3icFile(header, version, bytes, modes, offsets, crcs, side);

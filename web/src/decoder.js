@@ -9,7 +9,7 @@
 // the latents (symbols_sha256) and, for format 3, ẑ, index maps, bases, modes and values
 // (entropy_sha256), so a test can prove them bit-identical to the Python runtime's.
 
-import { FLAG_QUALITY, L3icFile, MAX_PIXELS } from './container.js';
+import { FLAG_LOSSLESS, FLAG_QUALITY, L3icFile, LOSSLESS, MAX_PIXELS } from './container.js';
 import { FormatError } from './errors.js';
 import { Fse } from './fse.js';
 import { checkEntropyModel, Models, sha256 } from './models.js';
@@ -45,25 +45,30 @@ export class Decoder {
    * Throws an L3icError with a one-line message for any bad file.
    */
   async decode(bytes, { maxPixels = MAX_PIXELS, trace = false, png = true } = {}) {
-    const t = [now()];
+    const clock = stopwatch();
     const parsed = L3icFile.parse(bytes, { maxPixels });
-    const h = parsed.header;
-    const model = this.models.find(h);
-    t.push(now());
-    await model.load(this.ort, this.fse, this.sessionOptions);
-    checkEntropyModel(h, model);
-    t.push(now());
-    const traced = trace ? { parts: [] } : null;
-    const values = this.latentValues(parsed, model, traced);
-    t.push(now());
-    const rgb = await this.synthesise(model, values, h);
-    t.push(now());
-    const image = toImage(rgb, h, parsed.sideData((stored, capacity, tag) => this.fse.unzstd(stored, capacity, tag)));
-    t.push(now());
+    clock.lap('parse');
+    const h = parsed.header, unzstd = (stored, capacity, tag) => this.fse.unzstd(stored, capacity, tag);
+    let model = null, samples, traced = null;
+    if (h.flags & FLAG_LOSSLESS) {  // a tiny image stored as pixels: no model involved
+      samples = losslessPixels(parsed.sideRecord(LOSSLESS, unzstd), h);
+      clock.lap('entropy');
+    } else {
+      model = this.models.find(h);
+      await model.load(this.ort, this.fse, this.sessionOptions);
+      checkEntropyModel(h, model);
+      clock.lap('load');
+      traced = trace ? { parts: [] } : null;
+      const values = this.latentValues(parsed, model, traced);
+      clock.lap('entropy');
+      samples = await this.synthesise(model, values, h);
+      clock.lap('network');
+    }
+    const image = toImage(samples, h, parsed.sideData(unzstd));
+    clock.lap('output');
     const encoded = png ? await encodePng(image) : null;
-    t.push(now());
-    const seconds = (i) => t[i + 1] - t[i];
-    const timings = { parse: seconds(0), load: seconds(1), entropy: seconds(2), network: seconds(3), output: seconds(4), png: seconds(5) };
+    clock.lap('png');
+    const timings = clock.laps;
     timings.decode = timings.parse + timings.entropy + timings.network + timings.output;  // without model loading and the PNG
     const result = { ...image, png: encoded, info: describe(parsed, model, bytes.length), timings };
     if (traced) result.hashes = await hashes(traced);
@@ -146,7 +151,7 @@ export class Decoder {
 
   /**
    * The decoder network over the image, block by block with HALO cells of latent context, pasted into
-   * uint8 RGB (height, width, 3) of the image without its margin (codec.synthesise).
+   * uint8 samples of the image without its margin: RGB (height, width, 3), or gray (codec.synthesise).
    */
   async synthesise(model, values, h) {
     const s = h.stride, [my, mx] = h.margin;
@@ -163,7 +168,7 @@ export class Decoder {
         for (let i = 0; i < (x1 - x0) * 3; i++) rgb[to + i] = toUint8(out[from + i]);
       }
     }
-    return rgb;
+    return h.mode === 'L' ? toGray(rgb) : rgb;
   }
 }
 
@@ -230,40 +235,75 @@ function toUint8(unit) {
   return Math.min(255, Math.max(0, rint(Math.fround(unit * 255))));
 }
 
+/** Gray from decoded RGB as codec.synthesise makes it: numpy's mean of the three, then rint. */
+function toGray(rgb) {
+  const gray = new Uint8Array(rgb.length / 3);
+  for (let p = 0; p < gray.length; p++) gray[p] = rint((rgb[3 * p] + rgb[3 * p + 1] + rgb[3 * p + 2]) / 3);
+  return gray;
+}
+
 /**
- * Pixels of the file's colour mode, with its alpha plane and ICC profile (image.to_pil):
- * {width, height, mode ('RGB', 'L', 'RGBA', 'LA'), channels, pixels (interleaved), icc}.
+ * The samples of a LOSSLESS record (l3ic.lossless.unpack): a filter byte - 0 NONE, 1 LEFT (PNG's Sub),
+ * 2 GRADIENT - then (height, width, K) filtered samples, undone by cumulative sums modulo 256.
  */
-function toImage(rgb, h, side) {
-  const n = h.width * h.height, gray = h.mode === 'L', alpha = side.get('ALPH');
+function losslessPixels(record, h) {
+  const k = h.mode === 'L' ? 1 : 3, row = h.width * k, expected = 1 + h.height * row;
+  if (record.length !== expected) {
+    throw new FormatError(`corrupt l3ic file: the lossless record has ${record.length} bytes, expected ${expected}`);
+  }
+  const filter = record[0];
+  if (filter > 2) throw new FormatError(`corrupt l3ic file: unknown lossless filter ${filter}`);
+  const v = record.slice(1);  // a Uint8Array: every sum below wraps modulo 256
+  if (filter === 2) for (let i = row; i < v.length; i++) v[i] += v[i - row];
+  if (filter >= 1) {
+    for (let y = 0; y < h.height; y++) for (let i = y * row + k; i < (y + 1) * row; i++) v[i] += v[i - k];
+  }
+  return v;
+}
+
+/**
+ * Pixels of the file's colour mode with its alpha plane and ICC profile (image.to_pil), from
+ * `samples` of that mode (3 or 1 a pixel): {width, height, mode ('RGB', 'L', 'RGBA', 'LA'),
+ * channels, pixels (interleaved), icc}.
+ */
+function toImage(samples, h, side) {
+  const n = h.width * h.height, alpha = side.get('ALPH');
   if (alpha && alpha.length !== n) {
     throw new FormatError(`corrupt l3ic file: alpha plane has ${alpha.length} bytes for ${h.width}x${h.height} pixels`);
   }
-  const colours = gray ? 1 : 3, channels = colours + (alpha ? 1 : 0);
-  let pixels = rgb;
-  if (channels !== 3) {
+  const colours = h.mode === 'L' ? 1 : 3, channels = colours + (alpha ? 1 : 0);
+  let pixels = samples;
+  if (alpha) {
     pixels = new Uint8Array(n * channels);
-    for (let p = 0, q = 0; p < n; p++, q += channels) {
-      const r = rgb[3 * p], g = rgb[3 * p + 1], b = rgb[3 * p + 2];
-      if (gray) {
-        pixels[q] = rint((r + g + b) / 3);  // numpy's mean of the three, then rint
-      } else {
-        pixels[q] = r;
-        pixels[q + 1] = g;
-        pixels[q + 2] = b;
-      }
-      if (alpha) pixels[q + colours] = alpha[p];
+    for (let p = 0; p < n; p++) {
+      for (let c = 0; c < colours; c++) pixels[p * channels + c] = samples[p * colours + c];
+      pixels[p * channels + colours] = alpha[p];
     }
   }
   const icc = side.get('ICCP');
   return { width: h.width, height: h.height, mode: h.mode + (alpha ? 'A' : ''), channels, pixels, icc: icc && icc.length ? icc : null };
 }
 
+/** Seconds per named stage: lap(name) adds the time since the last lap. */
+function stopwatch() {
+  const laps = { parse: 0, load: 0, entropy: 0, network: 0, output: 0, png: 0 };
+  let last = now();
+  return {
+    laps,
+    lap(name) {
+      const t = now();
+      laps[name] += t - last;
+      last = t;
+    },
+  };
+}
+
 /** What the viewer shows about a file (a subset of l3ic.codec.describe). */
 function describe(parsed, model, nBytes) {
   const h = parsed.header;
   return {
-    width: h.width, height: h.height, mode: h.mode, model: h.modelName, legacy: Boolean(model.legacy), bytes: nBytes,
+    width: h.width, height: h.height, mode: h.mode, model: h.modelName, legacy: Boolean(model && model.legacy),
+    lossless: Boolean(h.flags & FLAG_LOSSLESS), bytes: nBytes,
     bpp: (8 * nBytes) / (h.width * h.height), format_version: parsed.version, channels: h.channels, tiles: h.nTiles,
     quality: h.flags & FLAG_QUALITY ? h.quality / 100 : null, side_data: parsed.side.map((r) => r.tag),
   };

@@ -28,7 +28,7 @@ function showInfo(result, name) {
     ['file', name],
     ['size', `${info.width} × ${info.height} ${result.mode}`],
     ['bpp', `${info.bpp.toFixed(3)} (${info.bytes} bytes)`],
-    ['model', `${info.model}${info.legacy ? ' (legacy decoder)' : ''}, format ${info.format_version}`],
+    ['model', `${info.model}${info.legacy ? ' (legacy decoder)' : ''}, format ${info.format_version}${info.lossless ? ', stored losslessly' : ''}`],
     ['quality', info.quality === null ? '—' : String(info.quality)],
     ['decode time', `${timings.decode.toFixed(3)} s (entropy ${timings.entropy.toFixed(3)} s, network ${timings.network.toFixed(3)} s, ${threads} thread${threads > 1 ? 's' : ''})`
       + (timings.load > 0.001 ? `; model loaded in ${timings.load.toFixed(2)} s` : '')],
