@@ -21,7 +21,10 @@ setup(
     python_requires=">=3.8",
     packages=["l3ic", "l3ic.models", "runtime"],
     package_dir={"": "src", "l3ic.models": "models"},
-    package_data={"l3ic.models": ["*/encoder.onnx", "*/decoder.onnx", "*/decoder_gradient.onnx", "*/entropy_model.npz",
+    license="Apache-2.0",
+    license_files=["LICENSE", "src/l3ic/LICENSE-zstd.txt", "models/LICENSE.md"],
+    package_data={"l3ic": ["LICENSE-zstd.txt"],  # next to the compiled FSE (l3ic/_fse), which contains zstd
+                  "l3ic.models": ["LICENSE.md", "*/encoder.onnx", "*/decoder.onnx", "*/decoder_gradient.onnx", "*/entropy_model.npz",
                                   "*/manifest.json", "legacy/*/decoder.onnx", "legacy/*/entropy_model.npz", "legacy/*/manifest.json"]},
     entry_points={"console_scripts": ["l3ic = l3ic.cli:main"]},
     setup_requires=["cffi>=1.15"],
