@@ -100,9 +100,20 @@ def test_command_line_starts_its_own_cluster(tmp_path):
                             capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
     assert result.returncode == 1, result.stderr
     assert result.stdout.startswith("5 images done, 1 failed;")
-    assert len([line for line in result.stderr.splitlines() if line.startswith("l3ic: error:")]) == 1
-    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == ["l3ic: error: %s is not an image Pillow can read" % (src / "broken.png")]
     assert len(read_manifest(out / "manifest.jsonl")) == 6
+
+
+@needs_ray
+def test_a_run_that_succeeds_prints_its_summary_only(tmp_path):
+    """No INFO, WARNING or core_worker lines of Ray's on success, without --quiet too."""
+    src, out = make_folder(tmp_path / "in"), tmp_path / "out"
+    (src / "broken.png").unlink()
+    result = subprocess.run([sys.executable, "-m", "l3ic.batch_ray", "--input", str(src), "--output", str(out),
+                             "--num-cpus", "1"], capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.count("\n") == 1 and result.stdout.startswith("5 images done, 0 failed;")
 
 
 def test_usage_errors(tmp_path, monkeypatch):

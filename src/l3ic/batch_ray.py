@@ -19,10 +19,12 @@ node, and ``--input``/``--output`` must be paths that every node sees (a
 shared file system), since the actors read and write the files themselves.
 Ray is an optional dependency: ``pip install 'l3ic[ray]'`` (Ray Data >= 2.10).
 """
+import contextlib
 import json
 import logging
 import os
 import sys
+import tempfile
 import time
 
 from l3ic import batch, cli
@@ -102,12 +104,13 @@ def connect(args):
         return False
     if args.address and args.num_cpus:
         raise L3icError("--num-cpus is for the local Ray instance; the cluster at --address has its own")
+    quiet = dict(logging_level=logging.ERROR, log_to_driver=False)
     try:
         if args.address:
-            ray.init(address=args.address, logging_level=logging.WARNING)
+            ray.init(address=args.address, **quiet)
         else:
             ray.init(num_cpus=args.num_cpus, object_store_memory=args.object_store_mb << 20,
-                     include_dashboard=False, logging_level=logging.WARNING)
+                     include_dashboard=False, **quiet)
     except Exception as e:  # ConnectionError, ValueError, RuntimeError, ... depending on the Ray version
         where = "the Ray cluster at %s" % args.address if args.address else "a local Ray instance"
         raise L3icError("cannot start or reach %s: %s" % (where, _first_line(e)))
@@ -118,9 +121,8 @@ def run(args, chosen, jobs):
     """Encode the jobs on the Ray cluster; yields one result row per file, as they finish."""
     import ray
     from l3ic.batch_ray import Encoder  # by its module name, so that workers import it rather than unpickle __main__
-    if args.quiet:
+    if args.quiet or not sys.stderr.isatty():  # Ray Data logs its progress as lines where it cannot draw bars
         ray.data.DataContext.get_current().enable_progress_bars = False
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
     workers = args.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // args.threads)
     workers = min(workers, len(jobs))
     options = (chosen, args.strip, args.force, False, args.max_pixels)
@@ -160,19 +162,22 @@ def main(argv=None):
         raise L3icError("cannot create the output folder %s: %s" % (args.output, e.strerror or e))
     manifest = os.path.abspath(args.manifest or os.path.join(args.output, MANIFEST))
     started = time.perf_counter()
-    own_cluster = connect(args)
     rows, failure = [], None
-    try:
-        for row in run(args, chosen, jobs):
-            rows.append(row)
-            if row["error"]:
-                print(batch.error_line(row["input"], row["error"]), file=sys.stderr)
-    except Exception as e:  # the Ray job itself failed (a node or actor lost for good): keep what was done
-        failure = "the Ray job failed: %s: %s" % (type(e).__name__, _first_line(e))
-    finally:
-        if own_cluster:
-            import ray
-            ray.shutdown()
+    with ray_output_aside() as (errors, log):
+        own_cluster = connect(args)
+        try:
+            for row in run(args, chosen, jobs):
+                rows.append(row)
+                if row["error"]:
+                    print(batch.error_line(row["input"], row["error"]), file=errors)
+        except Exception as e:  # the Ray job itself failed (a node or actor lost for good): keep what was done
+            failure = "the Ray job failed: %s: %s (Ray's log: %s)" % (type(e).__name__, _first_line(e), log)
+        finally:
+            if own_cluster:
+                import ray
+                ray.shutdown()
+    if not failure:
+        os.remove(log)
     finished = {r["input"] for r in rows}
     rows += [manifest_row({"input": src, "output": dst, "error": "not encoded: " + (failure or "no result")})
              for src, dst in jobs if src not in finished]
@@ -182,6 +187,31 @@ def main(argv=None):
     if failure:
         raise L3icError(failure)
     return 1 if any(r["error"] for r in rows) else 0
+
+
+@contextlib.contextmanager
+def ray_output_aside():
+    """Ray prints INFO and WARNING lines, and its C++ workers' log lines, on the process's stderr even when a
+    run succeeds; within the block they go to a log file instead, kept when the block raised.  Yields (the
+    stream for l3ic's own error lines, the log's path); the caller removes the log when it has no use for it."""
+    sys.stderr.flush()
+    fd, log = tempfile.mkstemp(prefix="l3ic-ray-", suffix=".log")
+    saved = os.dup(2)
+    try:
+        real = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # a test's capture, not the process's stderr
+        real = False
+    errors = os.fdopen(os.dup(saved), "w", buffering=1) if real else sys.stderr
+    os.dup2(fd, 2)
+    os.close(fd)
+    try:
+        yield errors, log
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        if errors is not sys.stderr:
+            errors.close()
 
 
 def _first_line(error):
