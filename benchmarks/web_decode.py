@@ -15,7 +15,6 @@ profile and no network but the local server's; it is driven through the harness 
 the standard library is needed here.  Every wait is bounded (``--timeout``), and the browser is
 ended, with its process group, whatever happens.
 """
-import argparse
 import json
 import os
 import queue
@@ -259,7 +258,8 @@ def benchmark(sizes, threads, runs, timeout, out=None):
 
 def parse_args(argv):
     from benchmarks.speed import SIZES
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.web_decode", description=__doc__.split("\n\n")[0])
+    from l3ic.cli import Parser
+    parser = Parser(prog="python -m benchmarks.web_decode", description=__doc__.split("\n\n")[0])
     parser.add_argument("file", nargs="?", help="the .l3ic file to decode")
     parser.add_argument("-o", "--output", help="the PNG to write (default FILE without .l3ic + .web.png); replaced if it exists")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads in the browser (and in Python, "

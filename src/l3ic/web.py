@@ -161,7 +161,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         path = urlsplit(self.path).path
-        harness = self.server.harness
+        harness = self.server.harness if self.command == "GET" else None  # a HEAD must not take a job
         if path == "/models/index.json":
             return self.send_json(self.server.model_index())
         if harness is not None and path == "/harness/next":
@@ -217,11 +217,19 @@ def page_url(server, name=None):
     return server.url + ("?open=file/%s" % quote(name) if name else "")
 
 
+def port_number(text):
+    """argparse type: a TCP port, 0..65535."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError("must be a port number 0..65535, got %r" % text)
+    return int(text)
+
+
 def main(argv=None, prog="python -m l3ic.web"):
-    parser = argparse.ArgumentParser(prog=prog, description="Serve the l3ic viewer page and the installed models on "
+    from l3ic.cli import Parser
+    parser = Parser(prog=prog, description="Serve the l3ic viewer page and the installed models on "
                                      "this computer: .l3ic files are decoded in the browser (see docs/web.md).")
     parser.add_argument("file", nargs="?", help="an .l3ic file for the page to open")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default %(default)d; 0: any free port)")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help="port (default %(default)d; 0: any free port)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this computer only)")
     parser.add_argument("--open", action="store_true", help="open the page in the default web browser")
     args = parser.parse_args(argv)

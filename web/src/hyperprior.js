@@ -213,7 +213,7 @@ export class EntropyModel {
 }
 
 /** (C, H, W) planes -> their (C, h, w) window at (oy, ox). */
-export function crop(array, H, W, oy, ox, h, w) {
+function crop(array, H, W, oy, ox, h, w) {
   const C = array.length / (H * W);
   const out = new array.constructor(C * h * w);
   for (let c = 0; c < C; c++) {
