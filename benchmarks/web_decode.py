@@ -188,36 +188,20 @@ def _end_group(process):
             continue
 
 
-def write_file(path, data):
-    """Write ``data`` to ``path`` through a temporary file in the same folder, so there is never half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".web_decode-", delete=False) as f:
-            f.write(data)
-        os.replace(f.name, path)
-    except OSError as e:
-        raise L3icError("cannot write %s: %s" % (path, e.strerror or e))
-
-
-def read_file(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise L3icError("cannot read %s: %s" % (path, e.strerror or e))
-
-
 def decode_file(args):
-    """The command: decode one file in the browser and write its PNG."""
-    data = read_file(args.file)
-    output = args.output or os.path.splitext(args.file)[0] + ".web.png"
+    """The command: decode one file in the browser and write its PNG (``-``: standard input / output)."""
+    from l3ic.files import STDIO, check_output_path, read_input, write_bytes_atomic
+    output = args.output or (STDIO if args.file == STDIO else os.path.splitext(args.file)[0] + ".web.png")
+    check_output_path(output, inputs=[args.file], overwrite=True)  # before the browser's work
+    data = read_input(args.file)
     with BrowserDecoder(args.threads, args.timeout) as browser:
         head, png = browser.decode(data, repeat=args.runs)
-    write_file(output, png)
+    write_bytes_atomic(output, png, overwrite=True)
     decode = statistics.median(t["decode"] for t in head["timings"])
     print("%s -> %s: %dx%d %s, model %s, browser decode %.3f s (median of %d, %d thread%s; model loaded in %.2f s)"
           % (args.file, output, head["width"], head["height"], head["mode"], head["info"]["model"], decode,
-             len(head["timings"]), args.threads, "s" if args.threads > 1 else "", head["timings"][0]["load"]))
+             len(head["timings"]), args.threads, "s" if args.threads > 1 else "", head["timings"][0]["load"]),
+          file=sys.stderr if output == STDIO else sys.stdout)
     return 0
 
 
@@ -260,8 +244,9 @@ def parse_args(argv):
     from benchmarks.speed import SIZES
     from l3ic.cli import Parser
     parser = Parser(prog="python -m benchmarks.web_decode", description=__doc__.split("\n\n")[0])
-    parser.add_argument("file", nargs="?", help="the .l3ic file to decode")
-    parser.add_argument("-o", "--output", help="the PNG to write (default FILE without .l3ic + .web.png); replaced if it exists")
+    parser.add_argument("file", nargs="?", help="the .l3ic file to decode (- for standard input)")
+    parser.add_argument("-o", "--output", help="the PNG to write (default FILE without .l3ic + .web.png; - for standard "
+                                                  "output); replaced if it exists")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads in the browser (and in Python, "
                                                                "for --benchmark); default %(default)d")
     parser.add_argument("--runs", type=int, default=1, help="decodes to time (the median is printed); default %(default)d")
