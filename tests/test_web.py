@@ -289,14 +289,17 @@ def test_the_lossless_file_of_a_tiny_image_decodes_exactly(browser, codec, files
     assert mode == "RGBA" and np.array_equal(ours, codec.decode(files["lossless"]))
 
 
-def test_a_file_of_a_model_that_is_not_installed(browser, files):
+def test_a_file_of_a_model_that_is_not_installed(browser, codec, files):
+    """The messages of ``l3ic decode``, which takes the model the file names (Codec.decoder_for)."""
     data = files["format3"]
     name_at = 60 + 2  # the model name: after the fixed header, the hyperprior fields and the quality field
     assert data[name_at:name_at + 6] == b"medium"
     assert browser_error(browser, _with_header(data, name_at, b"mediux")) == \
         "unknown model 'mediux' (shipped models: high, low, medium)"
-    assert browser_error(browser, _with_header(data, 39, bytes(16))) == \
-        "this file needs model 'medium' (identity 000000000000), which is not installed"
+    other = _with_header(data, 39, bytes(16))
+    assert browser_error(browser, other) == python_error(codec, other) == \
+        "this file was made with model 'medium' (decoder 000000000000), not with 'medium' (decoder %s)" \
+        % codec.model.decoder_hash.hex()[:12]
 
 
 # ---- the viewer page and the commands ------------------------------------------------------------------

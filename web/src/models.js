@@ -108,16 +108,22 @@ export class Models {
     this.models = models;
   }
 
-  /** The model that decodes a file with this header (find_decoder, then Codec's checks); ModelError if none. */
+  /**
+   * The model that decodes a file with this header (find_decoder, then Codec's checks); ModelError if
+   * none, with the message `l3ic decode` gives: it takes the current model of the file's name, and an
+   * earlier release's decoder only where the identity names one.
+   */
   find(header) {
     const id = hex(header.decoderHash);
     const model = this.models.find((m) => m.name === header.modelName && hex(m.identity) === id);
     if (model) return checkedAgainst(header, model);
-    if (!this.models.some((m) => m.name === header.modelName)) {
+    const current = this.models.find((m) => m.name === header.modelName && !m.legacy);
+    if (!current) {
       const shipped = [...new Set(this.models.filter((m) => !m.legacy).map((m) => m.name))].sort();
       throw new ModelError(`unknown model ${reprStr(header.modelName)} (shipped models: ${shipped.join(', ') || 'none'})`);
     }
-    throw new ModelError(`this file needs model ${reprStr(header.modelName)} (identity ${id.slice(0, 12)}), which is not installed`);
+    throw new ModelError(`this file was made with model ${reprStr(header.modelName)} (decoder ${id.slice(0, 12)}), `
+      + `not with ${reprStr(current.name)} (decoder ${hex(current.identity).slice(0, 12)})`);
   }
 }
 
