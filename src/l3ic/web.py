@@ -119,7 +119,7 @@ class Server(ThreadingHTTPServer):
             parts = ["index.html"]
         if len(parts) == 1 and parts[0] in PAGES:
             return os.path.join(self.root, parts[0])
-        if len(parts) == 2 and parts[0] == "src" and parts[1].endswith(".js") and "/" not in parts[1]:
+        if len(parts) == 2 and parts[0] == "src" and parts[1].endswith(".js"):
             return os.path.join(self.root, "src", parts[1])
         if len(parts) == 2 and parts[0] == "ort" and parts[1] in ORT_FILES:
             return os.path.join(self.root, ORT_DIST, parts[1])

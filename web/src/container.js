@@ -352,7 +352,7 @@ export class L3icFile {
   readSide(rec, unzstd) {
     const stored = this.bytes.subarray(rec.offset, rec.offset + rec.storedLength);
     if (crc32(stored) !== rec.crc) throw new FormatError(`corrupt l3ic file: checksum mismatch in side data ${reprStr(rec.tag)}`);
-    if (rec.compression !== ZSTD) return stored;
+    if (rec.compression !== ZSTD) return stored.slice();  // a copy, as Python's bytes(): the page may keep it
     const data = unzstd(stored, rec.rawLength + 1, rec.tag);
     if (data.length !== rec.rawLength) {
       const got = data.length > rec.rawLength ? `more than ${rec.rawLength}` : data.length;
