@@ -8,8 +8,9 @@ and every damaged, truncated or foreign file must fail with the Python runtime's
 in the decoder, in the viewer page and in ``python -m benchmarks.web_decode``, never hang.
 
 The browser, clang (which builds web/dist/l3ic_fse.wasm) and onnxruntime-web (``npm ci`` in web/) are
-needed: on CI (``CI=true``) the ``web_tools`` fixture installs whichever is missing from Debian's
-packages and the npm registry; elsewhere it fails and says what to install.
+needed: where it can (as root, with apt-get: CI's fresh machine) the ``web_tools`` fixture installs whichever
+is missing from Debian's packages and the npm registry, so that the README's one test command sets everything
+up; elsewhere it fails and says what to install.
 """
 import hashlib
 import io
@@ -62,11 +63,17 @@ def _install(missing):
         assert done.returncode == 0, "%s failed: %s" % (" ".join(step), (done.stderr or done.stdout).strip()[-500:])
 
 
+def _can_install():
+    """Whether this test run may install packages itself: as root on a Debian-like machine (CI's)."""
+    return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
 @pytest.fixture(scope="session")
 def web_tools():
-    """Chromium, clang and onnxruntime-web, installed on CI when missing; the WebAssembly decoder built."""
+    """Chromium, clang and onnxruntime-web, installed when missing where that is possible; the WebAssembly
+    decoder built."""
     missing = _missing_tools()
-    if missing and os.environ.get("CI") == "true":
+    if missing and _can_install():
         _install(missing)
         missing = _missing_tools()
     assert not missing, ("the browser tests need %s: apt-get install %s, and npm ci in web/"
