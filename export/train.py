@@ -488,7 +488,9 @@ def warm_start(model, folder, codebook=None, images=()):
     decoder's first convolution) get the overlapping channels: released models
     order channels by importance, so a smaller model keeps the most important
     ones, and a larger one starts as the released model plus new channels that
-    the decoder ignores (zero weights).
+    the decoder ignores (zero weights) and the encoder leaves at 0 (random
+    weights gave them ~1.5 bpp of noise to code, which training then spent
+    hundreds of steps removing).
 
     With ``images`` (and the ``codebook``), new channels that carry no
     information on them are then re-initialised by ``revive_unused_channels``:
@@ -515,8 +517,8 @@ def warm_start(model, folder, codebook=None, images=()):
         if tuple(dst.shape) == value.shape:
             dst.assign(value)
         elif "analysis" in dst.path.split("/"):
-            new = np.asarray(dst.numpy())
-            new[..., :n] = value[..., :n]  # projection kernel (3, 3, width, C) and bias (C,)
+            new = np.zeros(tuple(dst.shape), np.float32)  # new channels start silent: revive_unused_channels gives
+            new[..., :n] = value[..., :n]  # them weights on a cheap scale (projection kernel (3, 3, width, C), bias (C,))
             dst.assign(new)
         else:
             new = np.zeros(tuple(dst.shape), np.float32)
