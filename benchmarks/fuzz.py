@@ -4,7 +4,7 @@ Targets (each gets hostile bytes and may only fail with the runtime's own errors
 
 * ``container``: ``L3icFile.parse`` of every version (1, 2 and 3), every
   side-data record, and the full entropy decode of every tile
-  (``l3ic.codec.latent_values``; no network): for format 3 that is the ẑ
+  (the model's ``l3ic.entropy`` coder; no network): for format 3 that is the ẑ
   chunk (with the model's z tables), the integer hyper-synthesis on the
   decoded ẑ (``EntropyModel.tile_parameters``) and every tile's chunks with
   the tables it picks, with the entropy model of the installed model the file names
@@ -143,9 +143,9 @@ class ContainerTarget(Target):
 
     def __init__(self):
         super().__init__()
-        from l3ic import Codec, container
-        from l3ic.codec import decode_z, latent_values, read_latents
-        self.parse, self.latent_values, self.decode_z = container.L3icFile.parse, latent_values, decode_z
+        from l3ic import Codec, container, read_latents
+        from l3ic.entropy import PerFileCoder
+        self.parse, self.per_file = container.L3icFile.parse, PerFileCoder()
         self.lossless_flag = container.FLAG_LOSSLESS
         self.read_latents = read_latents
         # the model lookup of Codec.decode (the file's model identity, then its header against the model)
@@ -158,15 +158,15 @@ class ContainerTarget(Target):
         parsed.side_data
         version = parsed.version
         self.paths["v%d-parsed" % version] += 1
-        # formats 1 and 2 are decoded without a model (latent_values does not look at it); 3 needs its entropy model
+        # formats 1 and 2 are decoded without a model (their coder does not look at it); 3 needs its entropy model
         h = parsed.header
         if h.flags & self.lossless_flag:  # a tiny image as pixels: no model, no latents
             self.codec.decode(data)
             self.paths["v3-lossless"] += 1
             return
-        model = self.codec.decoder_for(h) if version >= 3 else None
-        if model is not None:
-            self.decode_z(parsed, model.entropy_model)
+        coder = self.codec.file_coder(h) if version >= 3 else self.per_file
+        if version >= 3:
+            coder.decode_z(parsed)
             self.paths["v3-z-decoded"] += 1  # the hyper-synthesis runs on this ẑ next
         channels = tiles = None
         pick = zlib.crc32(data)
@@ -174,7 +174,7 @@ class ContainerTarget(Target):
             rng = random.Random(pick)
             channels = rng.sample(range(h.channels), rng.randint(1, min(h.channels, 8)))
             tiles = rng.sample(range(h.n_tiles), rng.randint(1, min(h.n_tiles, 4)))
-        self.latent_values(parsed, model, channels, tiles)
+        coder.decode(parsed, channels, tiles)
         self.paths["v%d-decoded%s" % (version, "" if channels is None else "-subset")] += 1
         if pick % 8 == 1:  # the API that finds the file's model by itself
             self.read_latents(data, channels, max_pixels=self.MAX_PIXELS)
@@ -410,17 +410,16 @@ def l3ic_seeds():
 
 def _lossy(codec, image):
     """The network's file of a tiny image, which ``Codec.encode`` would store losslessly (the encode stages)."""
-    from l3ic import container, image as images
+    from l3ic import image as images
     picture = images.from_array(image)
     header = codec.header_for(picture)
-    tiles, z_chunks = codec.code(codec.analyse(picture.rgb(), header), header)
-    return container.write(header, tiles, picture.side_data, z_chunks)
+    return codec.write(picture, header, codec.quantise(codec.analyse(picture.rgb(), header), header))
 
 
 def _make_l3ic_seeds():
     import numpy as np
     from l3ic import Codec
-    from l3ic.codec import Tiling
+    from l3ic.tiling import Tiling
     rng = np.random.default_rng(1)
     codec = Codec("medium", "cpu", threads=1)
     smooth = np.clip(np.cumsum(rng.normal(0, 6, (48, 48, 3)), axis=1) + 128, 0, 255).astype(np.uint8)

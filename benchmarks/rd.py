@@ -14,6 +14,7 @@ plots ``rd_psnr.png`` / ``rd_msssim.png``.  ``--published`` adds l3ic's BD-rate 
 classical codec is also reported image by image, since the acceptance limits are per image.
 """
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -48,40 +49,43 @@ def file_digest(path):
 
 def settings_of(codec, quality, refine=0):
     """What identifies a result in the cache: for l3ic the model's encoder and decoder hashes, the compiled entropy
-    coder (a better coder changes the file sizes), the entropy model's code (how gains are interpolated) and, with
-    refinement, its steps, settings and code (refine and codec, which cuts it into blocks), else the tool
-    and setting."""
+    coder (a better coder changes the file sizes), the code of the gains (the entropy model) and of the tile
+    coding and, with refinement, its steps, settings and code (refine, and the analysis and tiling that cut it
+    into blocks), else the tool and setting."""
     if codec == "l3ic":
-        from l3ic import fse
+        from l3ic import fse, hyperprior
+        from l3ic.entropy import conditional
         from l3ic.model import Model
-        from l3ic import hyperprior
-        model = Model(_model_of(quality), "cpu")
+        model = Model(l3ic_options(quality).model, "cpu")
         key = "%s-%s-%s-%s%s" % (quality if isinstance(quality, str) else "q%g" % quality, model.decoder_hash.hex()[:12],
                                  model.manifest["files"]["encoder.onnx"]["sha256"][:8],  # an encoder-only release
-                                 file_digest(fse.EXTENSION_FILE)[:12], file_digest(hyperprior.__file__)[:6])
+                                 file_digest(fse.EXTENSION_FILE)[:12], code_digest(hyperprior, conditional)[:6])
         if refine:  # the manifest's settings, the gradient graph and the refinement code all change the files
-            from l3ic import codec, refine as refinement
+            from l3ic import analysis, refine as refinement, tiling
+            from l3ic.refine import descent, rate
             settings = json.dumps([model.refine_parameters(), model.manifest["files"]["decoder_gradient.onnx"]["sha256"],
-                                   file_digest(refinement.__file__), file_digest(codec.__file__)], sort_keys=True).encode()
+                                   code_digest(refinement, descent, rate, analysis, tiling)], sort_keys=True).encode()
             key += "-refine%d-%s" % (refine, hashlib.sha256(settings).hexdigest()[:8])
         return key
     return "%s" % quality
 
 
-_CODECS = {}
+def code_digest(*modules):
+    """A digest of the source of these modules: a change to any of them may change the files."""
+    return hashlib.sha256("".join(file_digest(m.__file__) for m in modules).encode()).hexdigest()[:16]
 
 
-def _model_of(quality):
-    """The l3ic model of a quality point: a preset's name, or the model that serves q (l3ic.quality)."""
-    from l3ic.quality import QUALITY_SCALE, model_for
-    return quality if isinstance(quality, str) else model_for(round(quality * QUALITY_SCALE))
+def l3ic_options(quality, refine=0):
+    """The ``EncodeOptions`` of an l3ic quality point: a preset's name (its model), or q (the model that serves it)."""
+    from l3ic.options import EncodeOptions
+    return EncodeOptions.validated(**({"model": quality} if isinstance(quality, str) else {"quality": quality}), refine=refine)
 
 
-def _l3ic(model):
-    if model not in _CODECS:
-        from l3ic.codec import Codec
-        _CODECS[model] = Codec(model, "cpu")
-    return _CODECS[model]
+@functools.lru_cache(maxsize=None)
+def l3ic_codecs():
+    """The l3ic codecs of this process, one per model (l3ic is imported on first use)."""
+    from l3ic.codec import CodecCache
+    return CodecCache("cpu")
 
 
 def measure(codec, quality, path, refine=0):
@@ -91,12 +95,11 @@ def measure(codec, quality, path, refine=0):
     if codec == "l3ic":
         from l3ic.codec import encode_picture
         from l3ic.image import from_array
-        from l3ic.options import EncodeOptions
-        options = EncodeOptions.validated(**({"model": quality} if isinstance(quality, str) else {"quality": quality}), refine=refine)
+        options = l3ic_options(quality, refine)
         start = time.perf_counter()
-        data = encode_picture(from_array(reference), options, _l3ic).data
+        data = encode_picture(from_array(reference), options, l3ic_codecs()).data
         mid = time.perf_counter()
-        decoded = _l3ic(_model_of(quality)).decode(data)
+        decoded = l3ic_codecs()(options.model).decode(data)
         end = time.perf_counter()
         size = len(data)
     else:

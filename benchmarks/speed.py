@@ -64,8 +64,10 @@ def median_time(fn, runs):
 def measure_stages(model, provider, rgb, runs, refine_steps=0):
     """Time each stage of Codec.encode / Codec.decode, calling the codec's own stage methods."""
     from l3ic import container, read_latents
-    from l3ic.codec import Codec, latent_values, synthesise
+    from l3ic.codec import Codec
     from l3ic.image import from_array
+    from l3ic.refine import refined_latents
+    from l3ic.synthesis import latent_values, synthesise
     t = {}
     t["load"], codec = median_time(lambda: Codec(model, provider), 1)
     codec.model.encoder, codec.model.decoder  # sessions are created lazily: include that in "load"
@@ -73,19 +75,20 @@ def measure_stages(model, provider, rgb, runs, refine_steps=0):
     picture = from_array(rgb)
     codec.decode(codec.encode(picture))  # warm-up
     header = codec.header_for(picture)
-    t["encoder"], analysed = median_time(lambda: codec.analyse(picture.rgb(), header), runs)
+    t["encoder"], latents = median_time(lambda: codec.quantise(codec.analyse(picture.rgb(), header), header), runs)
     # entropy coding: for format 3 models the hyper-synthesis (ẑ -> tables) and the FSE coder
-    t["entropy_encode"], (tiles, z_chunks) = median_time(lambda: codec.code(analysed, header), runs)
+    t["entropy_encode"], (tiles, z_chunks) = median_time(lambda: codec.code(latents, header), runs)
     t["container_write"], data = median_time(lambda: container.write(header, tiles, picture.side_data, z_chunks), runs)
-    t["container_read"], (parsed, model) = median_time(lambda: codec.parse(data), runs)
-    t["entropy_decode"], values = median_time(lambda: latent_values(parsed, model), runs)
-    t["decoder"], _ = median_time(lambda: synthesise(model, values, parsed.header), runs)
+    t["container_read"], (parsed, coder) = median_time(lambda: codec.parse(data), runs)
+    t["entropy_decode"], values = median_time(lambda: latent_values(parsed, coder), runs)
+    t["decoder"], _ = median_time(lambda: synthesise(coder.model, values, parsed.header), runs)
     assert np.array_equal(read_latents(data), codec.encode_latents(picture))
     t["bytes"] = len(data)
     t["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     if refine_steps:
-        codec.analyse(picture.rgb(), header, 1)  # warm-up: creates the decoder_gradient session
-        seconds, _ = median_time(lambda: codec.analyse(picture.rgb(), header, refine_steps), 1)
+        refine = lambda steps: refined_latents(codec.model, codec.tiling, picture.rgb(), header, steps)
+        refine(1)  # warm-up: creates the decoder_gradient session
+        seconds, _ = median_time(lambda: refine(refine_steps), 1)
         t["refine_step"] = (seconds - t["encoder"]) / refine_steps  # the scorings of the hard rounding included
         t["refine_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return t

@@ -1,6 +1,6 @@
 """How close ``--target-bpp`` lands: ``python -m benchmarks.target --images DIR [--targets 0.1,0.2,...]``.
 
-For every image and every target X, ``l3ic.codec.encode_to_target`` (the
+For every image and every target X, ``l3ic.target.encode_to_target`` (the
 search over continuous quality behind ``--target-bpp``) is run, and the file's
 rate is compared with X.  Prints a table per target: how many files are
 within [0.97 X, X] (the promise for targets inside the models' range), the
@@ -15,7 +15,8 @@ import time
 import numpy as np
 
 from l3ic.files import write_bytes_atomic
-from l3ic.codec import Codec, encode_to_target
+from l3ic.codec import CodecCache
+from l3ic.target import encode_to_target
 from l3ic.image import list_images, load
 
 TARGETS = (0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5)
@@ -24,8 +25,7 @@ BAND = 0.97  # a file within [BAND * X, X] has landed
 
 def measure(paths, targets, threads=None):
     """One row per (image, target): bpp reached, whether X was inside the image's range, seconds."""
-    codecs = {}
-    codec_for = lambda name: codecs.setdefault(name, Codec(name, "cpu", threads=threads))
+    codec_for = CodecCache("cpu", threads)
     rows = []
     for path in paths:
         picture = load(path)

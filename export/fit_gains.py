@@ -11,7 +11,7 @@ on the installed model as the runtime runs it:
 * random crops of training photos (the held-out ones left out), through the
   ONNX encoder once;
 * the rate: the bytes the static tables code each channel in
-  (``l3ic.hyperprior.encode_tile``, exactly a file's chunks), which depend on
+  (``l3ic.entropy.conditional.tile_chunks``, exactly a file's chunks), which depend on
   that channel's exponent only, so they are computed once per exponent;
 * the distortion D: the MSE on 0..255 of the ONNX decoder's uint8 pixels, or
   with ``--ms-ssim-share w`` (1 - w) MSE + w MS_SSIM_MSE (1 - MS-SSIM);
@@ -35,7 +35,6 @@ and ``checkpoint/`` (the released weights with the new gain units).
 """
 import argparse
 import json
-import math
 import os
 import shutil
 import time
@@ -89,23 +88,23 @@ class GainSearch:
     """The cost J of a grid point's gains on fixed crops, and the coordinate search that lowers it."""
 
     def __init__(self, model, crops, ms_ssim_share=0.0):
-        from l3ic.hyperprior import rounded
+        from l3ic.analysis import rounded
         self.model, self.em, self.crops, self.share = model, model.entropy_model, crops, ms_ssim_share
-        self.encoded = [model.encode(c) for c in crops]
+        self.encoded = [model.run_encoder(c) for c in crops]
         self.pixels = len(crops) * CROP * CROP
         self.rounded = lambda latents: rounded(latents, model.codebook_min, model.codebook_size)
         self._bits = {}
 
     def channel_bits(self, exponent):
         """Coded bits of every channel over all crops with this exponent (C,): a channel's bits depend on its own only."""
-        from l3ic import hyperprior
+        from l3ic.entropy.conditional import tile_chunks
         if exponent not in self._bits:
             m = self.model
-            gain = self.em.gain_with(np.full(m.channels, exponent), np.ones(m.channels))
+            gain = self.em.gains.gain_with(np.full(m.channels, exponent), np.ones(m.channels))
             bits = np.zeros(m.channels)
             for latents, z in self.encoded:
                 base, index = (np.ascontiguousarray(a) for a in self.em.parameters(z, gain))
-                coded = hyperprior.encode_tile(self.em, latents * gain.encoder[:, None, None], base, index,
+                coded = tile_chunks(self.em, gain.apply(latents), base, index,
                                                m.codebook_min, m.codebook_size)
                 bits += 8.0 * coded.sizes
             self._bits[exponent] = bits
@@ -116,12 +115,12 @@ class GainSearch:
 
     def distortion(self, exponents, corrections):
         """(1 - w) MSE + w MS_SSIM_MSE (1 - MS-SSIM) of the decoded uint8 crops (MSE on 0..255; means over the crops)."""
+        from l3ic.image import to_uint8
         from l3ic.metrics import ms_ssim
-        gain = self.em.gain_with(exponents, corrections)
+        gain = self.em.gains.gain_with(exponents, corrections)
         sse, dissimilarity = 0.0, 0.0
         for (latents, _), crop in zip(self.encoded, self.crops):
-            out = self.model.decode(self.rounded(latents * gain.encoder[:, None, None]) * gain.inverse[:, None, None])
-            out = np.clip(np.rint(out * 255.0), 0, 255)
+            out = to_uint8(self.model.run_decoder(gain.invert(self.rounded(gain.apply(latents))))).astype(np.float32)
             sse += float(np.sum((out - crop) ** 2))
             if self.share:
                 dissimilarity += (1.0 - ms_ssim(crop, out.astype(np.uint8))) / len(self.crops)
@@ -145,7 +144,7 @@ class GainSearch:
             for c in range(len(exponents)):
                 for step in (1, -1):
                     stepped = False
-                    while abs(exponents[c] + step) <= self.em.max_exponent:
+                    while abs(exponents[c] + step) <= self.em.gains.max_exponent:
                         trial = exponents.copy()
                         trial[c] += step
                         result = self.cost(trial, corrections, lam)
@@ -167,11 +166,12 @@ def starting_gains(em, grid):
     if not all(lo <= u <= hi for u in grid) or em.default_quality not in grid:
         raise SystemExit("error: the grid must lie inside the model's range %g..%g and hold its preset %g"
                          % (lo / 100, hi / 100, em.default_quality / 100))
-    return {u: em.interpolated(u) for u in grid}
+    return {u: em.gains.interpolated(u) for u in grid}
 
 
 def fit_grid(args):
     """Search every grid point not yet in ``fit.json``, saving it after each point; returns its content."""
+    from l3ic.image import psnr_of_mse
     from l3ic.model import Model
     from l3ic.quality import QUALITY_SCALE, lambda_of
     model = Model(args.model, "cpu", threads=args.threads)
@@ -206,7 +206,7 @@ def fit_grid(args):
                           before=dict(zip(("J", "mse", "bpp"), before)), after=dict(zip(("J", "mse", "bpp"), after)),
                           seconds=round(time.time() - t0, 1))
             print("q %g: J %.3f -> %.3f (PSNR %.3f -> %.3f dB, %.4f -> %.4f bpp), %d moves, %.0f s"
-                  % (u / QUALITY_SCALE, before[0], after[0], _psnr(before[1]), _psnr(after[1]), before[2], after[2],
+                  % (u / QUALITY_SCALE, before[0], after[0], psnr_of_mse(before[1]), psnr_of_mse(after[1]), before[2], after[2],
                      moves, record["seconds"]), flush=True)
         points[str(u)] = record
         done = {"model": args.model, "data": args.data, "crops": args.crops, "holdout": args.holdout,
@@ -248,10 +248,6 @@ def write_run(args, fitted):
     if config.get("latent_tables"):  # fitted tables (export.fit_tables) go with the weights
         shutil.copyfile(os.path.join(keras_folder, LATENT_COUNTS), os.path.join(args.out, LATENT_COUNTS))
     write_json(os.path.join(args.out, "config.json"), run)
-
-
-def _psnr(mse):
-    return 10 * math.log10(255.0 ** 2 / mse)
 
 
 def main(argv=None):

@@ -55,19 +55,18 @@ def parse_args(argv=None):
 def symbol_histogram(codec, paths):
     """(K, L) counts of the residual symbols each static table would code, over the photos and every quality of the
     model's grid (the analysis is the same at every quality: only the gains differ)."""
-    from l3ic import hyperprior
     from l3ic import image as images
     m = codec.model
     em = m.entropy_model
     counts = np.zeros(em.latent_bits.shape, np.int64)
     for path in paths:
         picture = images.load(path, codec.max_pixels, strip=True)
-        latents, z = codec.analyse(picture.rgb(), codec.header_for(picture))
-        channels, h, w = latents.shape
+        analysed = codec.analyse(picture.rgb(), codec.header_for(picture))
+        channels, h, w = analysed.latents.shape
         for units in em.quality_grid:
             gain = em.gain(int(units))
-            base, index = em.parameters(z, gain)
-            values = hyperprior.rounded(latents * gain.encoder[:, None, None], m.codebook_min, m.codebook_size)
+            base, index = em.parameters(analysed.z, gain)
+            values = analysed.quantised(m, gain).values
             symbols = (values - base[:, :h, :w] - m.codebook_min).astype(np.int64)
             coded = (symbols >= 0) & (symbols < m.codebook_size)  # the others are coded adaptively
             np.add.at(counts, (index[:, :h, :w][coded].astype(np.int64), symbols[coded]), 1)

@@ -196,7 +196,7 @@ def _table_mismatch(model, folder, z_symbols):
         point = len(model.config["qualities"]) // 2
         m, g, _ = model.gain_units.gain(tf.constant(point))
         mean, scale = hp.gained(mean, scale, m, g)
-        gain = em.gain(int(em._gains["quality_grid"][point]))
+        gain = em.gain(int(em.quality_grid[point]))
     base, index = em.parameters(z_symbols, gain)
     mean_q = np.rint(np.transpose(mean.numpy()[0], [2, 0, 1]) * hp.PHASES).astype(np.int64)
     tf_base, phase = np.divmod(mean_q, hp.PHASES)

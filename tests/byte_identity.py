@@ -50,16 +50,12 @@ def image(height, width, channels, seed):
 
 def encode(case):
     """The file ``l3ic encode`` writes for one case."""
-    from l3ic.codec import Codec, Tiling, encode_picture
+    from l3ic.codec import CodecCache, encode_picture
     from l3ic.image import from_array
     from l3ic.options import EncodeOptions
+    from l3ic.tiling import Tiling
     height, width, channels, seed, options, tiling = CASES[case]
-    codecs = {}
-
-    def codec_for(name):
-        if name not in codecs:
-            codecs[name] = Codec(name, "cpu", tiling=Tiling(**tiling) if tiling else None)
-        return codecs[name]
+    codec_for = CodecCache("cpu", tiling=Tiling(**tiling) if tiling else None)
     chosen = EncodeOptions.validated(**options)
     return encode_picture(from_array(image(height, width, channels, seed)), chosen, codec_for).data
 

@@ -120,6 +120,27 @@ def test_damaged_model_file_is_refused(tmp_path, sample):
         codec.decode(codec.encode(sample[:16, :16]))
 
 
+def test_a_folder_finds_a_listed_file_it_has_no_copy_of_by_its_hash(tmp_path):
+    """A decode-only folder may leave out a file it shares with another installed model: its manifest lists the
+    file's sha256, and the lookup finds that copy (l3ic.model.model_file)."""
+    import shutil
+    from l3ic.model import Model, model_file
+    root = os.path.dirname(find_model("medium"))
+    legacy = tmp_path / "high-0.4"
+    legacy.mkdir()
+    for name in ("manifest.json", "entropy_model.npz"):
+        shutil.copyfile(os.path.join(root, "legacy", "high-0.4", name), legacy / name)
+    assert model_file(str(legacy), "decoder.onnx") == os.path.join(root, "high", "decoder.onnx")
+    assert Model(str(legacy), "cpu").decoder is not None
+    with open(legacy / "manifest.json") as f:
+        manifest = json.load(f)
+    manifest["files"]["decoder.onnx"]["sha256"] = "0" * 64  # installed nowhere
+    with open(legacy / "manifest.json", "w") as f:
+        json.dump(manifest, f)
+    with pytest.raises(ModelError, match="model file missing: .*decoder.onnx"):
+        Model(str(legacy), "cpu").decoder
+
+
 def test_unknown_model_and_provider():
     with pytest.raises(ModelError, match="unknown model"):
         Codec("ultra")
@@ -248,16 +269,16 @@ def test_bad_latents_for_a_format2_model_are_l3ic_errors(latents, message):
 # ---- public stages (issue 16, item 11) -------------------------------------------------------------------
 def test_the_public_stages_make_up_encode_and_decode(codec):
     from l3ic import container
-    from l3ic.codec import latent_values, synthesise
     from l3ic.image import from_array
+    from l3ic.synthesis import latent_values, synthesise
     picture = from_array(photo_like(40, 72))
     header = codec.header_for(picture)
-    tiles, z_chunks = codec.code(codec.analyse(picture.rgb(), header), header)
+    tiles, z_chunks = codec.code(codec.quantise(codec.analyse(picture.rgb(), header), header), header)
     data = container.write(header, tiles, picture.side_data, z_chunks)
     assert data == codec.encode(picture)
-    parsed, model = codec.parse(data)
-    assert model is codec.decoder_for(parsed.header)
-    pixels = synthesise(model, latent_values(parsed, model), parsed.header, tiling=codec.tiling)
+    parsed, coder = codec.parse(data)
+    assert coder.model is codec.decoder_for(parsed.header) is codec.model
+    pixels = synthesise(coder.model, latent_values(parsed, coder), parsed.header, tiling=codec.tiling)
     np.testing.assert_array_equal(pixels, codec.decode(data))
 
 
@@ -289,17 +310,18 @@ def test_bad_channels_regions_and_tilings_are_l3ic_errors(codec):
 def test_side_information_on_its_grid_and_latents_as_padded_to_the_stride(name, size):
     """An image whose sides are not multiples of 32 px: ẑ is what the image padded to whole ẑ cells gives (on the
     hyper-synthesis's grid), the latents exactly what the image padded to the stride gives."""
-    from l3ic.codec import _pad_to
     from l3ic.image import from_array
+    from l3ic.tiling import pad_to
     rng = np.random.default_rng(1)
     yy, xx = np.mgrid[0:size[0], 0:size[1]]
     rgb = np.clip(np.stack([yy * 0.7, xx * 0.5, (yy + xx) % 97 * 2.0], axis=2) + rng.normal(0, 6, size + (3,)), 0, 255)
     rgb = rgb.astype(np.uint8)
     codec = Codec(name, "cpu")
     header = codec.header_for(from_array(rgb))
-    y, z = codec.analyse(rgb, header)
-    y8 = codec.model.encode(_pad_to(rgb, 8))[0]
-    z32 = codec.model.encode(_pad_to(rgb, 32))[1]
+    analysed = codec.analyse(rgb, header)
+    y, z = analysed.latents, analysed.z
+    y8 = codec.model.run_encoder(pad_to(rgb, 8))[0]
+    z32 = codec.model.run_encoder(pad_to(rgb, 32))[1]
     np.testing.assert_array_equal(y, y8[:, :y.shape[1], :y.shape[2]])
     np.testing.assert_array_equal(z, z32[:, :z.shape[1], :z.shape[2]])
 
@@ -307,14 +329,14 @@ def test_side_information_on_its_grid_and_latents_as_padded_to_the_stride(name, 
 def test_blockwise_encode_keeps_the_border_latents():
     """A tiled encode's windows at the bottom and right borders give the latents of a whole-image encode padded
     to the stride (up to float rounding), not those of more replicated border."""
-    from l3ic.codec import Tiling, _pad_to
     from l3ic.image import from_array
+    from l3ic.tiling import Tiling, pad_to
     rng = np.random.default_rng(2)
     yy, xx = np.mgrid[0:300, 0:236]
     rgb = np.clip(np.stack([yy * 0.6, xx * 0.8, (yy * xx) % 89 * 2.5], axis=2) + rng.normal(0, 5, (300, 236, 3)), 0, 255)
     rgb = rgb.astype(np.uint8)
     codec = Codec("medium", "cpu", tiling=Tiling(whole_image=16, tile=16))
     header = codec.header_for(from_array(rgb))
-    y, _ = codec.analyse(rgb, header)
-    whole = codec.model.encode(_pad_to(rgb, 8))[0][:, :y.shape[1], :y.shape[2]]
+    y = codec.analyse(rgb, header).latents
+    whole = codec.model.run_encoder(pad_to(rgb, 8))[0][:, :y.shape[1], :y.shape[2]]
     assert np.max(np.abs(y - whole)) < 1e-2

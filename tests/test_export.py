@@ -241,7 +241,9 @@ def test_hyperprior_export_codes_what_training_measures(hyper_run):
     codec = Codec(out, "cpu")
     data = codec.encode(image)
     assert read_info(data)["format_version"] == 3
-    payload = 8 * container.L3icFile.parse(data).chunk_bytes  # what the rate models
+    parsed = container.L3icFile.parse(data)
+    chunks = [parsed.z_chunks()] + [parsed.tile_chunks(t) for t in range(parsed.header.n_tiles)]
+    payload = 8 * sum(len(c.payload) for c in chunks)  # what the rate models
     assert payload <= float(bits) * 1.1 + 8 * 6 * (4 + 4)  # + at most ~6 bytes per chunk of stream overhead
     expected = np.clip(np.rint(model.synthesis(y_hat).numpy()[0] * 255.0), 0, 255)
     assert np.max(np.abs(codec.decode(data).astype(int) - expected)) <= 1

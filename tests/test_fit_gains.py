@@ -22,7 +22,7 @@ def test_the_search_costs_what_files_at_that_quality_code(codec):
     crops = [photo_like(fit_gains.CROP, fit_gains.CROP, seed) for seed in (1, 2)]
     search = fit_gains.GainSearch(codec.model, crops)
     units = 5000
-    exponents, corrections = codec.model.entropy_model.interpolated(units)
+    exponents, corrections = codec.model.entropy_model.gains.interpolated(units)
     files = [codec.encode(c, quality=units / QUALITY_SCALE) for c in crops]
     assert search.bpp(exponents) * search.pixels == sum(_latent_bits(f) for f in files)
     mse = np.mean([np.mean((codec.decode(f).astype(np.float64) - c) ** 2) for f, c in zip(files, crops)])

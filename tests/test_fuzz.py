@@ -79,8 +79,9 @@ def test_fix_crcs_gets_mutations_past_the_checksums():
             except FormatError as e:
                 assert "checksum" not in str(e)
             continue
-        damaged[parsed.payload_span[1] - 1] ^= 0x55  # the last byte of the last chunk
         last_tile = parsed.header.n_tiles - 1
+        last_chunks = parsed.tile_chunks(last_tile).payload  # stored last of all chunks, before any side data
+        damaged[bytes(seed).rfind(last_chunks) + len(last_chunks) - 1] ^= 0x55  # the last byte of the last chunk
         with pytest.raises(FormatError, match="checksum mismatch in tile %d" % last_tile):
             container.L3icFile.parse(bytes(damaged)).tile_chunks(last_tile)
         container.L3icFile.parse(fuzz.fix_crcs(bytes(damaged))).tile_chunks(last_tile)
@@ -88,7 +89,7 @@ def test_fix_crcs_gets_mutations_past_the_checksums():
     if v3:  # format 3: the ẑ chunk comes first, after 3 more header bytes
         parsed = container.L3icFile.parse(v3[0])
         damaged = bytearray(v3[0])
-        damaged[parsed.payload_span[0]] ^= 0x01  # the ẑ chunk (the first)
+        damaged[bytes(v3[0]).find(parsed.z_chunks().payload)] ^= 0x01  # the ẑ chunk (the first)
         with pytest.raises(FormatError, match="checksum mismatch in z channel 0"):
             container.L3icFile.parse(bytes(damaged)).z_chunks()
         container.L3icFile.parse(fuzz.fix_crcs(bytes(damaged))).z_chunks()

@@ -212,7 +212,7 @@ def test_icc_and_exif_reach_the_decoded_file(codec, tmp_path):
             assert back.getexif()[MAKE] == "l3ic", ext
 
     _, stripped, decoded = round_trip(codec, path, strip=True)
-    assert read_info(stripped)["side_data"] == {}
+    assert set(read_info(stripped)["side_data"]) <= {container.LOSSLESS}  # a tiny image may be stored as pixels
     assert "icc_profile" not in decoded.info and "exif" not in decoded.info
 
 

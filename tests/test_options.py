@@ -93,7 +93,7 @@ def test_bad_codec_options_are_one_line_errors(options, message):
 
 
 def test_the_api_validates_with_the_same_options(codec):
-    from l3ic.codec import encode_to_target
+    from l3ic.target import encode_to_target
     from l3ic.image import from_array
     picture = from_array(photo_like(16, 16))
     for call in (lambda: codec.encode(picture, refine=-1), lambda: codec.encode_latents(picture, refine=-1),
@@ -105,7 +105,7 @@ def test_the_api_validates_with_the_same_options(codec):
 
 
 def test_codec_cache_passes_its_settings_to_codec():
-    from l3ic.batch import CodecCache
+    from l3ic.codec import CodecCache
     codec = CodecCache(providers="cpu", threads=1, max_pixels=12345)("medium")
     assert (codec.max_pixels, codec.model.threads, codec.model.providers) == (12345, 1, ["CPUExecutionProvider"])
 
@@ -113,7 +113,7 @@ def test_codec_cache_passes_its_settings_to_codec():
 def test_option_checks_live_in_one_module():
     """No second copy of the refine, quality or target-rate checks in the tools."""
     src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src", "l3ic")
-    for name in ("codec.py", "encode.py", "pillow.py", "batch_ray.py"):
+    for name in ("codec.py", "target.py", "encode.py", "pillow.py", "batch_ray.py"):
         with open(os.path.join(src, name), encoding="utf-8") as f:
             text = f.read()
         for phrase in ("must be a number of steps", "chooses the model itself", "not both", "must be positive"):

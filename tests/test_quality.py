@@ -1,6 +1,6 @@
 """Continuous quality (l3ic.quality): -q 0..100 across the models, exact gains, --target-bpp by search, refinement
 that keeps the size."""
-import copy
+import dataclasses
 import os
 import re
 import subprocess
@@ -12,7 +12,8 @@ from PIL import Image
 
 from conftest import SAMPLE
 from l3ic import Codec, container, image as images
-from l3ic.codec import encode_picture, encode_to_target
+from l3ic.codec import CodecCache, encode_picture
+from l3ic.target import encode_to_target
 from l3ic.errors import FormatError, L3icError, ModelError
 from l3ic.image import from_array
 from l3ic.options import EncodeOptions
@@ -28,8 +29,7 @@ def run(*args, cwd):
 
 @pytest.fixture(scope="module")
 def codecs():
-    made = {}
-    return lambda name: made.setdefault(name, Codec(name, "cpu"))
+    return CodecCache("cpu")
 
 
 @pytest.fixture(scope="module")
@@ -123,13 +123,13 @@ def chunks_of(data):
 
 def test_gains_are_integer_exact_between_grid_points(codecs):
     em = codecs("medium").model.entropy_model
-    grid = em._gains["quality_grid"]
-    exponents = em._gains["gain_exponents"].astype(np.int64)
+    grid = em.quality_grid
+    exponents = em.gains.exponents.astype(np.int64)
     for point, q in enumerate(grid):  # at a grid point: that point's exponents
         assert em.gain(int(q)).exponents.tolist() == exponents[point].tolist()
-    toy = copy.copy(em)  # by hand, 2 channels: offsets 1/4 and 3/4; -1 -> 0 over 100 hundredths flips at 75 / 25
-    toy._gains = dict(em._gains, quality_grid=np.array([1000, 1100]), gain_exponents=np.array([[-1, -1], [0, 0]]),
-                      gain_corrections=np.ones((2, 2), np.float32))
+    # by hand, 2 channels: offsets 1/4 and 3/4; -1 -> 0 over 100 hundredths flips at 75 / 25
+    toy = dataclasses.replace(em.gains, quality_grid=np.array([1000, 1100]), exponents=np.array([[-1, -1], [0, 0]]),
+                              corrections=np.ones((2, 2), np.float32))
     assert [toy.gain(q).exponents.tolist() for q in (1000, 1024, 1025, 1074, 1075, 1100)] == \
         [[-1, -1], [-1, -1], [-1, 0], [-1, 0], [0, 0], [0, 0]]
     for b in range(1, len(grid)):
@@ -140,7 +140,7 @@ def test_gains_are_integer_exact_between_grid_points(codecs):
                         for k, (a, c) in enumerate(zip(exponents[b - 1], exponents[b]))]
             gain = em.gain(q)
             assert gain.exponents.tolist() == expected
-            assert gain.multipliers.tolist() == em._gains["gain_multipliers"][np.array(expected) + em.max_exponent].tolist()
+            assert gain.multipliers.tolist() == em.gains.multipliers[np.array(expected) + em.gains.max_exponent].tolist()
     z = np.random.default_rng(0).integers(0, 16, (em.z_channels, 3, 2)).astype(np.uint8)
     gain = em.gain(5333)
     base, index = em.parameters(z, gain)

@@ -117,6 +117,6 @@ def test_quality_step_measures_the_continuous_curve(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
     done, todo = rd.plan(["l3ic"], [str(tmp_path / "a.png")], str(tmp_path / "cache"), quality_step=25)
     assert not done and [t[1] for t in todo] == [0.0, 25.0, 50.0, 75.0, 100.0]
-    assert len({t[3] for t in todo}) == 5 and [rd._model_of(t[1]) for t in todo] == ["low", "low", "medium", "medium", "high"]
+    assert len({t[3] for t in todo}) == 5 and [rd.l3ic_options(t[1]).model for t in todo] == ["low", "low", "medium", "medium", "high"]
     point = rd.measure("l3ic", 50.0, str(tmp_path / "a.png"))
     assert point["quality"] == 50.0 and point["bytes"] > 0

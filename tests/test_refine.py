@@ -12,7 +12,8 @@ from l3ic import Codec
 from l3ic import image as images
 from l3ic.errors import L3icError, ModelError
 from l3ic.model import find_model
-from l3ic.refine import hard_bits, soft_bits, soft_round
+from l3ic.refine.descent import soft_round
+from l3ic.refine.rate import hard_bits, soft_bits
 from conftest import photo_like
 
 
@@ -52,7 +53,7 @@ def test_decoder_gradient_matches_the_decoder_and_its_own_finite_differences(cod
     rgb = photo_like(48, 64, seed=3)
     q = codec.encode_latents(rgb).astype(np.float32)
     sse, gradient = model.squared_error_and_gradient(q, rgb)
-    decoded = model.decode(q)  # float, clipped to [0, 1]
+    decoded = model.run_decoder(q)  # float, clipped to [0, 1]
     assert sse == pytest.approx(float(np.sum((decoded.astype(np.float64) * 255 - rgb) ** 2)), rel=1e-4)
     direction = gradient / np.linalg.norm(gradient)
     eps = 1e-2
@@ -93,6 +94,14 @@ def test_refinement_of_a_tiled_image_decodes_like_any_file(codec):
     data = codec.encode(rgb, refine=2)
     assert codec.decode(data).shape == rgb.shape
     assert images.psnr(rgb, codec.decode(data)) >= images.psnr(rgb, codec.decode(codec.encode(rgb))) - 0.05
+
+
+def test_refinement_keeps_alpha(codec):
+    """The file-level check compares the decoded colours with the image's, whatever alpha travels beside them."""
+    rgba = np.dstack([photo_like(40, 44, seed=6), np.linspace(0, 255, 40 * 44).astype(np.uint8).reshape(40, 44)])
+    decoded = codec.decode(codec.encode(rgba, refine=1))
+    assert decoded.shape == rgba.shape
+    np.testing.assert_array_equal(decoded[:, :, 3], rgba[:, :, 3])
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "3"])

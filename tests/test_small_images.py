@@ -12,7 +12,7 @@ from PIL import Image
 
 from l3ic import FormatError, L3icError, container, read_info, read_latents
 from l3ic import image as images
-from l3ic.codec import MARGIN, SMALL_SIDE
+from l3ic.tiling import MARGIN, SMALL_SIDE
 from l3ic.container import FLAG_LOSSLESS, FLAG_MARGIN, MAX_MARGIN, Header, L3icFile
 from l3ic.image import psnr
 
@@ -56,7 +56,7 @@ def lossy(codec, image):
     """The network's file of ``image``, never the lossless one (the encode stages ``Codec.encode`` runs first)."""
     picture = images.from_array(image)
     header = codec.header_for(picture)
-    tiles, z_chunks = codec.code(codec.analyse(picture.rgb(), header), header)
+    tiles, z_chunks = codec.code(codec.quantise(codec.analyse(picture.rgb(), header), header), header)
     return container.write(header, tiles, picture.side_data, z_chunks)
 
 

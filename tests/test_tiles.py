@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from l3ic import Codec, L3icError, read_info
-from l3ic.codec import Tiling
+from l3ic.tiling import Tiling
 from l3ic.image import psnr
 
 from conftest import photo_like

@@ -18,7 +18,7 @@ import importlib
 __version__ = "0.5.0"
 
 _EXPORTS = {
-    "Codec": "l3ic.codec", "read_info": "l3ic.codec", "read_latents": "l3ic.codec",
+    "Codec": "l3ic.codec", "read_info": "l3ic.reader", "read_latents": "l3ic.reader",
     "L3icError": "l3ic.errors", "FormatError": "l3ic.errors", "FSEError": "l3ic.errors",
     "ImageError": "l3ic.errors", "ModelError": "l3ic.errors",
 }

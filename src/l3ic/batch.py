@@ -22,7 +22,7 @@ import time
 import traceback
 
 from l3ic import cli, progress
-from l3ic.codec import Codec
+from l3ic.codec import CodecCache
 from l3ic.errors import L3icError
 from l3ic.files import STDIO, display_name
 from l3ic.image import IMAGE_SUFFIXES, list_images
@@ -55,19 +55,6 @@ def default_jobs(providers):
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, min(cores, MAX_DEFAULT_JOBS))
-
-
-class CodecCache:
-    """One Codec per model name, created on first use (a worker may meet several models when decoding)."""
-
-    def __init__(self, providers, threads, max_pixels):
-        self.providers, self.threads, self.max_pixels = providers, threads, max_pixels
-        self.codecs = {}
-
-    def __call__(self, model):
-        if model not in self.codecs:
-            self.codecs[model] = Codec(model, providers=self.providers, max_pixels=self.max_pixels, threads=self.threads)
-        return self.codecs[model]
 
 
 def expand(inputs, suffixes=IMAGE_SUFFIXES):
@@ -115,12 +102,13 @@ def names_folder(output, batch):
     return bool(output) and (batch or output.endswith(("/", os.sep)) or os.path.isdir(output))
 
 
-def make_output_folder(output, batch):
-    """Create the folder -o names (with its parents, as ``mkdir -p``): writing into a new folder needs no extra step."""
+def make_output_folder(output, batch, flag="-o"):
+    """Create the folder ``flag`` (-o) names (with its parents, as ``mkdir -p``): writing into a new folder needs no
+    extra step."""
     if not names_folder(output, batch):
         return
     if os.path.exists(output) and not os.path.isdir(output):
-        raise L3icError("-o must be a folder%s, and %s is a file" % (" with several inputs" if batch else "", output))
+        raise L3icError("%s must be a folder%s, and %s is a file" % (flag, " with several inputs" if batch else "", output))
     try:
         os.makedirs(output, exist_ok=True)
     except OSError as e:

@@ -28,11 +28,11 @@ import tempfile
 import time
 
 from l3ic import batch, cli
+from l3ic.codec import CodecCache
 from l3ic.files import write_atomic
-from l3ic.encode import IMAGE_SUFFIXES, encode_one, encode_options
-from l3ic.errors import L3icError
+from l3ic.encode import IMAGE_SUFFIXES, add_encode_flags, encode_one, encode_options
+from l3ic.errors import L3icError, first_line
 from l3ic.image import DEFAULT_MAX_PIXELS
-from l3ic.model import QUALITIES
 from l3ic.options import PROVIDERS
 
 FIELDS = ("input", "output", "bytes_in", "pixels", "bytes", "bpp", "model", "seconds", "error")
@@ -45,10 +45,7 @@ def parse_args(argv):
                    help="folder or glob of images (repeatable); the paths must be valid on every node")
     p.add_argument("--output", required=True, metavar="DIR", help="folder for the .l3ic files (created if missing)")
     p.add_argument("-m", "--model", help="model: low, medium (default), high, or a model folder (on every node)")
-    p.add_argument("-q", "--quality", metavar="Q", help="quality 0..100 or a preset: %s" % ", ".join(QUALITIES))
-    p.add_argument("--target-bpp", type=float, help="per image, the largest file within this many bits per pixel")
-    p.add_argument("--refine", type=int, default=0, metavar="STEPS", help="steps of encoder-side refinement (default 0 = off)")
-    p.add_argument("--strip", action="store_true", help="drop ICC profile and EXIF")
+    add_encode_flags(p)
     p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--manifest", help="results file, JSON lines (default: OUTPUT/%s)" % MANIFEST)
     p.add_argument("--address", help="Ray cluster to use: 'auto' (from a cluster node) or ray://HOST:10001; default: start a local one")
@@ -67,7 +64,7 @@ class Encoder:
 
     def __init__(self, options, providers, threads, max_pixels):
         self.options = options
-        self.codecs = batch.CodecCache(providers, threads, max_pixels)
+        self.codecs = CodecCache(providers, threads, max_pixels)
 
     def __call__(self, rows):
         out = {name: [] for name in FIELDS}
@@ -85,9 +82,7 @@ class Encoder:
 
 def plan(args):
     """The (input, output) pairs: absolute paths, so that every node reads the same files."""
-    files, _ = batch.expand(args.input, IMAGE_SUFFIXES)
-    if not files:
-        raise L3icError("no input files found in %s" % ", ".join(args.input))
+    files, _ = batch.expand(args.input, IMAGE_SUFFIXES)  # a folder or glob without images is an error there
     output = os.path.abspath(args.output)
     jobs = [(os.path.abspath(f), batch.output_for(f, output, True, ".l3ic")) for f in files]
     batch.check_distinct_outputs(jobs)
@@ -113,7 +108,7 @@ def connect(args):
                      include_dashboard=False, **quiet)
     except Exception as e:  # ConnectionError, ValueError, RuntimeError, ... depending on the Ray version
         where = "the Ray cluster at %s" % args.address if args.address else "a local Ray instance"
-        raise L3icError("cannot start or reach %s: %s" % (where, _first_line(e)))
+        raise L3icError("cannot start or reach %s: %s" % (where, first_line(e)))
     return True
 
 
@@ -156,10 +151,7 @@ def main(argv=None):
     args = parse_args(argv)
     chosen = encode_options(args)  # bad options are errors before Ray starts
     jobs = plan(args)
-    try:
-        os.makedirs(args.output, exist_ok=True)
-    except OSError as e:
-        raise L3icError("cannot create the output folder %s: %s" % (args.output, e.strerror or e))
+    batch.make_output_folder(args.output, True, "--output")
     manifest = os.path.abspath(args.manifest or os.path.join(args.output, MANIFEST))
     started = time.perf_counter()
     rows, failure = [], None
@@ -171,7 +163,7 @@ def main(argv=None):
                 if row["error"]:
                     print(batch.error_line(row["input"], row["error"]), file=errors)
         except Exception as e:  # the Ray job itself failed (a node or actor lost for good): keep what was done
-            failure = "the Ray job failed: %s: %s (Ray's log: %s)" % (type(e).__name__, _first_line(e), log)
+            failure = "the Ray job failed: %s: %s (Ray's log: %s)" % (type(e).__name__, first_line(e), log)
         finally:
             if own_cluster:
                 import ray
@@ -212,11 +204,6 @@ def ray_output_aside():
         os.close(saved)
         if errors is not sys.stderr:
             errors.close()
-
-
-def _first_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 if __name__ == "__main__":

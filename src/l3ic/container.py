@@ -15,7 +15,6 @@ the FSE layer's job, l3ic/fse.py).  Its two promises:
 
 Pure Python + numpy + zlib + zstandard; runs on Python >= 3.8, numpy >= 1.19.
 """
-import hashlib
 import struct
 import zlib
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from l3ic.errors import FormatError
+from l3ic.errors import FormatError, first_line
 
 MAGIC = b"L3IC"
 READABLE_VERSIONS = (1, 2, 3)  # 1 is 2 without the CONTEXT mode; 3 adds the hyperprior's z chunks and STATIC mode
@@ -45,7 +44,7 @@ MAX_QUALITY = 10000  # the quality field: q in hundredths, 0..100
 MAX_MARGIN = 8  # latent cells of margin on each side, at most (a file cannot claim a latent much larger than its image)
 COLOUR_MODES = ("RGB", "L")  # colour mode byte -> name
 # Coding modes by version: FSE 0, CONSTANT 1, RAW 2, EMPTY 3, CONTEXT 4 (version 2), STATIC 5 (version 3);
-# chunk contents are l3ic/fse.py's and l3ic/hyperprior.py's business.
+# chunk contents are the business of l3ic/fse.py and the entropy coders (l3ic/entropy/).
 _CODING_MODES = {1: frozenset(range(4)), 2: frozenset(range(5)), 3: frozenset(range(6))}
 _ZSTD_LEVEL = 10  # side data is small (ICC, EXIF) or compresses well (alpha): a middling level
 
@@ -65,16 +64,6 @@ def _ceil_div(a, b):
     return -(-a // b)
 
 
-def hash_decoder(onnx_bytes: bytes) -> bytes:
-    """The 16-byte model identity of a format-2 model stored in the header: sha256(decoder.onnx)[:16]
-    (format-3 models also hash their entropy model: ``l3ic.model.model_identity``).
-
-    A file records which decoder it needs; the codec compares this against the
-    installed model so that a wrong or missing model is a clear error, not noise.
-    """
-    return hashlib.sha256(onnx_bytes).digest()[:16]
-
-
 @dataclass(frozen=True)
 class Header:
     """Everything in the fixed header, validated on construction.
@@ -91,7 +80,7 @@ class Header:
     height: int
     mode: str  # "RGB" or "L"
     model_name: str
-    decoder_hash: bytes  # the model identity: hash_decoder(decoder.onnx), or for format 3 l3ic.model.model_identity
+    decoder_hash: bytes  # the model identity (l3ic.model.model_identity): which decoder the file needs
     codebook_size: int  # L: symbols are indices 0..L-1
     codebook_min: int  # the value of index 0; value = codebook_min + index
     channels: int
@@ -357,6 +346,96 @@ def _unzstd(stored: memoryview, size: int, tag: str) -> bytes:
     return data
 
 
+def _fields(mv: memoryview) -> Tuple[dict, int, int]:
+    """(the header's fields by ``Header``'s names, the mode as its byte, with side_count and name_len; the
+    version; where the model name starts), checked as far as they can be before the header CRC."""
+    size = len(mv)
+    if mv[:4] != MAGIC:
+        raise FormatError("not an l3ic file (bad magic)")
+    if size < 5:
+        raise _truncated("version byte", 5, size)
+    version = mv[4]
+    if version not in READABLE_VERSIONS:
+        raise FormatError("unsupported l3ic format version %d (this runtime reads versions %s)"
+                          % (version, ", ".join(map(str, READABLE_VERSIONS))))
+    if size < _FIXED.size:
+        raise _truncated("fixed header", _FIXED.size, size)
+    names = ("flags width height mode stride codebook_size codebook_min channels latent_h latent_w tile_h tile_w "
+             "decoder_hash side_count name_len").split()
+    fields = dict(zip(names, _FIXED.unpack_from(mv)[2:]))
+    flags = fields["flags"]
+    if flags & ~KNOWN_FLAGS or (flags and version < 3):
+        raise FormatError("unsupported l3ic flags 0x%04x (this runtime knows 0x%04x, in version 3)" % (flags, KNOWN_FLAGS))
+    if 0 in [fields[k] for k in ("channels", "latent_h", "latent_w", "tile_h", "tile_w")]:
+        raise FormatError("invalid l3ic header: zero channel count, latent size or tile size")
+    fields.update(z_channels=0, hyper_stride=0, quality=0)
+    name_start = _FIXED.size
+    if version == 3:
+        if size < _FIXED.size + _HYPER.size:
+            raise _truncated("hyperprior header", _FIXED.size + _HYPER.size, size)
+        fields["z_channels"], fields["hyper_stride"] = _HYPER.unpack_from(mv, _FIXED.size)
+        name_start += _HYPER.size
+        if not (fields["z_channels"] and fields["hyper_stride"]):
+            raise FormatError("invalid l3ic header: format 3 with zero z channels or hyper stride")
+    if flags & FLAG_QUALITY:
+        if size < name_start + _QUALITY.size:
+            raise _truncated("quality field", name_start + _QUALITY.size, size)
+        fields["quality"], = _QUALITY.unpack_from(mv, name_start)
+        name_start += _QUALITY.size
+    return fields, version, name_start
+
+
+def _checked_index(mv: memoryview, index: int, count: int) -> Tuple[np.ndarray, int]:
+    """(the chunk lengths, where their CRCs start) of a channel index of ``count`` entries at ``index``, after
+    checking the header CRC that follows them."""
+    size = len(mv)
+    if index + _MIN_ENTRY * count + 4 > size:
+        raise _truncated("channel index (%d entries)" % count, index + _MIN_ENTRY * count + 4, size)
+    lengths, crc_start = _decode_varints(np.frombuffer(mv, np.uint8), index + count, count, size - 4 * count - 4)
+    head_end = crc_start + 4 * count
+    if zlib.crc32(mv[:head_end]) != _U32.unpack_from(mv, head_end)[0]:
+        raise FormatError("corrupt l3ic file: header checksum mismatch")
+    return lengths, crc_start
+
+
+def _header(fields: dict, name: memoryview, max_pixels: int) -> Header:
+    """The ``Header`` of checked fields and the model name's bytes; FormatError where it is invalid or too large."""
+    if fields["mode"] >= len(COLOUR_MODES):
+        raise FormatError("invalid l3ic header: colour mode %d is reserved" % fields["mode"])
+    try:
+        header = Header(**dict(fields, mode=COLOUR_MODES[fields["mode"]], model_name=bytes(name).decode("utf-8")))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise FormatError("invalid l3ic header: %s" % first_line(e))
+    if header.width * header.height > max_pixels:
+        raise FormatError("l3ic image is %dx%d, over the limit of %d pixels" % (header.width, header.height, max_pixels))
+    return header
+
+
+def _side_records(mv: memoryview, table: int, index: int, pos: int, max_side_data: int) -> list:
+    """(tag, compression, offset, stored length, raw length, crc) of each side-data record in the table at
+    ``table``..``index``, stored from ``pos`` on to the end of the file; FormatError for a bad table."""
+    side, total_raw = [], 0
+    for tag, compression, stored_len, raw_len, crc in _SIDE.iter_unpack(mv[table:index]):
+        if not all(0x20 <= b <= 0x7E for b in tag):
+            raise FormatError("invalid l3ic header: side-data tag %r is not printable ASCII" % tag)
+        tag = tag.decode("ascii")
+        if tag in (rec[0] for rec in side):
+            raise FormatError("invalid l3ic header: side-data tag %r appears twice" % tag)
+        if compression > _ZSTD or (compression == 0 and stored_len != raw_len):
+            raise FormatError("invalid l3ic header: side data %r has compression %d with %d "
+                              "bytes stored for %d" % (tag, compression, stored_len, raw_len))
+        side.append((tag, compression, pos, stored_len, raw_len, crc))
+        pos += stored_len
+        total_raw += raw_len
+    if total_raw > max_side_data:
+        raise FormatError("l3ic side data is %d bytes, over the limit of %d" % (total_raw, max_side_data))
+    if pos > len(mv):
+        raise _truncated("payload and side data", pos, len(mv))
+    if pos < len(mv):
+        raise FormatError("corrupt l3ic file: %d bytes of trailing garbage after the last record" % (len(mv) - pos))
+    return side
+
+
 class L3icFile:
     """A parsed l3ic file: the header plus a view over the original bytes (nothing is copied).
 
@@ -386,109 +465,30 @@ class L3icFile:
         before a caller allocates for it.
         """
         mv = memoryview(data).cast("B")
-        size = len(mv)
-        if mv[:4] != MAGIC:
-            raise FormatError("not an l3ic file (bad magic)")
-        if size < 5:
-            raise _truncated("version byte", 5, size)
-        version = mv[4]
-        if version not in READABLE_VERSIONS:
-            raise FormatError("unsupported l3ic format version %d (this runtime reads versions %s)"
-                              % (version, ", ".join(map(str, READABLE_VERSIONS))))
-        if size < _FIXED.size:
-            raise _truncated("fixed header", _FIXED.size, size)
-        (_, _, flags, width, height, mode, stride, codebook_size, codebook_min, channels,
-         latent_h, latent_w, tile_h, tile_w, decoder_hash, side_count, name_len) = _FIXED.unpack_from(mv)
-        if flags & ~KNOWN_FLAGS or (flags and version < 3):
-            raise FormatError("unsupported l3ic flags 0x%04x (this runtime knows 0x%04x, in version 3)" % (flags, KNOWN_FLAGS))
-        if 0 in (channels, latent_h, latent_w, tile_h, tile_w):
-            raise FormatError("invalid l3ic header: zero channel count, latent size or tile size")
-        z_channels = hyper_stride = 0
-        name_start = _FIXED.size
-        if version == 3:
-            if size < _FIXED.size + _HYPER.size:
-                raise _truncated("hyperprior header", _FIXED.size + _HYPER.size, size)
-            z_channels, hyper_stride = _HYPER.unpack_from(mv, _FIXED.size)
-            name_start += _HYPER.size
-            if not (z_channels and hyper_stride):
-                raise FormatError("invalid l3ic header: format 3 with zero z channels or hyper stride")
-        quality = 0
-        if flags & FLAG_QUALITY:
-            if size < name_start + _QUALITY.size:
-                raise _truncated("quality field", name_start + _QUALITY.size, size)
-            quality, = _QUALITY.unpack_from(mv, name_start)
-            name_start += _QUALITY.size
-
+        fields, version, name_start = _fields(mv)
         # Layout first, so the header CRC is checked before the fields are interpreted.
-        table = name_start + name_len
-        index = table + side_count * _SIDE.size
-        count = 0 if flags & FLAG_LOSSLESS else (
-            _ceil_div(latent_h, tile_h) * _ceil_div(latent_w, tile_w) * channels + (1 if z_channels else 0))
-        if index + _MIN_ENTRY * count + 4 > size:
-            raise _truncated("channel index (%d entries)" % count, index + _MIN_ENTRY * count + 4, size)
-        buf = np.frombuffer(mv, np.uint8)
-        lengths, crc_start = _decode_varints(buf, index + count, count, size - 4 * count - 4)
-        head_end = crc_start + 4 * count
-        if zlib.crc32(mv[:head_end]) != _U32.unpack_from(mv, head_end)[0]:
-            raise FormatError("corrupt l3ic file: header checksum mismatch")
-
-        if mode >= len(COLOUR_MODES):
-            raise FormatError("invalid l3ic header: colour mode %d is reserved" % mode)
-        try:
-            name = bytes(mv[name_start:table]).decode("utf-8")
-            header = Header(width, height, COLOUR_MODES[mode], name, decoder_hash, codebook_size,
-                            codebook_min, channels, stride, latent_h, latent_w, tile_h, tile_w,
-                            z_channels, hyper_stride, flags, quality)
-        except (UnicodeDecodeError, ValueError) as e:
-            raise FormatError("invalid l3ic header: %s" % str(e).splitlines()[0])
-        if width * height > max_pixels:
-            raise FormatError("l3ic image is %dx%d, over the limit of %d pixels" % (width, height, max_pixels))
-        modes = buf[index:index + count]
+        table = name_start + fields.pop("name_len")
+        index = table + fields.pop("side_count") * _SIDE.size
+        count = 0 if fields["flags"] & FLAG_LOSSLESS else (
+            _ceil_div(fields["latent_h"], fields["tile_h"]) * _ceil_div(fields["latent_w"], fields["tile_w"])
+            * fields["channels"] + (1 if fields["z_channels"] else 0))
+        lengths, crc_start = _checked_index(mv, index, count)
+        header = _header(fields, mv[name_start:table], max_pixels)
+        modes = np.frombuffer(mv, np.uint8)[index:index + count]
         # the modes present; np.bincount, not np.unique, which imports numpy.ma (~10 ms of every CLI run)
         bad = sorted(set(np.flatnonzero(np.bincount(modes, minlength=1)).tolist()) - _CODING_MODES[version])
         if bad:
             raise FormatError("corrupt l3ic file: unknown coding mode %d for format version %d in channel index"
                               % (bad[0], version))
-
         # Fewer than 2^32 chunks (Header checks it) of < 2^32 bytes: the sum fits in uint64.
         ends = np.cumsum(lengths, dtype=np.uint64)
-        payload_start = head_end + 4
-        side, pos, total_raw = [], payload_start + (int(ends[-1]) if count else 0), 0
-        for tag, compression, stored_len, raw_len, crc in _SIDE.iter_unpack(mv[table:index]):
-            if not all(0x20 <= b <= 0x7E for b in tag):
-                raise FormatError("invalid l3ic header: side-data tag %r is not printable ASCII" % tag)
-            tag = tag.decode("ascii")
-            if tag in (rec[0] for rec in side):
-                raise FormatError("invalid l3ic header: side-data tag %r appears twice" % tag)
-            if compression > _ZSTD or (compression == 0 and stored_len != raw_len):
-                raise FormatError("invalid l3ic header: side data %r has compression %d with %d "
-                                  "bytes stored for %d" % (tag, compression, stored_len, raw_len))
-            side.append((tag, compression, pos, stored_len, raw_len, crc))
-            pos += stored_len
-            total_raw += raw_len
-        if total_raw > max_side_data:
-            raise FormatError("l3ic side data is %d bytes, over the limit of %d" % (total_raw, max_side_data))
-        if pos > size:
-            raise _truncated("payload and side data", pos, size)
-        if pos < size:
-            raise FormatError("corrupt l3ic file: %d bytes of trailing garbage after the last record"
-                              % (size - pos))
-        if (flags & FLAG_LOSSLESS) != (LOSSLESS in (rec[0] for rec in side)) * FLAG_LOSSLESS:
+        payload_start = crc_start + 4 * count + 4
+        side = _side_records(mv, table, index, payload_start + (int(ends[-1]) if count else 0), max_side_data)
+        if (header.flags & FLAG_LOSSLESS) != (LOSSLESS in (rec[0] for rec in side)) * FLAG_LOSSLESS:
             raise FormatError("corrupt l3ic file: the lossless flag and the %s record go together" % LOSSLESS)
         offsets = np.concatenate((np.zeros(1, np.uint64), ends)).astype(np.int64) + payload_start  # <= size
-        crcs = np.frombuffer(mv[crc_start:head_end], "<u4")
+        crcs = np.frombuffer(mv[crc_start:crc_start + 4 * count], "<u4")
         return cls(header, version, mv, modes, offsets, crcs, side)
-
-    @property
-    def payload_span(self) -> Tuple[int, int]:
-        """(start, end) offsets in the file of all chunks, back to back (the entropy-coded payload)."""
-        return int(self._offsets[0]), int(self._offsets[-1])
-
-    @property
-    def chunk_bytes(self) -> int:
-        """Bytes of all chunks (the entropy-coded payload, without header, index or side data)."""
-        start, end = self.payload_span
-        return end - start
 
     def tile_chunks(self, tile: int, channels: Optional[Iterable[int]] = None) -> TileChunks:
         """The chunks of ``channels`` (default all, in order) of ``tile``, in the order asked, CRC-checked.

@@ -31,18 +31,24 @@ def parse_args(argv, prog="l3ic encode"):
                         "image files, folders or globs (PNG, JPEG, anything Pillow reads)",
                         "output .l3ic file (one input) or folder (ending in /, an existing folder, or any -o with "
                         "several inputs; created when missing); default: INPUT.l3ic next to each input")
-    p.add_argument("-q", "--quality", metavar="Q", help="quality 0..100 (fractions allowed; the codec picks the model), "
-                                                          "or a preset: %s (= %s)" % (
-        ", ".join(QUALITIES), ", ".join("%d" % PRESETS[q] for q in QUALITIES)))
-    p.add_argument("--target-bpp", type=float, help="per image, the largest file within this many bits per pixel "
-                                                    "(the quality is searched)")
-    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
-                   help="steps of encoder-side refinement: a better image in the same file size, slower encoding "
-                        "(30 is a good trade-off, see README; default 0 = off)")
-    p.add_argument("--strip", action="store_true", help="drop ICC profile and EXIF")
+    add_encode_flags(p)
     p.add_argument("--verify", action="store_true", help="decode the result and print its PSNR")
     batch.add_jobs_option(p)
     return p.parse_args(argv)
+
+
+def add_encode_flags(parser):
+    """-q, --target-bpp, --refine and --strip: what to encode with, as ``l3ic encode`` and the Ray job take them
+    (``encode_options`` validates them)."""
+    parser.add_argument("-q", "--quality", metavar="Q", help="quality 0..100 (fractions allowed; the codec picks the "
+                                                               "model), or a preset: %s (= %s)" % (
+        ", ".join(QUALITIES), ", ".join("%d" % PRESETS[q] for q in QUALITIES)))
+    parser.add_argument("--target-bpp", type=float, help="per image, the largest file within this many bits per pixel "
+                                                         "(the quality is searched)")
+    parser.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                        help="steps of encoder-side refinement: a better image in the same file size, slower encoding "
+                             "(30 is a good trade-off, see README; default 0 = off)")
+    parser.add_argument("--strip", action="store_true", help="drop ICC profile and EXIF")
 
 
 def encode_one(codecs, src, dst, options):

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from l3ic import fse
-from l3ic.errors import ModelError
+from l3ic.errors import ModelError, first_line
 from l3ic.quality import QUALITY_SCALE
 
 HALO = 3  # z cells of context around a tile: more than the hyper-synthesis's receptive field (2.5 cells)
@@ -60,6 +60,99 @@ class Gain:
     bits: int
     encoder: np.ndarray
     inverse: np.ndarray
+
+    def apply(self, latents):
+        """The encoder's side: latents y (C, h, w) -> g * y, channel by channel (float32)."""
+        return latents * self.encoder[:, None, None]
+
+    def invert(self, values):
+        """The decoder's side: coded values ŷ (C, h, w) -> what the decoder network takes, ŷ times the inverse gain
+        (float32); also a gradient with respect to that input -> the gradient with respect to ŷ."""
+        return values * self.inverse[:, None, None]
+
+
+@dataclass(frozen=True, eq=False)
+class Gains:
+    """A model's gains (``GAIN_KEYS`` of its ``entropy_model.npz``): per quality grid point an integer exponent
+    and an inverse-gain correction per channel; ``gain(q)`` interpolates them for any q of the grid's range.
+
+    ``quality_grid``: the grid points (hundredths, increasing); ``default_quality``: the model's preset (hundredths);
+    ``exponents`` (points, C) integers; ``corrections`` (points, C) floats; ``multipliers`` (2M + 1,) integers:
+    the mean multiplier of exponent m - M; ``multiplier_bits``: the multipliers' fixed-point shift.  The arrays
+    are kept as the file stores them: the integer arithmetic of ``interpolated`` depends on nothing else.
+    """
+
+    quality_grid: np.ndarray
+    default_quality: int
+    exponents: np.ndarray
+    corrections: np.ndarray
+    multipliers: np.ndarray
+    multiplier_bits: int
+
+    @classmethod
+    def read(cls, arrays, channels):
+        """The gains of an entropy model's arrays (``GAIN_KEYS``), checked against its ``channels``; ModelError
+        where they do not fit the tables and channels, or could take the mean arithmetic near int64's limit."""
+        try:
+            gains = cls(arrays["quality_grid"], arrays["default_quality"], arrays["gain_exponents"],
+                        arrays["gain_corrections"], arrays["gain_multipliers"], arrays["multiplier_bits"])
+            ok = gains._valid(channels)
+        except (ValueError, TypeError, IndexError) as e:
+            raise ModelError("entropy model: invalid gains (%s)" % first_line(e))
+        if not ok:
+            raise ModelError("entropy model: invalid gains (quality grid, exponents, multipliers or corrections)")
+        return gains
+
+    def _valid(self, channels):
+        grid, exponents, multipliers = self.quality_grid.astype(np.int64), self.exponents, self.multipliers
+        integer = all(a.dtype.kind in "iu" and a.ndim == n for a, n in (
+            (self.quality_grid, 1), (self.default_quality, 0), (exponents, 2), (multipliers, 1), (self.multiplier_bits, 0)))
+        corrections = self.corrections
+        return bool(integer and corrections.dtype.kind == "f" and len(grid) >= 2 and np.all(np.diff(grid) > 0)
+                    and 0 <= grid[0] and grid[-1] <= 100 * QUALITY_SCALE and grid[0] <= int(self.default_quality) <= grid[-1]
+                    and exponents.shape == (len(grid), channels) and corrections.shape == exponents.shape
+                    and len(multipliers) % 2 == 1 and np.all(np.abs(exponents) <= self.max_exponent)
+                    and np.all(multipliers > 0) and int(multipliers.max()) < (1 << 40) and 0 <= int(self.multiplier_bits) <= 40
+                    and np.all(np.isfinite(corrections)) and np.all(corrections > 0))
+
+    @property
+    def max_exponent(self):
+        """M: the exponents -M..M have multipliers."""
+        return (len(self.multipliers) - 1) // 2
+
+    def gain(self, quality):
+        """The ``Gain`` of a quality in hundredths inside the grid's range (``interpolated``)."""
+        return self.gain_with(*self.interpolated(quality), quality)
+
+    def interpolated(self, quality):
+        """(exponents int64 (C,), corrections float64 (C,)) of a quality in hundredths inside the grid's range:
+        between two grid points the exponents are interpolated linearly and rounded (channel by channel at
+        staggered points) in integer arithmetic, the inverse gains' corrections geometrically."""
+        grid = self.quality_grid
+        if not grid[0] <= quality <= grid[-1]:
+            raise ModelError("quality %g is outside this model's range %g..%g"
+                             % (quality / QUALITY_SCALE, grid[0] / QUALITY_SCALE, grid[-1] / QUALITY_SCALE))
+        b = min(max(int(np.searchsorted(grid, quality, side="left")), 1), len(grid) - 1)
+        qa, qb, t = int(grid[b - 1]), int(grid[b]), int(quality) - int(grid[b - 1])
+        ea, eb = self.exponents[b - 1].astype(np.int64), self.exponents[b].astype(np.int64)
+        # the interpolation rounded with an offset (2c + 1) / 2C for channel c, so that between two grid points the
+        # channels change their tables one by one rather than all at once (the file size moves in small steps)
+        channels = len(ea)
+        offsets = 2 * np.arange(channels, dtype=np.int64) + 1
+        exponents = (2 * channels * (ea * (qb - qa - t) + eb * t) + (qb - qa) * offsets) // (2 * channels * (qb - qa))
+        fraction = t / (qb - qa)
+        ca, cb = self.corrections[b - 1].astype(np.float64), self.corrections[b].astype(np.float64)
+        return exponents, ca ** (1.0 - fraction) * cb ** fraction
+
+    def gain_with(self, exponents, corrections, quality=0):
+        """The ``Gain`` of integer exponents (C,) and inverse-gain corrections (C,) at ``quality`` (hundredths): the
+        inverse gain is the correction divided by the gain the exponent gives, so that they match."""
+        exponents = np.asarray(exponents, np.int64)
+        multipliers = self.multipliers[exponents + self.max_exponent]
+        bits = int(self.multiplier_bits)
+        gain = multipliers / 2.0 ** bits
+        return Gain(int(quality), exponents, multipliers, bits, gain.astype(np.float32),
+                    (np.asarray(corrections, np.float64) / gain).astype(np.float32))
 
 
 class IntegerLayer:
@@ -135,84 +228,32 @@ class EntropyModel:
             # code length in bits of each residual symbol under each table (for refinement's rate)
             self.latent_bits = code_lengths(arrays["latent_counts"], table_log)
             self.z_tables = fse.StaticTables(arrays["z_counts"], table_log)
-            self._gains = {k: arrays[k] for k in GAIN_KEYS} if "quality_grid" in arrays else None
+            gain_arrays = {k: arrays[k] for k in GAIN_KEYS} if "quality_grid" in arrays else None
         except (OSError, KeyError, ValueError, TypeError) as e:
-            raise ModelError("cannot read entropy model %s: %s" % (path, str(e).splitlines()[0]))
+            raise ModelError("cannot read entropy model %s: %s" % (path, first_line(e)))
         self.z_channels = self.z_tables.n_tables
         self.phases = 2 ** -self.mean_exp  # tables per scale: one per fractional step of the mean
         self._check(channels, codebook_size)
-        if self._gains is not None:
-            try:
-                self._check_gains(channels)
-            except (ValueError, TypeError, IndexError) as e:
-                raise ModelError("entropy model: invalid gains (%s)" % str(e).splitlines()[0])
+        self.gains = None if gain_arrays is None else Gains.read(gain_arrays, channels)  # continuous quality
 
     @property
     def qualities(self):
         """(lowest, highest) quality in hundredths this model codes at, or None without gains."""
-        return None if self._gains is None else (int(self._gains["quality_grid"][0]), int(self._gains["quality_grid"][-1]))
+        return None if self.gains is None else (int(self.gains.quality_grid[0]), int(self.gains.quality_grid[-1]))
 
     @property
     def default_quality(self):
         """The quality (hundredths) an encode without one uses: the model's preset; None without gains."""
-        return None if self._gains is None else int(self._gains["default_quality"])
+        return None if self.gains is None else int(self.gains.default_quality)
 
     @property
     def quality_grid(self):
         """The qualities (hundredths) the gains were trained at, int64 (n,); None without gains."""
-        return None if self._gains is None else self._gains["quality_grid"].astype(np.int64)
+        return None if self.gains is None else self.gains.quality_grid.astype(np.int64)
 
     def gain(self, quality):
-        """The ``Gain`` of a quality in hundredths inside ``qualities`` (``interpolated``)."""
-        return self.gain_with(*self.interpolated(quality), quality)
-
-    def interpolated(self, quality):
-        """(exponents int64 (C,), corrections float64 (C,)) of a quality in hundredths inside ``qualities``: between
-        two grid points the exponents are interpolated linearly and rounded (channel by channel at staggered
-        points) in integer arithmetic, the inverse gains' corrections geometrically."""
-        g = self._gains
-        grid = g["quality_grid"]
-        if not grid[0] <= quality <= grid[-1]:
-            raise ModelError("quality %g is outside this model's range %g..%g"
-                             % (quality / QUALITY_SCALE, grid[0] / QUALITY_SCALE, grid[-1] / QUALITY_SCALE))
-        b = min(max(int(np.searchsorted(grid, quality, side="left")), 1), len(grid) - 1)
-        qa, qb, t = int(grid[b - 1]), int(grid[b]), int(quality) - int(grid[b - 1])
-        ea, eb = g["gain_exponents"][b - 1].astype(np.int64), g["gain_exponents"][b].astype(np.int64)
-        # the interpolation rounded with an offset (2c + 1) / 2C for channel c, so that between two grid points the
-        # channels change their tables one by one rather than all at once (the file size moves in small steps)
-        channels = len(ea)
-        offsets = 2 * np.arange(channels, dtype=np.int64) + 1
-        exponents = (2 * channels * (ea * (qb - qa - t) + eb * t) + (qb - qa) * offsets) // (2 * channels * (qb - qa))
-        fraction = t / (qb - qa)
-        ca, cb = g["gain_corrections"][b - 1].astype(np.float64), g["gain_corrections"][b].astype(np.float64)
-        return exponents, ca ** (1.0 - fraction) * cb ** fraction
-
-    def gain_with(self, exponents, corrections, quality=0):
-        """The ``Gain`` of integer exponents (C,) and inverse-gain corrections (C,) at ``quality`` (hundredths): the
-        inverse gain is the correction divided by the gain the exponent gives, so that they match."""
-        g = self._gains
-        exponents = np.asarray(exponents, np.int64)
-        multipliers = g["gain_multipliers"][exponents + self.max_exponent]
-        bits = int(g["multiplier_bits"])
-        gain = multipliers / 2.0 ** bits
-        return Gain(int(quality), exponents, multipliers, bits, gain.astype(np.float32),
-                    (np.asarray(corrections, np.float64) / gain).astype(np.float32))
-
-    def _check_gains(self, channels):
-        """Gains fit the tables and channels, and keep the mean arithmetic far inside int64."""
-        g = self._gains
-        grid, exponents, multipliers = g["quality_grid"].astype(np.int64), g["gain_exponents"], g["gain_multipliers"]
-        self.max_exponent = (len(multipliers) - 1) // 2
-        integer = all(g[k].dtype.kind in "iu" and g[k].ndim == n for k, n in (
-            ("quality_grid", 1), ("default_quality", 0), ("gain_exponents", 2), ("gain_multipliers", 1), ("multiplier_bits", 0)))
-        ok = (integer and g["gain_corrections"].dtype.kind == "f" and len(grid) >= 2 and np.all(np.diff(grid) > 0) and 0 <= grid[0] and grid[-1] <= 100 * QUALITY_SCALE
-              and grid[0] <= int(g["default_quality"]) <= grid[-1]
-              and exponents.shape == (len(grid), channels) and g["gain_corrections"].shape == exponents.shape
-              and len(multipliers) % 2 == 1 and np.all(np.abs(exponents) <= self.max_exponent)
-              and np.all(multipliers > 0) and int(multipliers.max()) < (1 << 40) and 0 <= int(g["multiplier_bits"]) <= 40
-              and np.all(np.isfinite(g["gain_corrections"])) and np.all(g["gain_corrections"] > 0))
-        if not ok:
-            raise ModelError("entropy model: invalid gains (quality grid, exponents, multipliers or corrections)")
+        """The ``Gain`` of a quality in hundredths inside ``qualities`` (``Gains.gain``)."""
+        return self.gains.gain(quality)
 
     def _check(self, channels, codebook_size):
         """Shapes fit together, heads fit the model, and every accumulator stays below 2^52 (exactness)."""
@@ -281,90 +322,3 @@ class EntropyModel:
 def code_lengths(counts, table_log):
     """Bits each symbol costs under FSE tables of normalized ``counts`` (K, L) of 2^table_log states, float64."""
     return table_log - np.log2(np.asarray(counts).astype(np.float64))
-
-
-def latent_values(symbols, base, codebook_min):
-    """ŷ = base + codebook value of the symbol (float32 integers): what the decoder network takes."""
-    return (symbols.astype(np.float32) + codebook_min) + base.astype(np.float32)
-
-
-def rounded(latents, codebook_min, codebook_size):
-    """ŷ: the latents rounded to the codebook (float32 integers)."""
-    return np.rint(np.clip(latents.astype(np.float32), codebook_min, codebook_min + codebook_size - 1))
-
-
-def symbols_of(latents, base, codebook_min, codebook_size):
-    """The encoder's side of ``latent_values``: ŷ - base, clipped to the symbol range.
-
-    Only where the hyperprior's mean is more than the codebook's range away
-    from y does the clip lose ŷ (``encode_tile`` then codes the channel adaptively).
-    """
-    hi = codebook_min + codebook_size - 1
-    return (np.clip(rounded(latents, codebook_min, codebook_size) - base, codebook_min, hi) - codebook_min).astype(np.uint8)
-
-
-# Chunks of a format-3 tile in these modes code the latent values themselves with per-file tables, as in format 2:
-# the encoder takes them where they are shorter (smooth, high-energy channels that format 2's neighbour
-# prediction codes better than the hyperprior); chunks in the other modes code ŷ - base with the static tables.
-ADAPTIVE_MODES = (fse.FSE, fse.CONTEXT)
-
-
-def encode_tile(entropy_model, latents, base, index, codebook_min, codebook_size):
-    """Code one tile's latents (C, h, w): per channel the shorter of the static coding and the adaptive one.
-
-    Both code ŷ = round(y) clipped to the codebook (``rounded``), so a file
-    decodes to ``Codec.encode_latents`` (except a one-element tile whose ŷ the
-    static symbols cannot reach).  Where the hyperprior's base is so far off
-    that the static symbols cannot reach ŷ (small images, whose ẑ has little
-    context), the channel is coded adaptively whatever its size.
-    """
-    channels, h, w = latents.shape
-    symbols = symbols_of(latents, base, codebook_min, codebook_size)
-    static = entropy_model.latent_tables.encode(symbols.reshape(channels, h * w), index.reshape(channels, h * w))
-    values = rounded(latents, codebook_min, codebook_size)
-    exact = np.all((latent_values(symbols, base, codebook_min) == values).reshape(channels, -1), axis=1)
-    # the adaptive coder's model search is the slow part: only where static coding is dear (>= 1 bit a symbol)
-    # can it win, and where the static symbols cannot reach ŷ it must be used
-    tried = np.flatnonzero(~exact | (8 * static.sizes.astype(np.int64) >= h * w))
-    adaptive = fse.encode_channels(np.ascontiguousarray((values[tried] - codebook_min).astype(np.uint8).reshape(len(tried), h * w)),
-                                   codebook_size, width=w)
-    take = np.zeros(channels, bool)
-    take[tried] = ~exact[tried] | (np.isin(adaptive.modes, ADAPTIVE_MODES) & (adaptive.sizes < static.sizes[tried]))
-    # a chunk the static symbols cannot code must code plain values, which only FSE/CONTEXT chunks are read as:
-    # a CONSTANT or RAW choice of the adaptive coder is wrapped as CONTEXT (4 bytes); a single element (CONTEXT
-    # needs two) is coded statically after all, clipped to the base's reach
-    plain = np.flatnonzero(take[tried] & ~np.isin(adaptive.modes, ADAPTIVE_MODES))
-    if len(plain) and h * w < 2:
-        take[tried[plain]] = False
-    elif len(plain):
-        adaptive = fse.as_context(adaptive, plain)
-    row = np.full(channels, -1)
-    row[tried] = np.arange(len(tried))
-    static_ends, adaptive_ends = np.cumsum(static.sizes, dtype=np.int64), np.cumsum(adaptive.sizes, dtype=np.int64)
-    modes, sizes, chunks = np.empty(channels, np.uint8), np.empty(channels, np.uint32), []
-    for c in range(channels):
-        coded, ends, i = (adaptive, adaptive_ends, row[c]) if take[c] else (static, static_ends, c)
-        modes[c], sizes[c] = coded.modes[i], coded.sizes[i]
-        chunks.append(coded.payload[ends[i] - coded.sizes[i]:ends[i]])
-    return fse.EncodedChannels(modes, sizes, b"".join(chunks))
-
-
-def decode_tile(entropy_model, payload, modes, sizes, base, index, codebook_min, codebook_size):
-    """Latent values (k, h, w) of k chunks of one tile; ``base``/``index`` (k, h, w) are those of their channels."""
-    k, h, w = base.shape
-    values = np.empty((k, h, w), np.float32)
-    adaptive = np.isin(modes, ADAPTIVE_MODES)
-    ends = np.cumsum(sizes, dtype=np.int64)
-    view = memoryview(payload)
-    pick = lambda rows: b"".join(view[ends[c] - sizes[c]:ends[c]] for c in rows)
-    static_rows, adaptive_rows = np.flatnonzero(~adaptive), np.flatnonzero(adaptive)
-    if len(static_rows):
-        symbols = entropy_model.latent_tables.decode(pick(static_rows), modes[static_rows], sizes[static_rows],
-                                                     np.ascontiguousarray(index[static_rows]).reshape(len(static_rows), h * w))
-        values[static_rows] = latent_values(symbols.reshape(-1, h, w), base[static_rows], codebook_min)
-    if len(adaptive_rows):
-        symbols = fse.decode_channels(pick(adaptive_rows), modes[adaptive_rows], sizes[adaptive_rows], h * w,
-                                      codebook_size, width=w)
-        values[adaptive_rows] = symbols.reshape(-1, h, w).astype(np.float32) + codebook_min
-    return values
-

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from l3ic.files import STDIO, read_input, write_atomic
-from l3ic.errors import FormatError, ImageError
+from l3ic.errors import FormatError, ImageError, first_line
 
 DEFAULT_MAX_PIXELS = 1 << 27  # 134 Mpx: larger inputs need an explicit --max-pixels
 # What counts as an image in a folder, for every tool (l3ic encode, l3ic.batch_ray, export.train, the benchmarks).
@@ -37,6 +37,7 @@ ICC, EXIF, ALPHA, SOURCE = "ICCP", "EXIF", "ALPH", "SRCF"
 EXIF_PREFIX = b"Exif\x00\x00"  # how JPEG APP1 (and Pillow's info["exif"]) wraps the TIFF structure
 _TIFF_HEADERS = (b"II*\x00", b"MM\x00*")
 _ORIENTATION = 0x0112
+DAMAGED = "unreadable or damaged file"  # what an error from Pillow without a message says
 _BAND_BYTES = 16 << 20  # Pillow image -> numpy array in bands of about this size (no whole-image temporaries)
 
 
@@ -183,14 +184,9 @@ def _pillow_step(path, step):
     except (MemoryError, KeyboardInterrupt):
         raise
     except OSError as e:
-        raise ImageError("cannot read image %s: %s" % (path, _first_line(e.strerror or e)))
+        raise ImageError("cannot read image %s: %s" % (path, first_line(e.strerror or e, DAMAGED)))
     except Exception as e:  # struct.error, SyntaxError, ValueError, IndexError, ... from a damaged file
-        raise ImageError("cannot read image %s: %s" % (path, _first_line(e)))
-
-
-def _first_line(message):
-    text = str(message).strip()
-    return text.splitlines()[0] if text else "unreadable or damaged file"
+        raise ImageError("cannot read image %s: %s" % (path, first_line(e, DAMAGED)))
 
 
 def describe_file(image):
@@ -243,7 +239,7 @@ def _planes(image, source, icc, notes):
     if source["bits"] > 8:
         notes.append("%s samples reduced to 8 bits" % ("floating-point" if mode == "F" else "%d-bit" % source["bits"]))
     if mode == "F":
-        return np.clip(np.rint(np.asarray(image, np.float64) * 255.0), 0, 255).astype(np.uint8), "L", None, icc
+        return to_uint8(np.asarray(image, np.float64)), "L", None, icc
     if mode.startswith("I"):  # I;16*, or I as older Pillows open 16-bit PNGs
         return _reduce_16(np.clip(np.asarray(image), 0, 65535)), "L", None, icc
     if mode in ("P", "PA"):
@@ -377,9 +373,18 @@ def describe_source(record):
 
 
 # ---- writing ---------------------------------------------------------------------------------
+def to_uint8(unit_float):
+    """Samples in [0, 1] (a float array) as uint8 0..255, rounded to nearest and clipped."""
+    return np.clip(np.rint(unit_float * 255.0), 0, 255).astype(np.uint8)
+
+
 def psnr(a, b):
     """PSNR in dB (peak 255) over all pixels and channels of two same-shape images."""
-    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+    return psnr_of_mse(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+
+
+def psnr_of_mse(mse):
+    """PSNR in dB (peak 255) of a mean squared error on the 0..255 scale (inf for 0)."""
     return float("inf") if mse == 0 else float(10.0 * np.log10(255.0 ** 2 / mse))
 
 
@@ -491,6 +496,6 @@ def save(image, path, overwrite=False, drop_alpha=False, png_level=PNG_LEVEL, st
         except (OSError, MemoryError, KeyboardInterrupt):
             raise
         except Exception as e:  # Pillow's writers refuse some modes/sizes with ValueError, KeyError, ...
-            raise ImageError("cannot write %s as %s: %s" % (path, fmt, _first_line(e)))
+            raise ImageError("cannot write %s as %s: %s" % (path, fmt, first_line(e, DAMAGED)))
 
     write_atomic(path, write, overwrite)

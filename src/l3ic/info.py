@@ -15,7 +15,7 @@ import sys
 
 from l3ic import cli
 from l3ic import image as images
-from l3ic.codec import read_info
+from l3ic.reader import read_info
 from l3ic.files import read_input
 from l3ic.errors import L3icError
 from l3ic.options import CodecOptions

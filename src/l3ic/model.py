@@ -14,7 +14,10 @@ damaged download is a clear error instead of garbage images.
 
 Files made by earlier releases keep decoding: their decoders ship as
 decode-only models in ``models/legacy/`` and ``find_decoder`` picks one by
-the model identity a file records.
+the model identity a file records.  A file is shipped once: a folder whose
+manifest lists a file it does not hold uses the installed copy with the same
+sha256 (``model_file``; ``models/legacy/high-0.4`` decodes with
+``models/high/decoder.onnx``).
 """
 import hashlib
 import json
@@ -23,8 +26,9 @@ from functools import cached_property
 
 import numpy as np
 
-from l3ic import cache
-from l3ic.errors import ModelError
+from l3ic import cache, container
+from l3ic.errors import L3icError, ModelError, first_line
+from l3ic.quality import QUALITY_SCALE, quality_units
 
 QUALITIES = ("low", "medium", "high")
 DEFAULT_MODEL = "medium"
@@ -61,6 +65,22 @@ def model_identity(manifest):
     return hashlib.sha256(decoder + bytes.fromhex(files["entropy_model.npz"]["sha256"])).digest()[:16]
 
 
+def legacy_folders():
+    """The decode-only folders of earlier releases (``models/legacy/*``) of every root, in the order searched."""
+    return [os.path.join(root, "legacy", entry) for root in model_roots() if os.path.isdir(os.path.join(root, "legacy"))
+            for entry in sorted(os.listdir(os.path.join(root, "legacy")))]
+
+
+def _manifest(folder):
+    """The manifest of a model folder, or None where there is none to read."""
+    try:
+        with open(os.path.join(folder, "manifest.json")) as f:
+            manifest = json.load(f)
+        return manifest if isinstance(manifest, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
 def find_decoder(name, identity, current=True):
     """Folder of an installed model called ``name`` whose identity is ``identity``, or None.
 
@@ -68,16 +88,45 @@ def find_decoder(name, identity, current=True):
     ``name`` comes from a file: it is only ever compared, never used as a path.
     """
     plain = name and os.sep not in name and "/" not in name and not name.startswith(".")
-    candidates = [_named_model(name) if current and plain else None] + [os.path.join(root, "legacy", entry) for root in model_roots()
-                                         if os.path.isdir(os.path.join(root, "legacy"))
-                                         for entry in sorted(os.listdir(os.path.join(root, "legacy")))]
+    candidates = [_named_model(name) if current and plain else None] + legacy_folders()
     for folder in filter(None, candidates):
         try:
-            with open(os.path.join(folder, "manifest.json")) as f:
-                manifest = json.load(f)
+            manifest = _manifest(folder)
             if manifest["name"] == name and model_identity(manifest) == identity:
                 return folder
-        except (OSError, ValueError, KeyError, TypeError):
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
+
+
+def model_file(folder, name, manifest=None):
+    """Path of the file ``name`` of a model folder: the folder's own copy, or, for a file its manifest lists
+    without a copy, the installed one with the same sha256 (``installed_file``); None if there is neither.
+
+    Identical files are shipped once: a decode-only folder of an earlier
+    release lists the decoder it shares with a current model, or with another
+    release, and finds it here.  The caller checks the file's hash.
+    """
+    path = os.path.join(folder, name)
+    if os.path.isfile(path):
+        return path
+    try:
+        sha256 = (manifest or _manifest(folder))["files"][name]["sha256"]
+    except (KeyError, TypeError):
+        return None
+    return installed_file(sha256)
+
+
+def installed_file(sha256):
+    """Path of an installed model file with this sha256, as its folder's manifest records it, or None."""
+    folders = [os.path.join(root, n) for root in model_roots() for n in sorted(os.listdir(root))] + legacy_folders()
+    for folder in folders:
+        try:
+            files = _manifest(folder)["files"]
+            for name in sorted(files):
+                if files[name]["sha256"] == sha256 and os.path.isfile(os.path.join(folder, name)):
+                    return os.path.join(folder, name)
+        except (KeyError, TypeError):
             continue
     return None
 
@@ -151,16 +200,16 @@ class Model:
         return manifest
 
     def _checked_file(self, name):
-        """Path of one of the manifest's files after checking its hash."""
-        path = os.path.join(self.folder, name)
+        """Path of one of the manifest's files (``model_file``) after checking its hash."""
         if name not in self.manifest["files"]:
             if name == "encoder.onnx":
                 raise ModelError("model %r in %s only decodes (a legacy decoder for files of an earlier release)" % (self.name, self.folder))
             raise ModelError("model %r has no %s (exported before it existed): "
                              "python -m export.to_onnx --upgrade %s adds it" % (self.name, name, self.folder))
-        if not os.path.isfile(path):
-            raise ModelError("model file missing: %s" % path)
         expected = self.manifest["files"][name]["sha256"]
+        path = model_file(self.folder, name, self.manifest)
+        if path is None:
+            raise ModelError("model file missing: %s" % os.path.join(self.folder, name))
         if cache.is_verified(path, expected):  # hashed on an earlier run, and unchanged since
             return path
         if file_sha256(path) != expected:
@@ -186,7 +235,7 @@ class Model:
                     pass
             return self._new_session(path, save_to=optimized)
         except Exception as e:  # ONNX Runtime raises its own exception types
-            raise ModelError("ONNX Runtime cannot load %s: %s" % (path, str(e).splitlines()[0]))
+            raise ModelError("ONNX Runtime cannot load %s: %s" % (path, first_line(e)))
 
     def _new_session(self, path, optimise=True, save_to=None):
         """An ONNX Runtime session of ``path``; ``save_to``: also write its optimised graph there (atomically)."""
@@ -246,17 +295,63 @@ class Model:
                              "before refinement existed: python -m export.to_onnx --upgrade %s adds them)" % (self.name, self.folder))
         return params
 
-    def encode(self, rgb):
-        """uint8 RGB (H, W, 3), H and W multiples of the stride -> what the entropy coder codes.
+    # ---- continuous quality (l3ic.quality) -------------------------------------------------------------
+    @property
+    def quality_range(self):
+        """(lowest, highest) q (0..100) of a model trained for continuous quality, else None."""
+        qualities = self.entropy_model.qualities if self.has_hyperprior else None
+        return None if qualities is None else tuple(q / QUALITY_SCALE for q in qualities)
 
-        Format 2: [symbols uint8 (C, H/s, W/s)].  Format 3: [latents float32
-        (C, H/s, W/s), ẑ symbols uint8 (Zc, H/4s, W/4s)] (rounded in the graph).
+    @property
+    def default_quality(self):
+        """The q (0..100) an encode without one uses (the model's preset), or None without continuous quality."""
+        return None if self.quality_range is None else self.entropy_model.default_quality / QUALITY_SCALE
+
+    def quality_units(self, quality):
+        """q (0..100, or None: the model's preset) as the hundredths a file records, None for a model without
+        continuous quality; L3icError for a bad value, a q outside the model's range or any q for such a model."""
+        if self.quality_range is None:
+            if quality is not None:
+                raise L3icError("model %r has no continuous quality: use a quality preset or another model" % self.name)
+            return None
+        em = self.entropy_model
+        units = em.default_quality if quality is None else quality_units(quality)
+        em.gain(units)  # refuses a quality outside the model's range
+        return units
+
+    def gain_of(self, header):
+        """The ``l3ic.hyperprior.Gain`` a file's latents are coded with (its quality field), or None."""
+        return self.entropy_model.gain(header.quality) if header.flags & container.FLAG_QUALITY else None
+
+    def check_header(self, h):
+        """ModelError unless header ``h`` describes a file this model can have made (format, geometry, quality)."""
+        hyper = (self.entropy_model.z_channels, self.entropy_model.hyper_stride) if self.has_hyperprior else (0, 0)
+        if (h.channels, h.stride, h.codebook_size, h.codebook_min, h.version, (h.z_channels, h.hyper_stride)) != \
+                (self.channels, self.stride, self.codebook_size, self.codebook_min, self.format, hyper):
+            raise ModelError("this file's header does not match model %r (%d channels, stride %d, format %d)"
+                             % (self.name, self.channels, self.stride, self.format))
+        qualities = self.entropy_model.qualities if self.has_hyperprior else None
+        if bool(h.flags & container.FLAG_QUALITY) != (qualities is not None) \
+                or (qualities and not qualities[0] <= h.quality <= qualities[1]):
+            raise ModelError("this file's quality field does not fit model %r (quality %s)"
+                             % (self.name, "%g..%g" % self.quality_range if qualities else "none"))
+
+    # ---- the networks -------------------------------------------------------------------------------------
+    def run_encoder(self, rgb):
+        """uint8 RGB (H, W, 3), H and W multiples of the stride (and, format 3, of a ẑ cell) -> (latents, ẑ).
+
+        Format 3: latents y float32 (C, H/s, W/s), before gain and rounding,
+        and ẑ symbols uint8 (Zc, H/4s, W/4s) (rounded in the graph).  Format 2:
+        the codebook values the graph rounds to, float32 (C, H/s, W/s), and None.
         """
-        names = ["latents", "z_symbols"] if self.has_hyperprior else ["symbols"]
-        return [out[0] for out in self.encoder.run(names, {"image": np.ascontiguousarray(rgb)[None]})]
+        if self.has_hyperprior:
+            y, z = self.encoder.run(["latents", "z_symbols"], {"image": np.ascontiguousarray(rgb)[None]})
+            return y[0], z[0]
+        symbols = self.encoder.run(["symbols"], {"image": np.ascontiguousarray(rgb)[None]})[0][0]
+        return symbols.astype(np.float32) + self.codebook_min, None
 
     def latents(self, rgb):
-        """Like ``encode`` but the float latents before rounding (codebook values, C x H/s x W/s)."""
+        """The float latents before rounding (codebook values, C x H/s x W/s), where refinement starts."""
         self.refine_parameters()  # models exported before refinement lack this output too
         return self.encoder.run(["latents"], {"image": np.ascontiguousarray(rgb)[None]})[0][0]
 
@@ -267,7 +362,7 @@ class Model:
             ["sse", "gradient"], {"latents": np.ascontiguousarray(latents, np.float32)[None], "image": np.ascontiguousarray(rgb)[None]})
         return float(sse), gradient[0]
 
-    def decode(self, values):
+    def run_decoder(self, values):
         """Latent values float32 (C, h, w) in codebook units -> float32 RGB in [0, 1] of shape (h*s, w*s, 3).
 
         A format-2 decoder takes symbol indices: the values are integers of the codebook there.

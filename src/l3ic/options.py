@@ -79,6 +79,20 @@ class CodecOptions:
         return cls(providers, max_pixels, None if threads is None else whole_number(threads, name("threads"), "threads"))
 
 
+def checked_channels(channels, count):
+    """The latent channels a decode asks for (an iterable of indices; None: all ``count``), as a list; L3icError
+    unless they are distinct indices of the file's channels."""
+    if channels is None:
+        return list(range(count))
+    try:
+        wanted = [whole_number(c, "a channel", "channel index", least=0) for c in channels]
+    except TypeError:
+        raise L3icError("channels must be a list of channel indices, got %r" % (channels,))
+    if not wanted or len(set(wanted)) != len(wanted) or min(wanted) < 0 or max(wanted) >= count:
+        raise L3icError("channels must be distinct indices in 0..%d" % (count - 1))
+    return wanted
+
+
 def refine_steps(refine, name="refine"):
     """``refine`` as a number of refinement steps (0 = off)."""
     return whole_number(refine, name, "steps", least=0)

@@ -31,19 +31,14 @@ from PIL import Image, ImageFile
 
 from l3ic import container
 from l3ic import image as images
-from l3ic.codec import Codec, describe, encode_picture
+from l3ic.codec import CodecCache, encode_picture
 from l3ic.errors import FormatError, L3icError
 from l3ic.options import EncodeOptions
+from l3ic.reader import describe
 
 FORMAT = "L3IC"
-_codecs = {}
-
-
-def _codec(model):
-    """The shared Codec of a model; Pillow's own decompression-bomb check (in Image.open) bounds the size."""
-    if model not in _codecs:
-        _codecs[model] = Codec(model, max_pixels=container.MAX_PIXELS)
-    return _codecs[model]
+_codec = CodecCache(max_pixels=container.MAX_PIXELS)  # the shared Codec of each model; Pillow's own
+# decompression-bomb check (in Image.open) bounds the size
 
 
 def _accept(prefix):

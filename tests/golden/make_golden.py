@@ -68,21 +68,20 @@ def symbols_sha256(data):
 def entropy_sha256(data):
     """SHA-256 of what decides how a format-3 file's symbols decode: ẑ, then per tile the index map, the base
     map, the chunks' modes and the decoded latent values."""
-    from l3ic import container, hyperprior
-    from l3ic.codec import decode_z, gain_of
+    from l3ic import container
+    from l3ic.entropy.conditional import ConditionalCoder, tile_values
     from l3ic.model import Model, find_decoder
     parsed = container.L3icFile.parse(data)
     h = parsed.header
     model = Model(find_decoder(h.model_name, h.decoder_hash), "cpu")
     em = model.entropy_model
-    z = decode_z(parsed, em)
-    gain = gain_of(h, model)
+    z = ConditionalCoder(model).decode_z(parsed)
+    gain = model.gain_of(h)
     digest = hashlib.sha256(np.ascontiguousarray(z).tobytes())
     for t in range(h.n_tiles):
         base, index = em.tile_parameters(z, h.tile_rect(t), gain)
         chunks = parsed.tile_chunks(t)
-        values = hyperprior.decode_tile(em, chunks.payload, chunks.modes, chunks.sizes, base, index,
-                                        h.codebook_min, h.codebook_size)
+        values = tile_values(em, chunks, base, index, h.codebook_min, h.codebook_size)
         for array in (index, base.astype("<i4"), chunks.modes, values.astype("<i2")):
             digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
