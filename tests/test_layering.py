@@ -1,6 +1,7 @@
-"""Dependencies go one way (benchmarks, export -> l3ic; export never -> benchmarks), one list of image suffixes, one
-``list_images``, and every atomic file write through ``l3ic.files``.  Static checks on the sources, plus what the
-shared helpers do."""
+"""Dependencies go one way (benchmarks, export -> l3ic; export never -> benchmarks; within l3ic, the front ends ->
+the library, and each library module only on those before it, the stages in the order data flows), one list of
+image suffixes, one ``list_images``, and every atomic file write through ``l3ic.files``.  Static checks on the
+sources, plus what the shared helpers do."""
 import ast
 import glob
 import os
@@ -29,6 +30,60 @@ def imported_modules(path):
 
 def rel(path):
     return os.path.relpath(path, REPO)
+
+
+# The library, in the order it may depend on itself: a module imports only modules before it.  First what every
+# stage uses (errors, files, images, the container, the FSE coder, the entropy model, the model), then the stages
+# in the order data flows through them (docs/architecture.md), then what puts them together.
+LIBRARY = ["errors", "quality", "progress", "files", "cache", "image", "lossless", "metrics", "fse", "container",
+           "hyperprior", "model", "options",
+           "tiling", "analysis", "entropy", "reader", "synthesis", "refine", "target", "codec", "evaluate"]
+STAGES = ["analysis", "entropy", "synthesis"]  # encode: analysis -> entropy -> container; decode: -> synthesis
+FRONT_ENDS = {"cli", "encode", "decode", "info", "batch", "batch_ray", "pillow", "web", "__main__"}
+PACKAGE = os.path.join(REPO, "src", "l3ic")
+
+
+def l3ic_imports(path):
+    """The l3ic modules a source file imports (``l3ic.X`` and ``from l3ic import X`` alike), by their top name."""
+    for node in ast.walk(tree(path)):
+        if isinstance(node, ast.Import):
+            yield from (a.name.split(".")[1] for a in node.names if a.name.startswith("l3ic."))
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "l3ic":
+            yield from (a.name for a in node.names if a.name not in ("__version__",))
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("l3ic."):
+            yield node.module.split(".")[1]
+
+
+def l3ic_modules():
+    """{top name: its source files}: l3ic's modules, a subpackage (l3ic/entropy/...) as one."""
+    found = {}
+    for path in glob.glob(os.path.join(PACKAGE, "**", "*.py"), recursive=True):
+        parts = os.path.relpath(path, PACKAGE).split(os.sep)
+        found.setdefault(parts[0][:-3] if len(parts) == 1 else parts[0], []).append(path)
+    found.pop("__init__")
+    return found
+
+
+def test_every_module_is_placed():
+    """A new module is either a front end or placed in the library's order."""
+    assert set(l3ic_modules()) == set(LIBRARY) | FRONT_ENDS, set(l3ic_modules()) ^ (set(LIBRARY) | FRONT_ENDS)
+    assert [m for m in LIBRARY if m in STAGES] == STAGES
+
+
+def test_the_library_never_imports_the_front_ends():
+    bad = ["%s imports l3ic.%s" % (rel(p), m) for name, paths in l3ic_modules().items() if name in LIBRARY
+           for p in paths for m in l3ic_imports(p) if m in FRONT_ENDS]
+    assert not bad
+
+
+def test_library_modules_import_only_those_before_them():
+    """So the stages depend on one another in the order data flows: analysis, entropy coding, synthesis (and
+    refinement, the target search and the codec after them); the container, the entropy model and the model below
+    them all.  Imports inside functions count too."""
+    rank = {name: i for i, name in enumerate(LIBRARY)}
+    bad = ["%s imports l3ic.%s" % (rel(p), m) for name, paths in l3ic_modules().items() if name in rank
+           for p in paths for m in l3ic_imports(p) if m in rank and m != name and rank[m] > rank[name]]
+    assert not bad
 
 
 @pytest.mark.parametrize("package, forbidden", [("export", ("benchmarks",)), ("src/l3ic", ("benchmarks", "export"))])
