@@ -95,3 +95,47 @@ def test_an_inexact_entropy_model_is_refused(tmp_path, codec):
     np.savez(path, **arrays)
     with pytest.raises(ModelError, match="2\\^52"):
         EntropyModel(str(path), codec.model.channels, codec.model.codebook_size)
+
+
+def smooth_photo(height, width):
+    """A defocused background: slow gradients with little texture (the kind of photo whose ẑ the static tables,
+    made on textured photos, coded dearly)."""
+    yy, xx = np.mgrid[0:height, 0:width] / max(height, width)
+    planes = [90 + 60 * np.sin(2.1 * yy + 1.3 * xx + k) + 25 * np.cos(3.0 * xx - k) for k in range(3)]
+    return np.clip(np.stack(planes, axis=2), 0, 255).astype(np.uint8)
+
+
+def test_z_takes_a_table_of_its_own_where_that_is_shorter(codec):
+    from l3ic import container
+    from l3ic.entropy import conditional
+    image = smooth_photo(256, 384)
+    data = codec.encode(image, quality=30)
+    parsed = container.L3icFile.parse(data)
+    assert parsed.header.flags & container.FLAG_ADAPTIVE_Z
+    assert int(parsed.z_chunks().modes[0]) in conditional.ADAPTIVE_MODES
+    coder = conditional.ConditionalCoder(codec.model)
+    z = coder.decode_z(parsed)
+    static = codec.model.entropy_model.z_tables.encode(np.ascontiguousarray(z).reshape(1, -1),
+                                                       np.repeat(np.arange(z.shape[0], dtype=np.uint8), z[0].size)[None])
+    assert len(parsed.z_chunks().payload) < static.sizes[0]  # the chunk is the shorter coding of the same ẑ
+    assert np.array_equal(read_latents_of(data), codec.encode_latents(image, quality=30))
+    detailed = container.L3icFile.parse(codec.encode(photo_like(128, 128)))
+    assert bool(detailed.header.flags & container.FLAG_ADAPTIVE_Z) == (int(detailed.z_chunks().modes[0]) in (0, 4))
+
+
+def read_latents_of(data):
+    from l3ic import read_latents
+    return read_latents(data)
+
+
+def test_the_adaptive_z_flag_must_match_the_chunk(codec):
+    from l3ic import FormatError, container
+    data = bytearray(codec.encode(smooth_photo(256, 384), quality=30))
+    assert data[5] & container.FLAG_ADAPTIVE_Z
+    data[5] &= ~container.FLAG_ADAPTIVE_Z
+    from l3ic.container import L3icFile
+    with pytest.raises(FormatError):  # the header CRC first; a file with a valid CRC is refused for the mismatch
+        L3icFile.parse(bytes(data))
+    from benchmarks.fuzz import fix_crcs
+    with pytest.raises(FormatError, match="adaptive-ẑ flag"):
+        L3icFile.parse(fix_crcs(bytes(data)))

@@ -17,7 +17,7 @@ Pure Python + numpy + zlib + zstandard; runs on Python >= 3.8, numpy >= 1.19.
 """
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
@@ -38,7 +38,9 @@ MAX_MODEL_NAME = 64
 FLAG_MARGIN = 0x0001  # flags bit 0: the latent covers the image plus a margin of whole cells on both sides of an axis
 FLAG_QUALITY = 0x0002  # flags bit 1: a quality field follows the hyperprior fields (gained latents, l3ic.quality)
 FLAG_LOSSLESS = 0x0004  # flags bit 2: no latent; the pixels are in the LOSSLESS side-data record (tiny images)
-KNOWN_FLAGS = FLAG_MARGIN | FLAG_QUALITY | FLAG_LOSSLESS
+FLAG_ADAPTIVE_Z = 0x0008  # flags bit 3: the ẑ chunk carries its own table (mode FSE or CONTEXT); ``write`` sets it
+KNOWN_FLAGS = FLAG_MARGIN | FLAG_QUALITY | FLAG_LOSSLESS | FLAG_ADAPTIVE_Z
+_PER_CHUNK_MODES = (0, 4)  # FSE and CONTEXT: chunks that carry their own tables (l3ic.fse)
 LOSSLESS = "PIXL"  # the side-data record of a lossless file: a filter byte, then the filtered samples
 MAX_QUALITY = 10000  # the quality field: q in hundredths, 0..100
 MAX_MARGIN = 8  # latent cells of margin on each side, at most (a file cannot claim a latent much larger than its image)
@@ -253,9 +255,12 @@ def write(header: Header, tiles: Sequence[TileChunks],
 
     ``side_data`` maps 4-character ASCII tags (e.g. "ICCP", "EXIF") to bytes;
     each record is stored zstd-compressed when that is smaller.  Inputs that
-    would make an invalid file raise ValueError.
+    would make an invalid file raise ValueError.  The flag FLAG_ADAPTIVE_Z is
+    the writer's: it is set exactly when the ẑ chunk carries its own table.
     """
     side_data = side_data or {}
+    adaptive_z = z_chunks is not None and int(z_chunks.modes[0]) in _PER_CHUNK_MODES
+    header = replace(header, flags=header.flags & ~FLAG_ADAPTIVE_Z | (FLAG_ADAPTIVE_Z if adaptive_z else 0))
     lossless = bool(header.flags & FLAG_LOSSLESS)
     if lossless != (LOSSLESS in side_data) or (lossless and (tiles or z_chunks is not None)):
         raise ValueError("a lossless file has the %s record and no chunks, and only it has that record" % LOSSLESS)
@@ -480,6 +485,8 @@ class L3icFile:
         if bad:
             raise FormatError("corrupt l3ic file: unknown coding mode %d for format version %d in channel index"
                               % (bad[0], version))
+        if header.z_channels and count and bool(header.flags & FLAG_ADAPTIVE_Z) != (int(modes[0]) in _PER_CHUNK_MODES):
+            raise FormatError("corrupt l3ic file: the ẑ chunk's mode %d does not match the adaptive-ẑ flag" % modes[0])
         # Fewer than 2^32 chunks (Header checks it) of < 2^32 bytes: the sum fits in uint64.
         ends = np.cumsum(lengths, dtype=np.uint64)
         payload_start = crc_start + 4 * count + 4

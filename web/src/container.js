@@ -17,8 +17,10 @@ export const MAX_SIDE_DATA = 256 * 2 ** 20;
 export const FLAG_MARGIN = 0x0001;
 export const FLAG_QUALITY = 0x0002;
 export const FLAG_LOSSLESS = 0x0004;  // no latent: a tiny image's pixels in the LOSSLESS record
+export const FLAG_ADAPTIVE_Z = 0x0008;  // the ẑ chunk carries its own table (mode FSE or CONTEXT)
 export const LOSSLESS = 'PIXL';
-const KNOWN_FLAGS = FLAG_MARGIN | FLAG_QUALITY | FLAG_LOSSLESS;
+const KNOWN_FLAGS = FLAG_MARGIN | FLAG_QUALITY | FLAG_LOSSLESS | FLAG_ADAPTIVE_Z;
+const PER_CHUNK_MODES = [0, 4];  // FSE and CONTEXT: chunks that carry their own tables
 const MAX_QUALITY = 10000;
 const MAX_MARGIN = 8;
 const MAX_MODEL_NAME = 64;
@@ -298,6 +300,9 @@ export class L3icFile {
       throw new FormatError(`l3ic image is ${f.width}x${f.height}, over the limit of ${maxPixels} pixels`);
     }
     const modes = checkedModes(bytes.slice(index, index + count), version);
+    if (zChannels && count && Boolean(f.flags & FLAG_ADAPTIVE_Z) !== PER_CHUNK_MODES.includes(modes[0])) {
+      throw new FormatError(`corrupt l3ic file: the ẑ chunk's mode ${modes[0]} does not match the adaptive-ẑ flag`);
+    }
     const payloadStart = headEnd + 4;
     const offsets = new Float64Array(count + 1);
     offsets[0] = payloadStart;

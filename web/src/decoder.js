@@ -101,12 +101,18 @@ export class Decoder {
     return values;
   }
 
-  /** The ẑ symbols of a format-3 file, Uint8Array (z channels, zh, zw): channel c uses z table c (codec.decode_z). */
+  /**
+   * The ẑ symbols of a format-3 file, Uint8Array (z channels, zh, zw) (ConditionalCoder.decode_z): channel c
+   * uses z table c, or, in an FSE or CONTEXT chunk, the chunk's own table (rows of width zw).
+   */
   decodeZ(parsed, em) {
     const h = parsed.header, [zh, zw] = h.zShape, n = h.zChannels * zh * zw;
+    const chunks = parsed.zChunks();
+    if (ADAPTIVE_MODES.includes(chunks.modes[0])) {
+      return this.fse.decodeChannels(chunks.payload, chunks.modes, chunks.sizes, n, em.zAlphabet, zw);
+    }
     const index = new Uint8Array(n);
     for (let c = 0; c < h.zChannels; c++) index.fill(c, c * zh * zw, (c + 1) * zh * zw);
-    const chunks = parsed.zChunks();
     return em.zTables.decode(chunks.payload, chunks.modes, chunks.sizes, index, n);
   }
 
