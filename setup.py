@@ -19,7 +19,7 @@ setup(
     version=VERSION,
     description="A lightweight learned lossy image codec (ONNX Runtime inference, FSE entropy coding)",
     python_requires=">=3.8",
-    packages=["l3ic", "l3ic.models", "runtime"],
+    packages=["l3ic", "l3ic.entropy", "l3ic.refine", "l3ic.models", "runtime"],
     package_dir={"": "src", "l3ic.models": "models"},
     license="Apache-2.0",
     license_files=["LICENSE", "src/l3ic/LICENSE-zstd.txt", "models/LICENSE.md"],

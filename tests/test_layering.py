@@ -5,6 +5,7 @@ sources, plus what the shared helpers do."""
 import ast
 import glob
 import os
+import re
 
 import pytest
 
@@ -68,6 +69,14 @@ def test_every_module_is_placed():
     """A new module is either a front end or placed in the library's order."""
     assert set(l3ic_modules()) == set(LIBRARY) | FRONT_ENDS, set(l3ic_modules()) ^ (set(LIBRARY) | FRONT_ENDS)
     assert [m for m in LIBRARY if m in STAGES] == STAGES
+
+
+def test_setup_installs_every_subpackage():
+    """setup.py lists its packages: a new subpackage of l3ic must be listed, or an installed l3ic lacks it."""
+    with open(os.path.join(REPO, "setup.py")) as f:
+        listed = set(re.findall(r'"([\w.]+)"', re.search(r"packages=\[([^\]]*)\]", f.read()).group(1)))
+    found = {"l3ic." + name for name, paths in l3ic_modules().items() if any(p.endswith("__init__.py") for p in paths)}
+    assert found <= listed, found - listed
 
 
 def test_the_library_never_imports_the_front_ends():
