@@ -202,3 +202,10 @@ def test_threads_for_one_file(workdir):
     assert one.returncode == 0, one.stderr
     assert_clean_failure(l3ic("encode", "photo.png", "-o", "x.l3ic", "--threads", "0", cwd=workdir))
     assert l3ic("decode", "photo.l3ic", "-o", "one.png", "--threads", "1", cwd=workdir).returncode == 0
+
+
+def test_view_is_a_tool_of_the_l3ic_command(workdir):
+    """``l3ic view`` is ``python -m l3ic.web`` (the browser viewer, docs/web.md): it refuses a missing file at once."""
+    usage = l3ic("--help", cwd=workdir)
+    assert "view" in usage.stdout.decode()
+    assert_clean_failure(l3ic("view", "missing.l3ic", cwd=workdir))

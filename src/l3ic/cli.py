@@ -24,8 +24,9 @@ EXIT_BROKEN_PIPE = 141  # what a shell reports for a program ended by SIGPIPE (`
 STARTED = time.perf_counter()  # the tools' result lines time the whole run from here (imports before it: ~20 ms)
 
 TOOLS = {"encode": "compress images to .l3ic files", "decode": "decompress .l3ic files to images",
-         "info": "show the header of .l3ic files"}
-USAGE = "usage: l3ic {encode,decode,info} [options] (l3ic TOOL --help for each), or l3ic -V/--version"
+         "info": "show the header of .l3ic files", "view": "view .l3ic files in a web browser (docs/web.md)"}
+MODULES = {"view": "web"}  # a tool whose module has another name (l3ic.web, also python -m l3ic.web)
+USAGE = "usage: l3ic {encode,decode,info,view} [options] (l3ic TOOL --help for each), or l3ic -V/--version"
 
 
 def main(argv=None):
@@ -53,7 +54,7 @@ def run_tool(name, argv=None, prog=None):
     """Import the tool ``l3ic.NAME`` and run its ``main`` under ``run``: a broken install is one line too."""
     def tool(args):
         try:
-            module = importlib.import_module("l3ic." + name)
+            module = importlib.import_module("l3ic." + MODULES.get(name, name))
         except ImportError as e:
             raise L3icError(str(e))
         return module.main(args, prog=prog or "l3ic " + name)
