@@ -10,7 +10,8 @@ per tile, the ẑ chunk or None) and ``decode(parsed, channels, tiles)`` ->
   (``l3ic.fse.encode_channels``).
 * ``ConditionalCoder`` (format 3): each element of ŷ is coded relative to the
   mean the hyperprior (``l3ic.hyperprior``) predicts from ẑ, with the static
-  table of its predicted scale; ẑ itself is one chunk of static tables.
+  table of its predicted scale; ẑ itself is one chunk, with static tables or
+  a table of its own where that is shorter.
 
 Both decode ``read_latents``'s random access too (``decode_channels``).
 """
