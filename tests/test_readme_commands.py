@@ -1,10 +1,13 @@
-"""Every command of the README works from a fresh clone of what is committed (HEAD), installed as the README says.
+"""Every command of the README and of docs/ works from a fresh clone of what is committed (HEAD), installed as the
+README says: the README's first command, every ``l3ic`` example (each in a folder holding the files it names), the
+``python`` examples, and ``--help`` of every tool the documents name, which must list every flag they give it.
 
 Slow (a clone, a non-editable install with the FSE C build: about a minute).  No downloads: the new venv reuses the
 packages of the one running the tests (a .pth line, since ``--system-site-packages`` would only reach the base
 interpreter's), builds with ``--no-build-isolation``, and the FSE build takes zstd from ``~/.cache/l3ic`` (or
 ``L3IC_FSE_SOURCE``).  Uncommitted changes are not in the clone: that is the point.
 """
+import glob
 import json
 import os
 import re
@@ -24,13 +27,53 @@ README = os.path.join(REPO, "README.md")
 NOT_TOOLS = {"venv", "pip"}  # python -m venv / pip: set-up, not l3ic's tools
 
 
-def readme_blocks(text):
-    return re.findall(r"```sh\n(.*?)\n```", text, re.S)
+def documents(root):
+    """The README, the changelog and every document under docs/ of a checkout."""
+    return [os.path.join(root, "README.md"), os.path.join(root, "CHANGELOG.md")] + \
+        sorted(glob.glob(os.path.join(root, "docs", "*.md")))
+
+
+def all_text(root):
+    return "\n".join(open(p, encoding="utf-8").read() for p in documents(root))
+
+
+def readme_blocks(text, language="sh"):
+    return re.findall(r"```%s\n(.*?)\n```" % language, text, re.S)
 
 
 def readme_modules(text):
-    """Every ``python -m X`` the README names, in its sh blocks or in its prose."""
+    """Every ``python -m X`` the documents name, in their sh blocks or in their prose."""
     return sorted(set(re.findall(r"python[\d.]*\s+-m\s+([A-Za-z_][\w.]*)", text)) - NOT_TOOLS)
+
+
+def commands(text):
+    """Every command line of the documents: each line of their sh blocks, and each inline code span that starts
+    with ``python -m`` or ``l3ic`` (prose may wrap one over lines); chains (&&, |, ;) split into their commands."""
+    lines = [line for block in readme_blocks(text) for line in block.splitlines()]
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
+    lines += [span.replace("\n", " ") for span in re.findall(r"`([^`]+)`", prose)
+              if re.match(r"(python[\d.]*\s+-m\s|l3ic\s)", span)]
+    out = []
+    for line in lines:
+        line = re.sub(r"(^|\s)#.*$", "", line)  # comments
+        out += [part.strip() for part in re.split(r"&&|\|\|?|;|>", line) if part.strip()]
+    return out
+
+
+def tool_flags(text):
+    """{tool: the --flags the documents give it}, tool = ``python -m MODULE`` or ``l3ic SUBCOMMAND``."""
+    flags = {}
+    for command in commands(text):
+        words = command.split()
+        m = re.match(r"python[\d.]*\s+-m\s+([A-Za-z_][\w.]*)", command)
+        if m and m.group(1) not in NOT_TOOLS:
+            tool = "python -m " + m.group(1)
+        elif len(words) > 1 and words[0] == "l3ic" and not words[1].startswith("-"):
+            tool = "l3ic " + words[1]
+        else:
+            continue
+        flags.setdefault(tool, set()).update(w.split("=")[0] for w in words if re.match(r"--[a-z]", w))
+    return flags
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +113,22 @@ def run(command, cwd, env):
     return result
 
 
-def test_the_readme_names_its_tools():
+def test_the_documents_name_their_tools():
+    modules = readme_modules(all_text(REPO))
+    assert {"runtime.encode", "runtime.decode", "runtime.info", "export.train", "export.to_onnx", "export.fit_gains",
+            "export.fit_tables", "benchmarks.rd", "benchmarks.codecs", "benchmarks.speed", "l3ic.batch_ray"} <= set(modules), modules
     with open(README) as f:
-        text = f.read()
-    modules = readme_modules(text)
-    assert {"runtime.encode", "runtime.decode", "runtime.info", "export.train", "export.to_onnx",
-            "benchmarks.rd", "l3ic.batch_ray"} <= set(modules), modules
-    assert "l3ic encode" in readme_blocks(text)[0]
+        assert "l3ic encode" in readme_blocks(f.read())[0]
+
+
+def test_commands_and_flags_are_found_in_the_documents():
+    """The parsing the fresh-clone tests rely on: chains split, comments dropped, prose spans read."""
+    text = ("```sh\nl3ic encode a.png -q 80   # --not-a-flag\npip install . && python -m benchmarks.rd --images K "
+            "--out=r | tee x\n```\nthen `python -m export.train --data D\n--steps 3` and `l3ic --version`.\n")
+    assert commands(text) == ["l3ic encode a.png -q 80", "pip install .", "python -m benchmarks.rd --images K --out=r",
+                              "tee x", "python -m export.train --data D --steps 3", "l3ic --version"]
+    assert tool_flags(text) == {"l3ic encode": set(), "python -m benchmarks.rd": {"--images", "--out"},
+                                "python -m export.train": {"--data", "--steps"}}
 
 
 def test_first_command_and_the_tools_from_a_fresh_clone(clone, tmp_path):
@@ -97,20 +149,94 @@ def test_first_command_and_the_tools_from_a_fresh_clone(clone, tmp_path):
         "&& python -m runtime.info {0}/m.l3ic".format(out), root, env)
 
 
-def test_every_python_m_tool_of_the_readme_has_help_from_a_fresh_clone(clone):
+def test_every_tool_of_the_documents_has_help_listing_their_flags_from_a_fresh_clone(clone):
+    """``--help`` of every ``python -m`` tool and ``l3ic`` subcommand the README and docs/ name works, and lists every
+    flag they give it: a renamed or removed flag breaks the documents."""
     root, env = clone
-    with open(os.path.join(root, "README.md")) as f:
-        modules = readme_modules(f.read())
-    commands = ["python -m %s --help" % m for m in modules]
-    commands.append("python tests/golden/make_golden.py --help")  # must print usage, not rewrite the golden files
-    procs = [(c, subprocess.Popen(c, shell=True, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True)) for c in commands]
+    wanted = tool_flags(all_text(root))
+    for module in readme_modules(all_text(root)):  # named in prose without a flag: --help must still work
+        wanted.setdefault("python -m " + module, set())
+    commands = {tool: tool + " --help" for tool in wanted}
+    commands["make_golden"] = "python tests/golden/make_golden.py --help"  # must print usage, not rewrite the golden files
+    procs = [(tool, c, subprocess.Popen(c, shell=True, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)) for tool, c in commands.items()]
     failed = []
-    for command, proc in procs:
+    for tool, command, proc in procs:
         stdout, stderr = proc.communicate(timeout=300)
         if proc.returncode != 0 or "Traceback" in stderr or "usage" not in stdout.lower():
             failed.append("%s: exit %d\n%s%s" % (command, proc.returncode, stdout[-500:], stderr[-1500:]))
+            continue
+        unknown = sorted(f for f in wanted.get(tool, ()) if not re.search(re.escape(f) + r"\b(?!-)", stdout))
+        if unknown:
+            failed.append("%s: the documents give it %s, which its --help does not list" % (tool, ", ".join(unknown)))
     assert not failed, "\n\n".join(failed)
+
+
+def fixture_folder(folder, root, env):
+    """A folder holding every file the documents' examples name: photo.png / .jpg / .l3ic, a.l3ic and b.l3ic,
+    photos/ (two images) and out/ (two .l3ic files, of other names than photos/ gives)."""
+    from PIL import Image
+    os.makedirs(os.path.join(folder, "photos"))
+    os.makedirs(os.path.join(folder, "out"))
+    rose = Image.open(os.path.join(root, "samples", "rose.png")).convert("RGB").resize((144, 192))
+    rose.save(os.path.join(folder, "photo.png"))
+    rose.save(os.path.join(folder, "photo.jpg"), quality=95)
+    rose.crop((0, 0, 96, 64)).save(os.path.join(folder, "photos", "leaf.png"))
+    rose.crop((16, 64, 144, 160)).save(os.path.join(folder, "photos", "petal.jpg"), quality=95)
+    run("l3ic encode photo.png -o photo.l3ic && l3ic encode photos/leaf.png -o a.l3ic -q 30 && "
+        "l3ic encode photos/petal.jpg -o b.l3ic && cp a.l3ic out/c.l3ic && cp b.l3ic out/d.l3ic", folder, env)
+
+
+def runnable_examples(root):
+    """(document, line) for every line of every sh block that holds only ``l3ic`` commands: the examples a user
+    copies one at a time.  Blocks that mix in other commands (set-up, training) are checked by --help above."""
+    out = []
+    for path in documents(root):
+        for block in readme_blocks(open(path, encoding="utf-8").read()):
+            lines = [line for line in block.splitlines() if line.strip()]
+            if all(line.startswith("l3ic ") for line in lines):
+                out += [(os.path.relpath(path, root), line) for line in lines]
+    return out
+
+
+def test_every_l3ic_example_of_the_documents_runs_from_a_fresh_clone(clone, tmp_path):
+    root, env = clone
+    examples = runnable_examples(root)
+    assert len(examples) >= 10 and any("--crop" in line for _, line in examples)
+    template = str(tmp_path / "template")
+    os.makedirs(template)
+    fixture_folder(template, root, env)
+    for i, (doc, line) in enumerate(examples):  # each in a fresh copy: examples are alternatives, not a sequence
+        folder = str(tmp_path / ("ex%d" % i))
+        shutil.copytree(template, folder)
+        if line.startswith("l3ic encode"):  # its inputs are images: no .l3ic in the way of its default output
+            for name in glob.glob(os.path.join(folder, "*.l3ic")):
+                os.remove(name)
+        result = subprocess.run(line.replace("/tmp/", folder + "/"), shell=True, cwd=folder, env=env,
+                                capture_output=True, text=True, timeout=300, executable="/bin/bash")
+        assert result.returncode == 0 and "Traceback" not in result.stderr, \
+            "%s: %s\nexit %d\n%s%s" % (doc, line, result.returncode, result.stdout[-1000:], result.stderr[-2000:])
+
+
+def test_the_python_examples_of_the_documents_run_from_a_fresh_clone(clone, tmp_path):
+    """The python blocks of each document, in order, as one script (later blocks use earlier names)."""
+    root, env = clone
+    template = str(tmp_path / "template")
+    os.makedirs(template)
+    fixture_folder(template, root, env)
+    python = os.path.join(env["VIRTUAL_ENV"], "bin", "python")
+    ran = []
+    for path in documents(root):
+        blocks = readme_blocks(open(path, encoding="utf-8").read(), "python")
+        if not blocks:
+            continue
+        folder = str(tmp_path / os.path.basename(path))
+        shutil.copytree(template, folder)
+        done = subprocess.run([python, "-c", "\n".join(blocks)], cwd=folder, env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, "%s\n%s" % (os.path.relpath(path, root), done.stderr[-3000:])
+        ran.append(os.path.basename(path))
+    assert "README.md" in ran and "usage.md" in ran
 
 
 def test_the_wheel_installs_only_l3ic_runtime_and_the_command(clone):
