@@ -50,9 +50,12 @@ CASES = {  # name: (left, top, width, height, mode, quality q or None: the prese
     "rgb": (150, 200, 77, 61, "RGB", None),
     "gray": (40, 330, 45, 38, "L", None),
     "large": (100, 100, 203, 150, "RGB", None),
-    "small": (200, 260, 13, 6, "RGB", None),  # under 17 px on both axes: a file with a margin (FLAG_MARGIN)
+    "small": (200, 260, 40, 13, "RGB", None),  # under 17 px on one axis: a file with a margin (FLAG_MARGIN); a
+    # smaller photo crop is stored losslessly since l3ic 0.6
     "quality": (120, 280, 64, 40, "RGB", 53.33),  # between grid points of the medium model's gains
+    "smooth": (0, 0, 384, 512, "RGB", None),  # the sample blurred (SMOOTH_BLUR): its ẑ has a table of its own
 }
+SMOOTH_BLUR = {"smooth": 8}  # Gaussian blur radius of a case's source: a defocused photo
 
 
 def sha256(data):
@@ -88,9 +91,13 @@ def entropy_sha256(data):
 
 
 def crop(case):
+    from PIL import ImageFilter
     left, top, width, height, mode, _ = CASES[case]
     with Image.open(SAMPLE) as image:
-        return image.convert("RGB").crop((left, top, left + width, top + height)).convert(mode)
+        source = image.convert("RGB").crop((left, top, left + width, top + height))
+    if case in SMOOTH_BLUR:
+        source = source.filter(ImageFilter.GaussianBlur(SMOOTH_BLUR[case]))
+    return source.convert(mode)
 
 
 def main(argv=None):
