@@ -30,6 +30,15 @@ def test_registered():
     assert "L3IC" in Image.OPEN and "L3IC" in Image.SAVE
 
 
+def test_the_tools_still_take_l3ic_outputs_once_pillow_knows_the_format(tmp_path):
+    """Registered with Pillow, .l3ic is still l3ic's own output, not an image extension -o must not name."""
+    from l3ic import image as images
+    from l3ic.cli import main as l3ic
+    assert not images.is_image_name("photo.l3ic")
+    Image.fromarray(photo_like(16, 24)).save(tmp_path / "a.png")
+    assert l3ic(["encode", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.l3ic"), "--quiet"]) == 0
+
+
 def test_open_reads_only_the_header(saved, monkeypatch):
     def no_decoding(model):
         raise AssertionError("decoded before load()")

@@ -425,8 +425,11 @@ def sniff_format(data):
 
 
 def is_image_name(path):
-    """Whether ``path``'s extension names an image format (any that Pillow knows, and common others)."""
+    """Whether ``path``'s extension names an image format (any that Pillow knows, and common others) other than
+    l3ic's own, which ``l3ic.pillow`` registers with Pillow."""
     ext = os.path.splitext(path)[1].lower()
+    if ext == ".l3ic":
+        return False
     return ext in IMAGE_SUFFIXES or ext in OTHER_IMAGE_SUFFIXES or format_for(path) is not None
 
 
