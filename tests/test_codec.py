@@ -120,6 +120,23 @@ def test_damaged_model_file_is_refused(tmp_path, sample):
         codec.decode(codec.encode(sample[:16, :16]))
 
 
+def test_model_files_are_shipped_once():
+    """No two files under models/ are identical: a legacy folder lists the decoder it shares with a current model,
+    or with another release, in its manifest, and the lookup finds it by its sha256 (l3ic.model.model_file)."""
+    import glob
+    from l3ic.model import Model, file_sha256
+    root = os.path.dirname(find_model("medium"))
+    seen = {}
+    for path in sorted(glob.glob(os.path.join(root, "**", "*.onnx"), recursive=True)
+                       + glob.glob(os.path.join(root, "**", "*.npz"), recursive=True)):
+        digest = file_sha256(path)
+        assert digest not in seen, ("%s is a copy of %s: delete the one in models/legacy (its manifest keeps the "
+                                    "sha256, by which the other is found)" % (path, seen[digest]))
+        seen[digest] = path
+    for legacy in ("high-0.4", "low-0.4", "medium-0.4.3"):
+        assert Model(os.path.join(root, "legacy", legacy), "cpu").decoder is not None
+
+
 def test_a_folder_finds_a_listed_file_it_has_no_copy_of_by_its_hash(tmp_path):
     """A decode-only folder may leave out a file it shares with another installed model: its manifest lists the
     file's sha256, and the lookup finds that copy (l3ic.model.model_file)."""

@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote, unquote, urlsplit
 
 from l3ic.errors import L3icError
-from l3ic.model import model_roots
+from l3ic.model import model_file, model_roots
 
 WEB_ENV = "L3IC_WEB"  # the web/ folder, where it is not the checkout's
 DEFAULT_PORT = 8029
@@ -127,7 +127,7 @@ class Server(ThreadingHTTPServer):
             return os.path.join(self.root, "dist", "l3ic_fse.wasm")
         if len(parts) == 3 and parts[0] == "models" and parts[1].isdigit() and int(parts[1]) < len(self.models) \
                 and parts[2] in MODEL_FILES:
-            return os.path.join(self.models[int(parts[1])][0], parts[2])
+            return model_file(self.models[int(parts[1])][0], parts[2])  # a file shared with another model too
         if len(parts) == 2 and parts[0] == "file" and unquote(parts[1]) in self.files:
             return self.files[unquote(parts[1])]
         return None
