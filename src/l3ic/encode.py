@@ -47,7 +47,7 @@ def add_encode_flags(parser):
                                                          "(the quality is searched)")
     parser.add_argument("--refine", type=int, default=0, metavar="STEPS",
                         help="steps of encoder-side refinement: a better image in the same file size, slower encoding "
-                             "(30 is a good trade-off, see README; default 0 = off)")
+                             "(30 is a good trade-off, see docs/models.md; default 0 = off)")
     parser.add_argument("--strip", action="store_true", help="drop ICC profile and EXIF")
 
 
