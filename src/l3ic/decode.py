@@ -108,9 +108,10 @@ def main(argv=None, prog="l3ic decode"):
     channels = parse_channels(args.channels)
     files, is_batch = batch.expand(args.input, (".l3ic",))
     batch.make_output_folder(args.output, is_batch)
-    options = (args.model, channels, parse_crop(args.crop), args.force, args.png_level, args.format.lstrip("."))
-    images.writable_format(STDIO, options[-1])  # a bad --format is refused before any work
-    suffix = batch.DECODED + "." + options[-1]
+    fmt = args.format.lstrip(".")
+    images.writable_format(STDIO, fmt)  # a bad --format is refused before any work
+    options = (args.model, channels, parse_crop(args.crop), args.force, args.png_level, fmt)
+    suffix = batch.DECODED + "." + fmt
     jobs = [(f, batch.output_for(f, args.output, is_batch, suffix), options) for f in files]
     return batch.run_tool(decode_one, jobs, args, is_batch, "files")
 

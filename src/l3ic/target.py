@@ -54,13 +54,14 @@ def encode_to_target(picture, target_bpp, codec_for, refine=0):
         if units == hi and len(data) < (1.0 - TARGET_TOLERANCE) * budget:
             note = "no quality needs %.3f bpp: the largest file (q 100) is %.3f bpp" % (options.target_bpp, 8.0 * len(data) / pixels)
     name = model_for(units)
+    codec = codec_for(name)
     if options.refine:  # never larger than the plain file: within the budget
-        data = codec_for(name).encode(picture, refine=options.refine, quality=units / QUALITY_SCALE)
+        final = codec.encode(picture, refine=options.refine, quality=units / QUALITY_SCALE)
     else:
-        data = codec_for(name).lossless_or(picture, data)
-    if len(data) > budget >= len(file_at(units)):  # a lossless tiny image over the budget: the lossy file fits
-        data = file_at(units)
-    return Encoded(data, name, units / QUALITY_SCALE, note)
+        final = codec.lossless_or(picture, data)
+    if len(final) > budget >= len(data):  # a tiny image stored losslessly over the budget: the lossy file fits
+        final = data
+    return Encoded(final, name, units / QUALITY_SCALE, note)
 
 
 def _files_by_quality(picture, codec_for):
