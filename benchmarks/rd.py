@@ -32,7 +32,7 @@ from benchmarks.codecs import BY_NAME, available
 from benchmarks.metrics import ms_ssim, ms_ssim_db, psnr
 from l3ic.files import write_bytes_atomic
 from l3ic.errors import ImageError
-from l3ic.image import list_images, split_holdout
+from l3ic.image import list_images, split_holdout, split_smooth
 
 ALL_CODECS = ["l3ic", "jpeg", "webp", "jpeg2000", "avif", "jxl", "x265"]
 L3IC_MODELS = ("low", "medium", "high")
@@ -391,6 +391,8 @@ def main(argv=None):
     p.add_argument("--images", required=True, help="folder of test images (e.g. the Kodak set)")
     p.add_argument("--holdout", type=int, help="only the N images of --images that export.train --holdout N "
                                              "validates on (held-out training-set photos)")
+    p.add_argument("--holdout-smooth", type=int, help="instead, only the N smooth photos that export.train --holdout "
+                                                    "H --holdout-smooth N keeps out (give the same --holdout H)")
     p.add_argument("--codecs", default=",".join(ALL_CODECS))
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--jobs", type=int, default=os.cpu_count())
@@ -416,7 +418,9 @@ def main(argv=None):
         codecs.append(c)
     try:
         images = list_images(args.images, required=True)
-        if args.holdout:
+        if args.holdout_smooth:  # the smooth photos export.train --holdout H --holdout-smooth N keeps out
+            images = split_smooth(split_holdout(images, args.holdout or 0)[0], args.holdout_smooth)[1]
+        elif args.holdout:
             images = split_holdout(images, args.holdout)[1]
     except ImageError as e:
         raise SystemExit("error: %s" % e)

@@ -13,7 +13,7 @@ from PIL import Image
 from l3ic import image as images
 from l3ic.errors import ImageError
 from l3ic.image import IMAGE_SUFFIXES  # noqa: F401  (the runtime's one list: training reads what l3ic encode reads)
-from l3ic.image import split_holdout  # noqa: F401  (benchmarks.rd --holdout measures the same images)
+from l3ic.image import flat_fraction, split_holdout, split_smooth  # noqa: F401  (the benchmarks hold out the same)
 
 
 def image_paths(folder):
@@ -22,36 +22,6 @@ def image_paths(folder):
         return images.list_images(folder, required=True)
     except ImageError as e:
         raise SystemExit("error: %s" % e)
-
-
-SMOOTH_BLOCK_STD = 1.5  # an 8x8 block is flat when its luma varies less than this (grey levels, standard deviation)
-
-
-def flat_fraction(rgb):
-    """The share of an image's 8x8 blocks that are flat (luma std below ``SMOOTH_BLOCK_STD``): defocused
-    backgrounds, sky and gradients, where a stride-8 codec's errors show first."""
-    luma = rgb[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    h, w = luma.shape[0] // 8 * 8, luma.shape[1] // 8 * 8
-    if not h or not w:
-        return 0.0
-    blocks = luma[:h, :w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 64)
-    return float((blocks.std(axis=1) < SMOOTH_BLOCK_STD).mean())
-
-
-def split_smooth(paths, count):
-    """Hold out ``count`` smooth photos as an evaluation set: ``(rest, held_out)``.
-
-    The photos are ranked by ``flat_fraction``, and every other one of the
-    2 * ``count`` smoothest is held out, so training keeps half of the smoothest
-    content.  The choice depends only on the pixels and names, so
-    ``export.train --holdout-smooth N`` and ``benchmarks.rd --holdout-smooth N``
-    agree on every machine.
-    """
-    if count <= 0:
-        return paths, []
-    ranked = sorted(paths, key=lambda p: (-flat_fraction(load_rgb(p)), os.path.basename(p)))
-    held = set(ranked[:2 * count:2])
-    return [p for p in paths if p not in held], sorted(held)
 
 
 def load_rgb(path):

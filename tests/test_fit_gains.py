@@ -9,7 +9,7 @@ from conftest import photo_like
 from export import fit_gains
 from l3ic import container
 from l3ic.metrics import ms_ssim
-from l3ic.quality import QUALITY_SCALE, lambda_of
+from l3ic.quality import Q_UNITS, QUALITY_SCALE, from_model, lambda_of
 
 
 def _latent_bits(data):
@@ -23,7 +23,7 @@ def test_the_search_costs_what_files_at_that_quality_code(codec):
     search = fit_gains.GainSearch(codec.model, crops)
     units = 5000
     exponents, corrections = codec.model.entropy_model.gains.interpolated(units)
-    files = [codec.encode(c, quality=units / QUALITY_SCALE) for c in crops]
+    files = [codec.encode(c, quality=from_model(codec.model.name, units) / Q_UNITS) for c in crops]  # own q 50
     assert search.bpp(exponents) * search.pixels == sum(_latent_bits(f) for f in files)
     mse = np.mean([np.mean((codec.decode(f).astype(np.float64) - c) ** 2) for f, c in zip(files, crops)])
     assert abs(search.distortion(exponents, corrections)[1] - mse) <= 1e-9 * mse

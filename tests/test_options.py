@@ -21,8 +21,9 @@ def test_encode_defaults_and_choices():
 
 
 @pytest.mark.parametrize("quality, model, q", [
-    (0, "low", 0.0), (25, "low", 25.0), (45, "medium", 45.0), ("72.5", "medium", 72.5), (80, "high", 80.0),
-    (np.float32(99.99), "high", 99.99), (100, "high", 100.0), (33.333, "low", 33.33)])
+    (0, "low", 0.0), (25, "low", 25.0), (41.999, "low", 41.999), (42, "medium", 42.0), ("72.5", "medium", 72.5),
+    (80.9999, "high", 81.0), (81, "high", 81.0), (np.float32(99.99), "high", 99.99), (100, "high", 100.0),
+    (33.3333, "low", 33.333)])
 def test_a_quality_number_picks_the_model_that_serves_it(quality, model, q):
     assert EncodeOptions.validated(quality=quality) == EncodeOptions(model, q, None, 0)
 

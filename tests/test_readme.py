@@ -123,21 +123,18 @@ def test_every_table_of_figures_names_its_command_and_version(name):
 
 
 def stated_ranges():
-    from l3ic.quality import MODEL_RANGES
-    out = {}
-    for name, (lo, hi) in MODEL_RANGES.items():
-        out[name] = "%g ≤ q ≤ %g" % (lo, hi) if hi == max(h for _, h in MODEL_RANGES.values()) else "%g ≤ q < %g" % (lo, hi)
-    return out
+    from l3ic.quality import SCALE
+    return {s.model: ("%g ≤ q ≤ %g" if s is SCALE[-1] else "%g ≤ q < %g") % (s.start, s.end) for s in SCALE}
 
 
 def test_the_model_ranges_are_stated_as_model_for_picks_them():
     """``model_for`` gives a boundary q to the larger model: the documents must not write the ranges as inclusive."""
-    from l3ic.quality import QUALITY_SCALE, model_for
+    from l3ic.quality import Q_UNITS, model_for
     ranges = stated_ranges()
     for name, text in ranges.items():  # the statement itself, checked against model_for at its edges
         lo, op, hi = re.match(r"(\S+) ≤ q (<|≤) (\S+)", text).groups()
-        assert model_for(round(float(lo) * QUALITY_SCALE)) == name
-        assert (model_for(round(float(hi) * QUALITY_SCALE)) == name) == (op == "≤")
+        assert model_for(round(float(lo) * Q_UNITS)) == name
+        assert (model_for(round(float(hi) * Q_UNITS)) == name) == (op == "≤")
     for doc in ("README.md", "docs/models.md"):
         text = read(os.path.join(REPO, doc))
         missing = [r for r in ranges.values() if r not in text]

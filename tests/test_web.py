@@ -163,7 +163,7 @@ def test_a_file_whose_z_has_its_own_table_decodes_bit_identically(browser, codec
     """A smooth photo: its ẑ chunk carries its own table (FLAG_ADAPTIVE_Z, an FSE or CONTEXT chunk)."""
     from golden.make_golden import entropy_sha256, symbols_sha256
     from test_hyperprior import smooth_photo
-    data = codec.encode(smooth_photo(256, 384), quality=30)
+    data = codec.encode(smooth_photo(256, 384), quality=42)
     assert container.L3icFile.parse(data).header.flags & container.FLAG_ADAPTIVE_Z
     head, png = browser.decode(data, trace=True)
     assert head["hashes"] == {"symbols_sha256": symbols_sha256(data), "entropy_sha256": entropy_sha256(data)}

@@ -79,7 +79,7 @@ class Codec:
             refine: steps of encoder-side refinement (``l3ic.refine``; 0 = off): a better image in the same file
                 size, for about one decoder pass and a half per step; the file is never larger than the plain
                 encode's, nor decodes worse.
-            quality: q (0..100, in steps of 0.01) within ``quality_range`` for a model trained for continuous
+            quality: q (0..100, in steps of 0.001) within ``quality_range`` for a model trained for continuous
                 quality; default the model's preset.
         Returns:
             bytes: the file.  A tiny image may be stored losslessly (``lossless_or``).

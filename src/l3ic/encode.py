@@ -23,7 +23,7 @@ from l3ic.errors import L3icError
 from l3ic.image import IMAGE_SUFFIXES  # the one list of image suffixes (l3ic.batch_ray imports it from here)
 from l3ic.model import QUALITIES
 from l3ic.options import CodecOptions, EncodeOptions
-from l3ic.quality import PRESETS
+from l3ic.quality import PRESETS, served
 
 
 def parse_args(argv, prog="l3ic encode"):
@@ -40,9 +40,10 @@ def parse_args(argv, prog="l3ic encode"):
 def add_encode_flags(parser):
     """-q, --target-bpp, --refine and --strip: what to encode with, as ``l3ic encode`` and the Ray job take them
     (``encode_options`` validates them)."""
-    parser.add_argument("-q", "--quality", metavar="Q", help="quality 0..100 (fractions allowed; the codec picks the "
-                                                               "model), or a preset: %s (= %s)" % (
-        ", ".join(QUALITIES), ", ".join("%d" % PRESETS[q] for q in QUALITIES)))
+    parser.add_argument("-q", "--quality", metavar="Q", help="quality 0..100, fractions allowed (the model that serves "
+                                                               "q encodes it: %s), or a preset: %s (= %s)" % (
+        ", ".join("%s %g..%g" % (name, *served(name)) for name in QUALITIES),
+        ", ".join(QUALITIES), ", ".join("%g" % PRESETS[q] for q in QUALITIES)))
     parser.add_argument("--target-bpp", type=float, help="per image, the largest file within this many bits per pixel "
                                                          "(the quality is searched)")
     parser.add_argument("--refine", type=int, default=0, metavar="STEPS",

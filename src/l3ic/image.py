@@ -99,6 +99,41 @@ def split_holdout(paths, count):
     return [p for p in paths if p not in held], sorted(held)
 
 
+SMOOTH_BLOCK_STD = 1.5  # an 8x8 block is flat when its luma varies less than this (grey levels, standard deviation)
+
+
+def flat_fraction(rgb):
+    """The share of an image's 8x8 blocks that are flat (luma std below ``SMOOTH_BLOCK_STD``): defocused
+    backgrounds, sky and gradients, where a stride-8 codec's errors show first."""
+    luma = rgb[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    h, w = luma.shape[0] // 8 * 8, luma.shape[1] // 8 * 8
+    if not h or not w:
+        return 0.0
+    blocks = luma[:h, :w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 64)
+    return float((blocks.std(axis=1) < SMOOTH_BLOCK_STD).mean())
+
+
+def split_smooth(paths, count):
+    """Hold out ``count`` smooth photos as an evaluation set: ``(rest, held_out)``.
+
+    The photos are ranked by ``flat_fraction``, and every other one of the
+    2 * ``count`` smoothest is held out, so training keeps half of the smoothest
+    content.  The choice depends only on the pixels and names, so
+    ``export.train --holdout-smooth N`` and ``benchmarks.rd --holdout-smooth N``
+    agree on every machine.
+    """
+    if count <= 0:
+        return paths, []
+    ranked = sorted(paths, key=lambda p: (-flat_fraction(_rgb_of(p)), os.path.basename(p)))
+    held = set(ranked[:2 * count:2])
+    return [p for p in paths if p not in held], sorted(held)
+
+
+def _rgb_of(path):
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
 # ---- reading ---------------------------------------------------------------------------------
 def from_array(array):
     """A numpy image: (H, W, 3) RGB, (H, W, 4) RGBA or (H, W) grayscale; uint8, or uint16 (reduced to 8 bits)."""

@@ -26,9 +26,9 @@ from functools import cached_property
 
 import numpy as np
 
-from l3ic import cache, container
+from l3ic import cache, container, quality
 from l3ic.errors import L3icError, ModelError, first_line
-from l3ic.quality import QUALITY_SCALE, quality_units
+from l3ic.quality import Q_UNITS, QUALITY_SCALE
 
 QUALITIES = ("low", "medium", "high")
 DEFAULT_MODEL = "medium"
@@ -298,26 +298,34 @@ class Model:
     # ---- continuous quality (l3ic.quality) -------------------------------------------------------------
     @property
     def quality_range(self):
-        """(lowest, highest) q (0..100) of a model trained for continuous quality, else None."""
-        qualities = self.entropy_model.qualities if self.has_hyperprior else None
-        return None if qualities is None else tuple(q / QUALITY_SCALE for q in qualities)
+        """(lowest, highest) q of the -q scale (0..100) a model trained for continuous quality can encode, else
+        None: its grid, through its stretch of ``l3ic.quality.SCALE``."""
+        grid = self.entropy_model.qualities if self.has_hyperprior else None
+        return None if grid is None else tuple(u / Q_UNITS for u in quality.reach(self.name, *grid))
 
     @property
     def default_quality(self):
-        """The q (0..100) an encode without one uses (the model's preset), or None without continuous quality."""
-        return None if self.quality_range is None else self.entropy_model.default_quality / QUALITY_SCALE
-
-    def quality_units(self, quality):
-        """q (0..100, or None: the model's preset) as the hundredths a file records, None for a model without
-        continuous quality; L3icError for a bad value, a q outside the model's range or any q for such a model."""
+        """The q of the -q scale an encode without one uses (the model's preset), or None without continuous
+        quality."""
         if self.quality_range is None:
-            if quality is not None:
+            return None
+        return quality.from_model(self.name, self.entropy_model.default_quality) / Q_UNITS
+
+    def quality_units(self, q):
+        """q of the -q scale (0..100, or None: the model's preset) as the model's own q in hundredths, which a
+        file records; None for a model without continuous quality.  L3icError for a bad value, a q outside the
+        model's range or any q for such a model."""
+        if self.quality_range is None:
+            if q is not None:
                 raise L3icError("model %r has no continuous quality: use a quality preset or another model" % self.name)
             return None
-        em = self.entropy_model
-        units = em.default_quality if quality is None else quality_units(quality)
-        em.gain(units)  # refuses a quality outside the model's range
-        return units
+        if q is None:
+            return self.entropy_model.default_quality
+        units = quality.quality_units(q)
+        lo, hi = self.quality_range
+        if not round(lo * Q_UNITS) <= units <= round(hi * Q_UNITS):
+            raise ModelError("quality %g is outside this model's range %g..%g" % (units / Q_UNITS, lo, hi))
+        return quality.to_model(self.name, units)
 
     def gain_of(self, header):
         """The ``l3ic.hyperprior.Gain`` a file's latents are coded with (its quality field), or None."""
@@ -333,8 +341,8 @@ class Model:
         qualities = self.entropy_model.qualities if self.has_hyperprior else None
         if bool(h.flags & container.FLAG_QUALITY) != (qualities is not None) \
                 or (qualities and not qualities[0] <= h.quality <= qualities[1]):
-            raise ModelError("this file's quality field does not fit model %r (quality %s)"
-                             % (self.name, "%g..%g" % self.quality_range if qualities else "none"))
+            raise ModelError("this file's quality field does not fit model %r (its own q %s)"
+                             % (self.name, "%g..%g" % tuple(u / QUALITY_SCALE for u in qualities) if qualities else "none"))
 
     # ---- the networks -------------------------------------------------------------------------------------
     def run_encoder(self, rgb):

@@ -17,7 +17,7 @@ from typing import Optional
 from l3ic.errors import L3icError
 from l3ic.image import DEFAULT_MAX_PIXELS
 from l3ic.model import DEFAULT_MODEL, QUALITIES
-from l3ic.quality import QUALITY_SCALE, model_for, quality_units
+from l3ic.quality import Q_UNITS, model_for, quality_units
 
 PROVIDERS = ("auto", "cpu", "cuda")
 
@@ -25,7 +25,7 @@ PROVIDERS = ("auto", "cpu", "cuda")
 @dataclass(frozen=True)
 class EncodeOptions:
     """What to encode with: ``model`` (None when ``target_bpp`` searches the quality per image), ``quality`` (q
-    0..100 in steps of 0.01, ``l3ic.quality``; None: the model's preset), ``refine`` steps."""
+    0..100 in steps of 0.001, ``l3ic.quality``; None: the model's preset), ``refine`` steps."""
 
     model: Optional[str] = DEFAULT_MODEL
     quality: Optional[float] = None
@@ -54,7 +54,7 @@ class EncodeOptions:
         units = None if quality is None else quality_units(quality, name("quality"))
         if units is not None and model is None:
             model = model_for(units)
-        return cls(model or DEFAULT_MODEL, None if units is None else units / QUALITY_SCALE, None, steps)
+        return cls(model or DEFAULT_MODEL, None if units is None else units / Q_UNITS, None, steps)
 
 
 @dataclass(frozen=True)

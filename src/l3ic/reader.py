@@ -15,7 +15,7 @@ from l3ic.errors import L3icError, ModelError
 from l3ic.files import read_input
 from l3ic.model import Model, find_decoder
 from l3ic.options import checked_channels
-from l3ic.quality import QUALITY_SCALE
+from l3ic.quality import Q_UNITS, QUALITY_SCALE, from_model
 
 
 def read_info(data, max_pixels=images.DEFAULT_MAX_PIXELS):
@@ -53,7 +53,8 @@ def describe(parsed, n_bytes):
     if h.z_channels:
         info["z_channels"], info["hyper_stride"] = h.z_channels, h.hyper_stride
     if h.flags & container.FLAG_QUALITY:
-        info["quality"] = h.quality / QUALITY_SCALE
+        info["quality"] = from_model(h.model_name, h.quality) / Q_UNITS  # the -q that makes this file
+        info["model_quality"] = h.quality / QUALITY_SCALE  # the model's own q, which picks its gains
     if h.flags & container.FLAG_LOSSLESS:
         info["lossless"] = True
     record = parsed.side_record(images.SOURCE)

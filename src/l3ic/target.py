@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 
 from l3ic.options import EncodeOptions
-from l3ic.quality import QUALITY_SCALE, model_for
+from l3ic.quality import Q_UNITS, model_for
 
 TARGET_TOLERANCE = 0.01  # the quality search stops at a file within 1 % below the target
 
@@ -45,7 +45,7 @@ def encode_to_target(picture, target_bpp, codec_for, refine=0):
     pixels = picture.width * picture.height
     budget = options.target_bpp * pixels / 8.0
     file_at = _files_by_quality(picture, codec_for)
-    lo, hi = 0, 100 * QUALITY_SCALE
+    lo, hi = 0, 100 * Q_UNITS
     units, data, note = lo, file_at(lo), None
     if len(data) > budget:
         note = "no quality reaches %.3f bpp: the smallest file (q 0) is %.3f bpp" % (options.target_bpp, 8.0 * len(data) / pixels)
@@ -56,12 +56,12 @@ def encode_to_target(picture, target_bpp, codec_for, refine=0):
     name = model_for(units)
     codec = codec_for(name)
     if options.refine:  # never larger than the plain file: within the budget
-        final = codec.encode(picture, refine=options.refine, quality=units / QUALITY_SCALE)
+        final = codec.encode(picture, refine=options.refine, quality=units / Q_UNITS)
     else:
         final = codec.lossless_or(picture, data)
     if len(final) > budget >= len(data):  # a tiny image stored losslessly over the budget: the lossy file fits
         final = data
-    return Encoded(final, name, units / QUALITY_SCALE, note)
+    return Encoded(final, name, units / Q_UNITS, note)
 
 
 def _files_by_quality(picture, codec_for):
@@ -72,7 +72,7 @@ def _files_by_quality(picture, codec_for):
     def file_at(units):
         name = model_for(units)
         codec = codec_for(name)
-        header = codec.header_for(picture, units / QUALITY_SCALE)
+        header = codec.header_for(picture, units / Q_UNITS)
         if name not in analysed:
             analysed[name] = codec.analyse(picture.rgb(), header)
         return codec.write(picture, header, codec.quantise(analysed[name], header))

@@ -46,7 +46,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 SAMPLE = os.path.join(REPO, "samples", "rose.png")
 MODEL = "medium"
-CASES = {  # name: (left, top, width, height, mode, quality q or None: the preset) of the crop of samples/rose.png
+CASES = {  # name: (left, top, width, height, mode, the model's own q or None: the preset) of the crop of samples/rose.png
     "rgb": (150, 200, 77, 61, "RGB", None),
     "gray": (40, 330, 45, 38, "L", None),
     "large": (100, 100, 203, 150, "RGB", None),
@@ -56,6 +56,13 @@ CASES = {  # name: (left, top, width, height, mode, quality q or None: the prese
     "smooth": (0, 0, 384, 512, "RGB", None),  # the sample blurred (SMOOTH_BLUR): its ẑ has a table of its own
 }
 SMOOTH_BLUR = {"smooth": 8}  # Gaussian blur radius of a case's source: a defocused photo
+
+
+def quality_of(case):
+    """The -q that codes a case at its model's own q (``l3ic.quality.from_model``), or None for the preset."""
+    from l3ic.quality import Q_UNITS, QUALITY_SCALE, from_model
+    own = CASES[case][5]
+    return None if own is None else from_model(MODEL, round(own * QUALITY_SCALE)) / Q_UNITS
 
 
 def sha256(data):
@@ -115,7 +122,7 @@ def main(argv=None):
     for case in CASES:
         source = crop(case)
         source.save(os.path.join(HERE, case + ".source.png"))
-        data = codec.encode(source, quality=CASES[case][5])
+        data = codec.encode(source, quality=quality_of(case))
         with open(os.path.join(HERE, case + ".l3ic"), "wb") as f:
             f.write(data)
         decoded = codec.decode(data)
