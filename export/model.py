@@ -128,6 +128,16 @@ class L3icModel(keras.Model):
                    config.get("z_channels", 0), config.get("hyper_width", 64), config.get("qualities"),
                    config.get("default_quality"), config.get("gains_only", False))
 
+    def unrounded(self, x):
+        """The decoded image of ``x`` (NHWC in [0, 1]) from its latents *unrounded*, at the top of the quality grid
+        (where the gain g and the inverse gain cancel but for its learned correction): no quantisation at all,
+        so the ceiling that no quality of the model can pass (``export.ceiling``)."""
+        y = tf.cast(self.analysis(x), tf.float32)
+        if self.config["qualities"]:
+            _, g, inverse = self.gain_units.gain(tf.constant(len(self.config["qualities"]) - 1))
+            y = y * g * inverse
+        return tf.clip_by_value(tf.cast(self.synthesis(y), tf.float32), 0.0, 1.0)
+
     def build_for(self, size=64):
         """Create all variables by running a dummy image through both halves (and the hyperprior)."""
         y = self.analysis(tf.zeros([1, size, size, 3]))

@@ -362,10 +362,21 @@ class Trainer:
                 psnrs.append(10 * math.log10(255.0 ** 2 / max(mse, 1e-10)))
             points.append([self.qualities[point] if self.qualities else None, float(np.mean(bpps)), float(np.mean(psnrs))])
         record = {"val_bpp": float(np.mean([p[1] for p in points])), "val_psnr": float(np.mean([p[2] for p in points])),
-                  "val_images": len(self.val_images)}
+                  "val_images": len(self.val_images), "val_ceiling_psnr": self._ceiling()}
         if self.qualities:
             record["val_points"] = points
         return record
+
+    def _ceiling(self):
+        """Mean PSNR of the validation crops decoded from unrounded latents (``L3icModel.unrounded``): what no
+        quality of the model can pass."""
+        tf = self.tf
+        psnrs = []
+        for im in self.val_images:
+            x = tf.constant(im[None], tf.float32) / 255.0
+            mse = float(tf.reduce_mean(tf.square(tf.round(self.model.unrounded(x) * 255.0) - x * 255.0)))
+            psnrs.append(10 * math.log10(255.0 ** 2 / max(mse, 1e-10)))
+        return float(np.mean(psnrs))
 
     def validate(self):
         """Mean bpp (the runtime's entropy coder on the hard symbols, chunk bytes only) and PSNR on the validation crops."""

@@ -303,3 +303,21 @@ def test_encoder_only_training_keeps_the_released_decoder(hyper_run):
 def test_encoder_only_needs_a_release(tmp_path):
     with pytest.raises(SystemExit, match="--encoder-only needs --init"):
         train.main(["--data", str(tmp_path), "--out", str(tmp_path / "run"), "--encoder-only"])
+
+
+def test_the_ceiling_decodes_unrounded_latents_and_training_logs_it(hyper_run, capsys):
+    """export.ceiling: the PSNR of synthesis(analysis(x)) with nothing rounded (no gains here), as its table
+    prints it; and each checkpoint of a hyperprior run logs that measure on its validation crops."""
+    from export import ceiling
+    root, run = hyper_run
+    rgb = np.asarray(Image.open(str(root / "data" / "img1.png")).convert("RGB"))
+    model = ceiling.load(run)
+    x = rgb[None].astype(np.float32) / 255.0
+    decoded = np.round(np.clip(model.synthesis(model.analysis(x)).numpy(), 0, 1) * 255.0)
+    expected = 10 * np.log10(255.0 ** 2 / np.mean((decoded - rgb[None]) ** 2))
+    assert abs(ceiling.ceiling_psnr(model, rgb) - expected) < 1e-6
+    assert ceiling.main([run, "--images", str(root / "data")]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| img1.png |")]
+    assert rows == ["| img1.png | %.2f |" % expected]
+    checkpoints = [r for r in read_log(run) if r.get("event") == "checkpoint"]
+    assert checkpoints and all(r["val_ceiling_psnr"] > 10 for r in checkpoints)
