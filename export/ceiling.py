@@ -36,11 +36,16 @@ def load(folder):
     return model
 
 
+PAD = 64  # the transforms take sides that are multiples of their strides: photos are padded (edge) to this
+
+
 def ceiling_psnr(model, rgb):
     """PSNR (dB) of one uint8 (H, W, 3) photo decoded from its unrounded latents, rounded to 8 bits."""
     import tensorflow as tf
-    x = tf.constant(rgb[None], tf.float32) / 255.0
-    mse = float(tf.reduce_mean(tf.square(tf.round(model.unrounded(x) * 255.0) - x * 255.0)))
+    h, w = rgb.shape[:2]
+    padded = np.pad(rgb, ((0, -h % PAD), (0, -w % PAD), (0, 0)), mode="edge")
+    decoded = model.unrounded(tf.constant(padded[None], tf.float32) / 255.0).numpy()[0, :h, :w]
+    mse = float(np.mean(np.square(np.round(decoded * 255.0) - rgb.astype(np.float64))))
     return 10 * math.log10(255.0 ** 2 / max(mse, 1e-10))
 
 
