@@ -159,7 +159,7 @@ def check_hyper_parity(model, codebook, folder, images):
         if np.any(differ & (np.abs(z - np.floor(z) - 0.5) > BOUNDARY)):
             fail("encoder parity: z symbols differ away from a rounding boundary")
         mismatched, total = mismatched + int(differ.sum()), total + differ.size
-        tables_differ += _table_mismatch(model, folder, z_symbols[0])
+        tables_differ += _table_mismatch(model, codebook, folder, z_symbols[0])
         tables_total += np.prod(latents.shape)
         q = np.round(np.clip(latents, codebook.minimum, codebook.maximum)).astype(np.float32)  # as the decoder gets them
         tf_image = np.clip(model.synthesis(np.transpose(q, [0, 2, 3, 1])).numpy(), 0, 1)
@@ -181,7 +181,7 @@ def check_hyper_parity(model, codebook, folder, images):
             "decoder_gradient_max_relative_error": worst_gradient}
 
 
-def _table_mismatch(model, folder, z_symbols):
+def _table_mismatch(model, codebook, folder, z_symbols):
     """How many (base, table index) choices of the runtime's integer hyper-synthesis differ from TF's fake-quantised
     one on these ẑ (ties and float32 accumulation may flip a few; a wrong layout would flip most); for a model with
     gains, at the middle grid point of its quality (training's float gain against the runtime's integer multiplier),
@@ -189,7 +189,7 @@ def _table_mismatch(model, folder, z_symbols):
     import tensorflow as tf
     from export import hyperprior as hp
     from l3ic.hyperprior import EntropyModel
-    em = EntropyModel(os.path.join(folder, ENTROPY_MODEL), model.config["channels"], 32)
+    em = EntropyModel(os.path.join(folder, ENTROPY_MODEL), model.config["channels"], codebook.size)
     mean, scale = model.hyper_synthesis(np.transpose(z_symbols, [1, 2, 0])[None].astype(np.float32) + hp.Z_MIN)
     gain = None
     if model.config.get("qualities"):

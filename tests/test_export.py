@@ -322,3 +322,21 @@ def test_the_ceiling_decodes_unrounded_latents_and_training_logs_it(hyper_run, c
     assert rows == ["| img1.png | %.2f |" % expected]
     checkpoints = [r for r in read_log(run) if r.get("event") == "checkpoint"]
     assert checkpoints and all(r["val_ceiling_psnr"] > 10 for r in checkpoints)
+
+
+def test_a_wider_codebook_exports_and_codes(hyper_run):
+    """A hyperprior model whose codebook is not the default 32 values (the range that high qualities need) passes
+    the export's parity checks and codes files the runtime decodes."""
+    from l3ic import Codec, read_info
+    root, run = hyper_run
+    wide = str(root / "hyper-wide")
+    train.main(["--data", str(root / "data"), "--out", wide, "--steps", "10", "--checkpoint-minutes", "100",
+                "--init", str(root / "released-f2" / "keras"), "--z-channels", "4", "--hyper-width", "8", "--hyper-steps", "5",
+                "--codebook-min", "-31", "--codebook-size", "64"] + TINY)
+    out = str(root / "hyper-wide-model")
+    to_onnx.main([wide, "--out", out, "--parity-images", str(root / "data"), "--sample", "", "--provisional"])
+    codec = Codec(out, "cpu")
+    image = np.asarray(Image.open(str(root / "data" / "img1.png")))
+    data = codec.encode(image)
+    assert read_info(data)["codebook"] == {"minimum": -31, "size": 64}
+    assert codec.decode(data).shape == image.shape
