@@ -25,38 +25,16 @@ most ``--max-side`` pixels on their longer side, to keep the run short.
 import argparse
 import dataclasses
 import json
-import os
 
 import numpy as np
-from PIL import Image
-
+from benchmarks.photos import held_out
 from l3ic import image as images
 from l3ic import quality
 from l3ic.codec import CodecCache
-from l3ic.errors import ImageError
-from l3ic.image import list_images, split_holdout, split_smooth
 from l3ic.model import QUALITIES
 
 CHECK_STEP = 2  # --check: the -q step the quality-range issue bounds ...
 MAX_GROWTH = 1.15  # ... to this growth of a file, with no PSNR lost
-
-
-def held_out_photos(folder, holdout, holdout_smooth, max_side):
-    """(name, Picture) of the photos ``export.train --holdout N --holdout-smooth M`` keeps out, scaled down."""
-    try:
-        rest, held = split_holdout(list_images(folder, required=True), holdout)
-    except ImageError as e:
-        raise SystemExit("error: %s" % e)
-    held += split_smooth(rest, holdout_smooth)[1]
-    photos = []
-    for path in held:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            scale = min(1.0, max_side / max(im.size))
-            if scale < 1:
-                im = im.resize((round(im.size[0] * scale), round(im.size[1] * scale)), Image.LANCZOS)
-            photos.append((os.path.basename(path), images.from_array(np.asarray(im))))
-    return photos
 
 
 def files_at(codec, picture, model_units):
@@ -163,7 +141,8 @@ def main(argv=None):
     p.add_argument("--check", action="store_true", help="measure the scale in use instead, at every second q")
     p.add_argument("--json", help="also write the measured curves and the proposal here")
     args = p.parse_args(argv)
-    photos = held_out_photos(args.images, args.holdout, args.holdout_smooth, args.max_side)
+    photos = [(name, images.from_array(rgb)) for name, rgb in
+              held_out(args.images, args.holdout, args.holdout_smooth, args.max_side)]
     codecs = CodecCache("cpu", threads=args.threads)
     if args.check:
         print("\nThe -q scale in use, per photo: the largest and smallest size ratio of one step of %d to the next, "
