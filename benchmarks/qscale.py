@@ -32,6 +32,7 @@ from l3ic import image as images
 from l3ic import quality
 from l3ic.codec import CodecCache
 from l3ic.model import QUALITIES
+from l3ic.target import files_by_quality
 
 CHECK_STEP = 2  # --check: the -q step the quality-range issue bounds ...
 MAX_GROWTH = 1.15  # ... to this growth of a file, with no PSNR lost
@@ -116,16 +117,12 @@ def check(codecs, photos):
 
 
 def ladder(codecs, picture, steps):
-    """(model, file) of ``picture`` at each q of ``steps`` as ``-q`` encodes it; each model's encoder network runs
-    once."""
-    analysed = {}
+    """(model, file) of ``picture`` at each q of ``steps`` as ``-q`` encodes it (``l3ic.target.files_by_quality``:
+    each model's encoder network runs once)."""
+    file_at = files_by_quality(picture, codecs)
     for q in steps:
-        model = quality.model_for(q * quality.Q_UNITS)
-        codec = codecs(model)
-        header = codec.header_for(picture, q)
-        if model not in analysed:
-            analysed[model] = codec.analyse(picture.rgb(), header)
-        yield model, codec.write(picture, header, codec.quantise(analysed[model], header))
+        units = q * quality.Q_UNITS
+        yield quality.model_for(units), file_at(units)
 
 
 def main(argv=None):

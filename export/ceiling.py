@@ -22,20 +22,6 @@ import numpy as np
 from export import require_export_extra
 
 
-def load(folder):
-    """The Keras model of a release's keras/ folder or of a run's last checkpoint."""
-    import json
-    from export.model import L3icModel
-    with open(os.path.join(folder, "config.json")) as f:
-        config = json.load(f)
-    weights = os.path.join(folder, "checkpoint", "model.weights.h5")
-    if not os.path.exists(weights):
-        weights = os.path.join(folder, "model.weights.h5")
-    model = L3icModel.from_config_dict(config).build_for()
-    model.load_weights(weights)
-    return model
-
-
 PAD = 64  # the transforms take sides that are multiples of their strides: photos are padded (edge) to this
 
 
@@ -69,7 +55,8 @@ def main(argv=None):
     if args.holdout:
         paths = data.split_holdout(paths, args.holdout)[1]
     paths = paths[::args.every]
-    models = [load(folder) for folder in args.folders]
+    from export.to_onnx import load_trained
+    models = [load_trained(folder)[0] for folder in args.folders]
     print("| photo | %s |\n|---|%s" % (" | ".join(args.folders), "---|" * len(models)))
     rows = []
     for path in paths:

@@ -296,10 +296,10 @@ class Model:
         return params
 
     # ---- continuous quality (l3ic.quality) -------------------------------------------------------------
-    @property
+    @cached_property
     def quality_range(self):
         """(lowest, highest) q of the -q scale (0..100) a model trained for continuous quality can encode, else
-        None: its grid, through its stretch of ``l3ic.quality.SCALE``."""
+        None: its grid, through its stretch of ``l3ic.quality.SCALE`` (found once per model)."""
         grid = self.entropy_model.qualities if self.has_hyperprior else None
         return None if grid is None else tuple(u / Q_UNITS for u in quality.reach(self.name, *grid))
 

@@ -44,7 +44,7 @@ def encode_to_target(picture, target_bpp, codec_for, refine=0):
     options = EncodeOptions.validated(target_bpp=target_bpp, refine=refine)
     pixels = picture.width * picture.height
     budget = options.target_bpp * pixels / 8.0
-    file_at = _files_by_quality(picture, codec_for)
+    file_at = files_by_quality(picture, codec_for)
     lo, hi = 0, 100 * Q_UNITS
     units, data, note = lo, file_at(lo), None
     if len(data) > budget:
@@ -64,9 +64,9 @@ def encode_to_target(picture, target_bpp, codec_for, refine=0):
     return Encoded(final, name, units / Q_UNITS, note)
 
 
-def _files_by_quality(picture, codec_for):
-    """A function q (hundredths) -> the file of ``picture`` at q, with the model ``-q`` takes for it; each model's
-    encoder network runs on its first call only."""
+def files_by_quality(picture, codec_for):
+    """A function q (``Q_UNITS`` of the -q scale) -> the file of ``picture`` at q, with the model ``-q`` takes for
+    it; each model's encoder network runs on its first call only."""
     analysed = {}
 
     def file_at(units):
