@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from export import data, require_export_extra
+from l3ic.quality import MAX_MODEL_QUALITY
 
 DEFAULTS = {
     "channels": 32, "width": 128, "blocks": 3, "detail": 0, "lambda": 64.0, "distortion": "mse",
@@ -108,8 +109,9 @@ def _numbers(text):
 
 def _qualities(text):
     points = _numbers(text)
-    if len(points) < 2 or points != sorted(set(points)) or not 0 <= points[0] <= points[-1] <= 100:
-        raise argparse.ArgumentTypeError("expected at least two increasing q values in 0..100, got %r" % text)
+    if len(points) < 2 or points != sorted(set(points)) or not 0 <= points[0] <= points[-1] <= MAX_MODEL_QUALITY:
+        raise argparse.ArgumentTypeError("expected at least two increasing q values in 0..%d, got %r"
+                                         % (MAX_MODEL_QUALITY, text))
     return points
 
 

@@ -74,6 +74,13 @@ def codec():
 
 
 @pytest.fixture(scope="session")
+def codecs():
+    """codecs(name): the Codec of any model, each made once."""
+    from l3ic.codec import CodecCache
+    return CodecCache("cpu")
+
+
+@pytest.fixture(scope="session")
 def sample():
     return np.asarray(Image.open(SAMPLE).convert("RGB"))
 

@@ -24,6 +24,7 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from l3ic.errors import FormatError, first_line
+from l3ic.quality import MAX_MODEL_QUALITY, QUALITY_SCALE
 
 MAGIC = b"L3IC"
 READABLE_VERSIONS = (1, 2, 3)  # 1 is 2 without the CONTEXT mode; 3 adds the hyperprior's z chunks and STATIC mode
@@ -42,7 +43,7 @@ FLAG_ADAPTIVE_Z = 0x0008  # flags bit 3: the ẑ chunk carries its own table (mo
 KNOWN_FLAGS = FLAG_MARGIN | FLAG_QUALITY | FLAG_LOSSLESS | FLAG_ADAPTIVE_Z
 _PER_CHUNK_MODES = (0, 4)  # FSE and CONTEXT: chunks that carry their own tables (l3ic.fse)
 LOSSLESS = "PIXL"  # the side-data record of a lossless file: a filter byte, then the filtered samples
-MAX_QUALITY = 10000  # the quality field: q in hundredths, 0..100
+MAX_QUALITY = MAX_MODEL_QUALITY * QUALITY_SCALE  # the quality field: a model's own q in hundredths
 MAX_MARGIN = 8  # latent cells of margin on each side, at most (a file cannot claim a latent much larger than its image)
 COLOUR_MODES = ("RGB", "L")  # colour mode byte -> name
 # Coding modes by version: FSE 0, CONSTANT 1, RAW 2, EMPTY 3, CONTEXT 4 (version 2), STATIC 5 (version 3);

@@ -35,7 +35,7 @@ import numpy as np
 
 from l3ic import fse
 from l3ic.errors import ModelError, first_line
-from l3ic.quality import QUALITY_SCALE
+from l3ic.quality import MAX_MODEL_QUALITY, QUALITY_SCALE
 
 HALO = 3  # z cells of context around a tile: more than the hyper-synthesis's receptive field (2.5 cells)
 EXACT_LIMIT = 2.0 ** 53
@@ -109,7 +109,7 @@ class Gains:
             (self.quality_grid, 1), (self.default_quality, 0), (exponents, 2), (multipliers, 1), (self.multiplier_bits, 0)))
         corrections = self.corrections
         return bool(integer and corrections.dtype.kind == "f" and len(grid) >= 2 and np.all(np.diff(grid) > 0)
-                    and 0 <= grid[0] and grid[-1] <= 100 * QUALITY_SCALE and grid[0] <= int(self.default_quality) <= grid[-1]
+                    and 0 <= grid[0] and grid[-1] <= MAX_MODEL_QUALITY * QUALITY_SCALE and grid[0] <= int(self.default_quality) <= grid[-1]
                     and exponents.shape == (len(grid), channels) and corrections.shape == exponents.shape
                     and len(multipliers) % 2 == 1 and np.all(np.abs(exponents) <= self.max_exponent)
                     and np.all(multipliers > 0) and int(multipliers.max()) < (1 << 40) and 0 <= int(self.multiplier_bits) <= 40

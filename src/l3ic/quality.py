@@ -43,6 +43,7 @@ from typing import NamedTuple
 from l3ic.errors import L3icError
 
 QUALITY_SCALE = 100  # a file stores its model's own q in hundredths
+MAX_MODEL_QUALITY = 200  # a model's own q reaches at most this (lambda_of(200) = 0.22): files hold 0..20000 hundredths
 Q_UNITS = 1000  # the -q scale in thousandths: at most 10x coarser than a stretch's model q, which keeps from_model exact
 MODEL_PRESETS = {"low": 25, "medium": 65, "high": 95}  # a model's own q that its preset name encodes at
 

@@ -6,14 +6,16 @@ new PSNR it prints, and commit the regenerated files together with the model.
 tests/test_golden.py fails with a message pointing here until that is done.
 
 For each case, a small crop of the bundled sample (odd sizes, so that padding
-to the stride is exercised; one RGB, one grayscale) is encoded with the
-shipped ``medium`` model on the CPU, and this folder receives:
+to the stride is exercised; one RGB, one grayscale) is encoded with one of
+the shipped models on the CPU (``medium`` for most; every model has cases,
+the ``high`` ones up to the top of its grid, where its wide codebook and a
+quality field above 100 are used), and this folder receives:
 
 * ``<case>.source.png``  the crop that was encoded;
 * ``<case>.l3ic``        the encoded file;
 * ``<case>.decoded.png`` what this machine decoded from it;
-* ``golden.json``        per case: the model and the SHA-256 of its decoder and
-  entropy model, the SHA-256 of the .l3ic file, of its latents
+* ``golden.json``        per model the SHA-256 of its encoder, decoder and
+  entropy model; per case its model, the SHA-256 of the .l3ic file, of its latents
   (``l3ic.read_latents``, little-endian int16 in (C, h, w) order), of
   everything that decides how its symbols decode (``entropy_sha256``: the ẑ
   symbols, then per tile the table-index map, the base map and the decoded
@@ -45,24 +47,35 @@ from PIL import Image
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 SAMPLE = os.path.join(REPO, "samples", "rose.png")
-MODEL = "medium"
-CASES = {  # name: (left, top, width, height, mode, the model's own q or None: the preset) of the crop of samples/rose.png
-    "rgb": (150, 200, 77, 61, "RGB", None),
-    "gray": (40, 330, 45, 38, "L", None),
-    "large": (100, 100, 203, 150, "RGB", None),
-    "small": (200, 260, 40, 13, "RGB", None),  # under 17 px on one axis: a file with a margin (FLAG_MARGIN); a
-    # smaller photo crop is stored losslessly since l3ic 0.6
-    "quality": (120, 280, 64, 40, "RGB", 53.33),  # between grid points of the medium model's gains
-    "smooth": (0, 0, 384, 512, "RGB", None),  # the sample blurred (SMOOTH_BLUR): its ẑ has a table of its own
+CASES = {  # name: (model, left, top, width, height, mode, the model's own q or None: the preset) of a crop of
+    # samples/rose.png
+    "rgb": ("medium", 150, 200, 77, 61, "RGB", None),
+    "gray": ("medium", 40, 330, 45, 38, "L", None),
+    "large": ("medium", 100, 100, 203, 150, "RGB", None),
+    "small": ("medium", 200, 260, 40, 13, "RGB", None),  # under 17 px on one axis: a file with a margin
+    # (FLAG_MARGIN); a smaller photo crop is stored losslessly since l3ic 0.6
+    "quality": ("medium", 120, 280, 64, 40, "RGB", 53.33),  # between grid points of the medium model's gains
+    "smooth": ("medium", 0, 0, 384, 512, "RGB", None),  # the sample blurred (SMOOTH_BLUR): its ẑ has a table of its own
+    "low": ("low", 60, 120, 96, 72, "RGB", None),
+    "high": ("high", 150, 180, 91, 67, "RGB", None),
+    "high-top": ("high", 0, 0, 256, 192, "RGB", "top"),  # the top of its grid, blurred: the finest steps
 }
-SMOOTH_BLUR = {"smooth": 8}  # Gaussian blur radius of a case's source: a defocused photo
+SMOOTH_BLUR = {"smooth": 8, "high-top": 4}  # Gaussian blur radius of a case's source: a defocused photo
+
+
+def model_of(case):
+    return CASES[case][0]
 
 
 def quality_of(case):
-    """The -q that codes a case at its model's own q (``l3ic.quality.from_model``), or None for the preset."""
+    """The -q that codes a case at its model's own q (``l3ic.quality.from_model``; "top": the top of its grid), or
+    None for the preset."""
+    from l3ic.model import Model
     from l3ic.quality import Q_UNITS, QUALITY_SCALE, from_model
-    own = CASES[case][5]
-    return None if own is None else from_model(MODEL, round(own * QUALITY_SCALE)) / Q_UNITS
+    own = CASES[case][6]
+    if own == "top":
+        return Model(model_of(case), "cpu").quality_range[1]
+    return None if own is None else from_model(model_of(case), round(own * QUALITY_SCALE)) / Q_UNITS
 
 
 def sha256(data):
@@ -99,7 +112,7 @@ def entropy_sha256(data):
 
 def crop(case):
     from PIL import ImageFilter
-    left, top, width, height, mode, _ = CASES[case]
+    _, left, top, width, height, mode, _ = CASES[case]
     with Image.open(SAMPLE) as image:
         source = image.convert("RGB").crop((left, top, left + width, top + height))
     if case in SMOOTH_BLUR:
@@ -111,16 +124,13 @@ def main(argv=None):
     import argparse
     argparse.ArgumentParser(prog="python tests/golden/make_golden.py",
                             description="Regenerate the format-3 golden files in tests/golden/ with the shipped "
-                                        "medium model (see this script's docstring).").parse_args(argv)
+                                        "models (see this script's docstring).").parse_args(argv)
     from l3ic import Codec
     from l3ic.image import psnr
-    codec = Codec(MODEL, "cpu")
-    manifest = codec.model.manifest
-    golden = {"model": MODEL, "decoder_sha256": manifest["files"]["decoder.onnx"]["sha256"],
-              "entropy_model_sha256": manifest["files"]["entropy_model.npz"]["sha256"],
-              "encoder_sha256": manifest["files"]["encoder.onnx"]["sha256"], "cases": {}}
+    codecs = {name: Codec(name, "cpu") for name in sorted({model_of(case) for case in CASES})}
+    golden = {"models": {name: model_hashes(codec.model.manifest) for name, codec in codecs.items()}, "cases": {}}
     for case in CASES:
-        source = crop(case)
+        codec, source = codecs[model_of(case)], crop(case)
         source.save(os.path.join(HERE, case + ".source.png"))
         data = codec.encode(source, quality=quality_of(case))
         with open(os.path.join(HERE, case + ".l3ic"), "wb") as f:
@@ -128,17 +138,23 @@ def main(argv=None):
         decoded = codec.decode(data)
         Image.fromarray(decoded).save(os.path.join(HERE, case + ".decoded.png"))
         golden["cases"][case] = {
-            "width": source.width, "height": source.height, "mode": source.mode,
+            "model": model_of(case), "width": source.width, "height": source.height, "mode": source.mode,
             "l3ic_sha256": sha256(data), "l3ic_bytes": len(data),
             "symbols_sha256": symbols_sha256(data), "entropy_sha256": entropy_sha256(data),
             "decoded_sha256": sha256(np.ascontiguousarray(decoded).tobytes()),
             "psnr": round(psnr(np.asarray(source), decoded), 4),
         }
-        print("%s: %dx%d %s, %d bytes, PSNR %.2f dB" % (case, source.width, source.height, source.mode, len(data),
-                                                       golden["cases"][case]["psnr"]))
+        print("%s: %s, %dx%d %s, %d bytes, PSNR %.2f dB" % (case, model_of(case), source.width, source.height,
+                                                           source.mode, len(data), golden["cases"][case]["psnr"]))
     with open(os.path.join(HERE, "golden.json"), "w") as f:
         json.dump(golden, f, indent=2)
         f.write("\n")
+
+
+def model_hashes(manifest):
+    """The SHA-256 of the files of a model that decide its files' bytes and pixels."""
+    return {key + "_sha256": manifest["files"][name]["sha256"] for key, name in (
+        ("encoder", "encoder.onnx"), ("decoder", "decoder.onnx"), ("entropy_model", "entropy_model.npz"))}
 
 
 if __name__ == "__main__":

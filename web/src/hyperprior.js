@@ -238,7 +238,7 @@ class Gains {
     this.channels = channels;
     this.maxExponent = (this.multipliers.length - 1) >> 1;
     const g = this.grid;
-    const ok = g.length >= 2 && g.every((q, i) => i === 0 || q > g[i - 1]) && g[0] >= 0 && g[g.length - 1] <= 10000
+    const ok = g.length >= 2 && g.every((q, i) => i === 0 || q > g[i - 1]) && g[0] >= 0 && g[g.length - 1] <= 20000
       && exponents.shape[0] === g.length && exponents.shape[1] === channels && corrections.shape.join() === exponents.shape.join()
       && this.multipliers.length % 2 === 1 && this.exponents.every((e) => Math.abs(e) <= this.maxExponent)
       && this.multipliers.every((m) => m > 0 && m < 2 ** 40) && this.bits >= 0 && this.bits <= 40
