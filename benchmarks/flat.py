@@ -12,7 +12,11 @@ each):
 * the PSNR of the whole photo decoded from latents rounded with every gain
   exponent raised by k (``--raise``, steps r^k finer), without the codebook's
   clipping, and the largest |symbol| that needs: what finer steps would buy
-  if the codebook held them (distortion only; the rate is not measured).
+  if the codebook held them (distortion only; the rate is not measured);
+* where a file's bytes go (``rate_parts``): the header and chunk index, the
+  side information ẑ, and the latents, with the share of the three costliest
+  latent channels.  On smooth photos at the bottom of the range the latents
+  are still most of the file, and a few channels most of those.
 
 Photos are the smooth ones held out of a training folder (``--holdout-smooth
 N``, after ``--holdout H``, as ``export.train`` splits them), scaled to at most
@@ -23,9 +27,10 @@ import argparse
 import numpy as np
 
 from benchmarks.photos import held_out
-from l3ic import analysis
+from l3ic import analysis, container
 from l3ic.codec import Codec
 from l3ic.image import SMOOTH_BLOCK_STD, from_array, psnr, to_uint8
+from l3ic.quality import model_for, quality_units
 
 
 def measure(codec, rgb, q, raises):
@@ -63,6 +68,28 @@ def measure(codec, rgb, q, raises):
     return row
 
 
+def rate_parts(data):
+    """(header and chunk index, ẑ, latents, the three costliest latent channels) in bytes of a format-3 file."""
+    parsed = container.L3icFile.parse(data)
+    z = int(parsed.z_chunks().sizes.sum())
+    channels = sum(parsed.tile_chunks(t).sizes.astype(np.int64) for t in range(parsed.header.n_tiles))
+    latents = int(channels.sum())
+    return len(data) - z - latents, z, latents, int(np.sort(channels)[-3:].sum())
+
+
+def print_rates(codec, photos, q):
+    print("\nWhere the bytes go at q %g (%s):\n" % (q, codec.model.name))
+    print("| photo | bpp | PSNR | header + index | ẑ | latents | of which the 3 costliest channels |")
+    print("|---|---|---|---|---|---|---|")
+    for name, rgb in photos:
+        data = codec.encode(rgb, quality=q)
+        header, z, latents, top = rate_parts(data)
+        share = lambda n: "%d B (%.0f %%)" % (n, 100.0 * n / len(data))
+        print("| %s | %.4f | %.2f dB | %s | %s | %s | %.0f %% |" % (
+            name, 8.0 * len(data) / (rgb.shape[0] * rgb.shape[1]), psnr(rgb, codec.decode(data)), share(header),
+            share(z), share(latents), 100.0 * top / max(latents, 1)), flush=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.flat", description=__doc__.split("\n\n")[0])
     p.add_argument("--images", required=True, help="the training folder (its held-out smooth photos are measured)")
@@ -71,6 +98,8 @@ def main(argv=None):
     p.add_argument("-m", "--model", default="high", help="the model (default high)")
     p.add_argument("-q", "--quality", type=float, default=100, help="q of the -q scale (default 100)")
     p.add_argument("--raise", dest="raises", default="8,16", help="gain exponent raises to try (default 8,16)")
+    p.add_argument("--rate-quality", type=float, action="append", default=[],
+                   help="also show where the bytes go at this q (repeatable), with the model that serves it")
     p.add_argument("--max-side", type=int, default=1024, help="scale photos down to this longer side (default 1024)")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
     args = p.parse_args(argv)
@@ -81,11 +110,14 @@ def main(argv=None):
     print("| photo | flat | g*y rounding to 0 | flat RMS rounded | unrounded | PSNR rounded | unrounded | %s |"
           % " | ".join("+%d: PSNR, max symbol" % k for k in raises))
     print("|---|---|---|---|---|---|---|%s" % ("---|" * len(raises)))
-    for name, rgb in held_out(args.images, args.holdout, args.holdout_smooth, args.max_side, detailed=False):
+    photos = held_out(args.images, args.holdout, args.holdout_smooth, args.max_side, detailed=False)
+    for name, rgb in photos:
         row = measure(codec, rgb, args.quality, raises)
         finer = " | ".join("%.2f dB, %d" % (row[6 + 2 * i], row[7 + 2 * i]) for i in range(len(raises)))
         print("| %s | %.0f %% | %.0f %% | %.2f | %.2f | %.2f dB | %.2f dB | %s |"
               % ((name, 100 * row[0], 100 * row[1]) + tuple(row[2:6]) + (finer,)), flush=True)
+    for q in args.rate_quality:
+        print_rates(Codec(model_for(quality_units(q)), "cpu", threads=args.threads), photos, q)
     return 0
 
 

@@ -18,6 +18,10 @@ def test_the_rounded_decode_is_the_files_and_flat_latents_round_to_zero(tmp_path
     assert row[0] > 0.5 and row[1] > 0.5  # a smooth photo: mostly flat blocks, whose gained latents round to 0
     assert row[5] > row[4] and row[3] < row[2]  # unrounded decodes better, in flat areas too
     assert row[8] > row[4] and row[9] > row[7]  # finer steps decode better and need larger symbols
+    header, z, latents, top = flat.rate_parts(data)
+    assert header + z + latents == len(data) and 0 < top <= latents and z > 0 and header > 57  # every byte counted
     Image.fromarray(rgb).save(tmp_path / "smooth.png")
-    assert flat.main(["--images", str(tmp_path), "--holdout", "0", "--holdout-smooth", "1", "--raise", "8"]) == 0
-    assert "| smooth.png | " in capsys.readouterr().out
+    assert flat.main(["--images", str(tmp_path), "--holdout", "0", "--holdout-smooth", "1", "--raise", "8",
+                      "--rate-quality", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "| smooth.png | " in out and "Where the bytes go at q 0 (low)" in out
