@@ -191,6 +191,25 @@ def test_decode_with_the_wrong_model(encoded, tmp_path):
     assert snapshot(folder, tmp_path) == before
 
 
+def test_a_file_naming_a_folder_is_not_decoded_with_it(encoded, tmp_path):
+    """A file's model name is only compared with installed models' names: a file naming the installed model's
+    folder by its path (which would otherwise decode, being that very model) is refused, by the CLI and Pillow."""
+    import dataclasses
+    from l3ic import container
+    from l3ic.model import find_model
+    parsed = container.L3icFile.parse(encoded[2].read_bytes())
+    header = dataclasses.replace(parsed.header, model_name=os.path.abspath(find_model("medium")))
+    tiles = [parsed.tile_chunks(t) for t in range(parsed.header.n_tiles)]
+    path = tmp_path / "named.l3ic"
+    path.write_bytes(container.write(header, tiles, dict(parsed.side_data), parsed.z_chunks()))
+    result = run("runtime.decode", str(path), "-o", str(tmp_path / "x.png"), cwd=tmp_path)
+    assert_clean_failure(result)
+    assert "which is not the name of an installed model" in result.stderr and not (tmp_path / "x.png").exists()
+    import l3ic.pillow  # noqa: F401
+    with pytest.raises(OSError, match="not the name of an installed model"):
+        Image.open(path).load()
+
+
 def claimed_size_file(width, height, folder):
     """A small, valid l3ic file for the medium model claiming width x height pixels: one tile, every channel CONSTANT."""
     import numpy as np

@@ -21,7 +21,7 @@ from l3ic import analysis, container, lossless, synthesis
 from l3ic import image as images
 from l3ic.entropy import coder_for
 from l3ic.errors import ImageError, L3icError, ModelError
-from l3ic.model import DEFAULT_MODEL, Model, find_decoder
+from l3ic.model import DEFAULT_MODEL, Model, find_decoder, is_model_name
 from l3ic.options import CodecOptions, refine_steps
 from l3ic.reader import file_bytes
 from l3ic.target import Encoded, encode_to_target
@@ -291,6 +291,17 @@ class CodecCache:
         if model not in self.codecs:
             self.codecs[model] = Codec(model, self.providers, self.max_pixels, self.threads, self.tiling)
         return self.codecs[model]
+
+    def for_file(self, model_name):
+        """The Codec of the model a file names (its header's ``model_name``): an installed model's name only,
+        never a folder, since the name comes from the file.
+
+        Raises:
+            ModelError: if the name is not a model name, or no such model is installed.
+        """
+        if not is_model_name(model_name):
+            raise ModelError("this file names model %r, which is not the name of an installed model" % model_name)
+        return self(model_name)
 
 
 def encode_picture(picture, options, codec_for):

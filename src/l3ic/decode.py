@@ -79,7 +79,7 @@ def decode_one(codecs, src, dst, options):
     # read only for such a format: decoding reads it again); an opaque alpha plane loses nothing
     no_alpha = images.writable_format(dst, fmt) in images.NO_ALPHA
     note = images.alpha_note(dst, no_alpha and images.has_transparency(parsed.side_record(images.ALPHA)), force, fmt)
-    codec = codecs(model or parsed.header.model_name)
+    codec = codecs(model) if model else codecs.for_file(parsed.header.model_name)
     start = time.perf_counter()
     picture = codec.decode_to_pil(data, channels, region)
     seconds = time.perf_counter() - start

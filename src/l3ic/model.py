@@ -81,14 +81,19 @@ def _manifest(folder):
         return None
 
 
+def is_model_name(name):
+    """Whether ``name`` could name an installed model: not empty, no path separator, not starting with a dot.  A
+    name from a file must pass this before it is looked up, so that a file never makes l3ic open a path."""
+    return bool(name) and os.sep not in name and "/" not in name and not name.startswith(".")
+
+
 def find_decoder(name, identity, current=True):
     """Folder of an installed model called ``name`` whose identity is ``identity``, or None.
 
     Looks at the legacy decoders and, if ``current``, at the current release.
     ``name`` comes from a file: it is only ever compared, never used as a path.
     """
-    plain = name and os.sep not in name and "/" not in name and not name.startswith(".")
-    candidates = [_named_model(name) if current and plain else None] + legacy_folders()
+    candidates = [_named_model(name) if current and is_model_name(name) else None] + legacy_folders()
     for folder in filter(None, candidates):
         try:
             manifest = _manifest(folder)

@@ -80,7 +80,7 @@ class L3icImageFile(ImageFile.ImageFile):
     def load(self):
         if self._l3ic is not None:
             try:
-                picture = _codec(self.info["l3ic"]["model"]).decode_to_pil(self._l3ic)
+                picture = _codec.for_file(self.info["l3ic"]["model"]).decode_to_pil(self._l3ic)
             except L3icError as e:
                 raise OSError("cannot decode l3ic image: %s" % e) from e
             if self.fp is not None and getattr(self, "_exclusive_fp", False):
