@@ -101,11 +101,11 @@ class L3icModel(keras.Model):
     """
 
     def __init__(self, channels, width=128, blocks=3, detail=0, z_channels=0, hyper_width=64, qualities=None,
-                 default_quality=None, gains_only=False, **kwargs):
+                 default_quality=None, gains_only=False, free_preset=False, **kwargs):
         super().__init__(**kwargs)
         self.config = {"channels": channels, "width": width, "blocks": blocks, "detail": detail,
                        "z_channels": z_channels, "hyper_width": hyper_width, "qualities": qualities,
-                       "default_quality": default_quality, "gains_only": gains_only}
+                       "default_quality": default_quality, "gains_only": gains_only, "free_preset": free_preset}
         self.analysis = Analysis(channels, width, blocks, name="analysis")
         self.synthesis = Synthesis(channels, width, blocks, detail, name="synthesis")
         if z_channels:
@@ -115,7 +115,8 @@ class L3icModel(keras.Model):
             self.z_prior = hyperprior.ZPrior(z_channels, name="z_prior")
         if qualities:
             from export.gain import GainUnits
-            self.gain_units = GainUnits(qualities, default_quality, channels, pin_default=gains_only, name="gain_units")
+            self.gain_units = GainUnits(qualities, default_quality, channels, pin_default=gains_only and not free_preset,
+                                        name="gain_units")
 
     @property
     def has_hyperprior(self):
@@ -126,7 +127,7 @@ class L3icModel(keras.Model):
         """The net described by a run's or a release's config.json (``detail`` and ``z_channels`` default to 0)."""
         return cls(config["channels"], config["width"], config["blocks"], config.get("detail", 0),
                    config.get("z_channels", 0), config.get("hyper_width", 64), config.get("qualities"),
-                   config.get("default_quality"), config.get("gains_only", False))
+                   config.get("default_quality"), config.get("gains_only", False), config.get("free_preset", False))
 
     def unrounded(self, x):
         """The decoded image of ``x`` (NHWC in [0, 1]) from its latents *unrounded*, at the top of the quality grid

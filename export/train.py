@@ -35,7 +35,7 @@ DEFAULTS = {
     "clip_norm": 1.0, "noise_fraction": 0.2, "codebook_min": -15, "codebook_size": 32,
     "seed": 0, "precision": "auto", "holdout": 8, "val_size": 256,
     "z_channels": 0, "hyper_width": 64, "hyper_steps": 0, "hyper_lr_scale": 10.0, "qualities": None,
-    "gain_lr": 3e-3, "default_quality": None, "gains_only": False, "encoder_only": False,
+    "gain_lr": 3e-3, "default_quality": None, "gains_only": False, "free_preset": False, "encoder_only": False,
     "lambdas": None, "holdout_smooth": 0, "smooth_fraction": 0.0,
 }
 ARCHITECTURE = ("channels", "width", "blocks", "detail", "z_channels", "hyper_width", "qualities", "default_quality",
@@ -82,6 +82,9 @@ def parse_args(argv=None):
     p.add_argument("--gains-only", action="store_const", const=True, help="with --qualities and --init: only the gains "
                    "learn, on the released model's frozen transforms and hyperprior; the default quality keeps gain 1, "
                    "so the model's preset codes exactly as the released model")
+    p.add_argument("--free-preset", action="store_const", const=True, help="with --gains-only: the default quality's "
+                   "gains learn too, for a model that replaces the --init model rather than extending it (with a "
+                   "wider codebook, the released preset's steps are no longer the best at its rate weight)")
     p.add_argument("--encoder-only", action="store_const", const=True, help="with --init: only the encoder side "
                    "(analysis and hyper-analysis) learns, against the released model's decoder, hyper-synthesis, "
                    "tables and gains, which stay as they are, so its files keep decoding; the architecture is the "
@@ -216,6 +219,8 @@ class Trainer:
             raise SystemExit("error: --qualities needs a hyperprior model (--z-channels)")
         if config.get("gains_only") and not (self.qualities and config.get("init")):
             raise SystemExit("error: --gains-only needs --qualities and --init (the released model to add gains to)")
+        if config.get("free_preset") and not config.get("gains_only"):
+            raise SystemExit("error: --free-preset needs --gains-only (in other training every gain learns)")
         if config.get("encoder_only") and not (self.hyper and config["hyper_steps"] == 0):
             raise SystemExit("error: --encoder-only needs a hyperprior model and --hyper-steps 0")
         if self.qualities and not (config.get("default_quality") is not None

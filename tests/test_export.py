@@ -340,3 +340,31 @@ def test_a_wider_codebook_exports_and_codes(hyper_run):
     data = codec.encode(image)
     assert read_info(data)["codebook"] == {"minimum": -31, "size": 64}
     assert codec.decode(data).shape == image.shape
+
+
+def test_gains_only_keeps_the_preset_unless_it_is_freed(hyper_run):
+    """--gains-only: only the gains learn, and the default quality's stay the identity so the release's preset
+    codes as before; with --free-preset they learn too (a model that replaces the release).  The grid may go past
+    q 100 (a rate weight below lambda(100))."""
+    root, run = hyper_run
+    released = str(root / "released-gains")
+    if not os.path.exists(released):
+        to_onnx.main([run, "--out", released, "--parity-images", str(root / "data"), "--sample", "", "--provisional"])
+    before, _, _ = to_onnx.load_trained(os.path.join(released, "keras"))
+    preset = {}
+    for free in (False, True):
+        out = str(root / ("gains-free" if free else "gains-pinned"))
+        train.main(["--data", str(root / "data"), "--out", out, "--init", os.path.join(released, "keras"),
+                    "--gains-only", "--qualities", "40,65,150", "--default-quality", "65", "--gain-lr", "0.5",
+                    "--channels", "4", "--width", "16", "--blocks", "1", "--z-channels", "4", "--hyper-width", "8",
+                    "--steps", "12", "--checkpoint-minutes", "100", "--crop", "32", "--batch", "4", "--lr", "1e-3",
+                    "--warmup", "2", "--holdout", "1", "--val-size", "32", "--log-every", "5"]
+                   + (["--free-preset"] if free else []))
+        after, _, _ = to_onnx.load_trained(out)
+        for a, b in zip(before.synthesis.weights + before.analysis.weights, after.synthesis.weights + after.analysis.weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())  # the transforms are frozen either way
+        preset[free] = after.gain_units.inverse_log.numpy()[1]
+    assert not preset[False].any() and preset[True].any()
+    with pytest.raises(SystemExit, match="--free-preset needs --gains-only"):
+        train.main(["--data", str(root / "data"), "--out", str(root / "bad"), "--free-preset", "--qualities", "40,65",
+                    "--default-quality", "65", "--z-channels", "4"])
