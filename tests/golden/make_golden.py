@@ -31,8 +31,10 @@ CPUs, GPUs or ONNX Runtime versions).
 those of the first format-3 models (before continuous quality),
 ``l3ic-0.4/`` those of 0.4.0 (before whole-image encodes were padded to whole
 ẑ cells), ``l3ic-0.4.1/`` those of 0.4.1-0.4.2 (the gains before
-``export.fit_gains``) and ``l3ic-0.4.3/`` those of 0.4.3 (the hyperprior and
-tables before l3ic 0.5), frozen: they must keep decoding (through the
+``export.fit_gains``), ``l3ic-0.4.3/`` those of 0.4.3 (the hyperprior and
+tables before l3ic 0.5), ``l3ic-0.5/`` those of 0.5 (before ẑ could have a
+table of its own) and ``l3ic-0.7/`` the high model's of 0.7 (its codebook of
+32 values), frozen: they must keep decoding (through the
 legacy decoders in ``models/legacy`` where the decoder changed).  The
 ``quality`` case is coded at a quality between two of the model's grid
 points, so its index maps pin the integer interpolation of the gains.
