@@ -21,7 +21,8 @@ Channel by channel, an exponent steps up or down while J falls (``--sweeps``
 passes over the channels, one by default: a second one moved few).  The
 inverse gains' corrections stay as trained (interpolated at grid points that
 are new); the grid point of the model's preset stays the identity, so the
-preset keeps coding as before, and ``--keep`` grid points stay as trained.
+preset keeps coding as before (unless ``--fit-preset``), and ``--keep`` grid
+points stay as trained.
 
 The cost is measured on crops, so it is noisy: with 32 crops, two random
 sets of them gave fits a percent of BD-rate apart on held-out photos, hence
@@ -56,6 +57,8 @@ def parse_args(argv=None):
     p.add_argument("--data", default="../shared/datasets/train", help="training photos (never evaluation images)")
     p.add_argument("--qualities", required=True, help="comma-separated quality grid of the result, inside the model's "
                                                        "range and holding its preset")
+    p.add_argument("--fit-preset", action="store_true", help="search the preset's gains too, for a model that replaces "
+                   "the release (by default they stay the identity, so the preset codes as before)")
     p.add_argument("--keep", default="", help="comma-separated grid points of the model kept as trained (not searched)")
     p.add_argument("--crops", type=int, default=64, help="random %d px crops, one per photo" % CROP)
     p.add_argument("--holdout", type=int, default=8, help="photos left out, as export.train --holdout")
@@ -193,7 +196,7 @@ def fit_grid(args):
             continue
         exponents, corrections = starts[u]
         record = {"quality": u / QUALITY_SCALE, "corrections": corrections.tolist()}
-        if u == em.default_quality:  # the preset: gain 1, as trained
+        if u == em.default_quality and not args.fit_preset:  # the preset: gain 1, as trained
             record.update(exponents=[0] * model.channels, corrections=[1.0] * model.channels)
         elif u in kept:
             record.update(exponents=exponents.tolist())
@@ -210,7 +213,8 @@ def fit_grid(args):
                      moves, record["seconds"]), flush=True)
         points[str(u)] = record
         done = {"model": args.model, "data": args.data, "crops": args.crops, "holdout": args.holdout,
-                "seed": args.seed, "sweeps": args.sweeps, "ms_ssim_share": args.ms_ssim_share, "crop": CROP, "points": points}
+                "seed": args.seed, "sweeps": args.sweeps, "ms_ssim_share": args.ms_ssim_share, "crop": CROP,
+                "fit_preset": args.fit_preset, "points": points}
         write_json(path, done)
     return done
 

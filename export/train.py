@@ -560,11 +560,19 @@ def _hyperprior_pairs(model, source):
 
 def _gain_pairs(model, source):
     """(target, source) weights of the gain units when both models have the same quality grid (an --encoder-only
-    run of a released model with gains), else none."""
-    if not (model.config["qualities"] and model.config["qualities"] == source.config["qualities"]
-            and model.config["channels"] == source.config["channels"]):
+    run of a released model with gains), or one renamed point by point: as many points, the preset at the same
+    one (a grid whose points are renamed after the rate weights they were trained for); else none."""
+    mine, theirs = model.config["qualities"], source.config["qualities"]
+    if not (mine and theirs and len(mine) == len(theirs) and model.config["channels"] == source.config["channels"]
+            and _preset_index(model.config) == _preset_index(source.config)):
         return []
+    if mine != theirs:
+        print("gains carried over point by point: q %s are now q %s" % (theirs, mine))
     return list(zip(model.gain_units.weights, source.gain_units.weights))
+
+
+def _preset_index(config):
+    return config["qualities"].index(config["default_quality"]) if config["default_quality"] in config["qualities"] else None
 
 
 def revive_unused_channels(model, codebook, images, first, seed=0):

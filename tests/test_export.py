@@ -267,6 +267,24 @@ def test_warm_start_carries_a_hyperprior_of_the_same_shape(tmp_path):
     np.testing.assert_array_equal(other.synthesis.weights[0].numpy(), released.synthesis.weights[0].numpy())
 
 
+def test_warm_start_carries_gains_to_the_same_grid_or_one_renamed_point_by_point(tmp_path):
+    """Gains are carried to the same grid, or to one with as many points and the preset at the same point (its
+    points renamed after the rate weights they were trained for); to any other grid they start afresh."""
+    from export.model import L3icModel
+    config = {"channels": 4, "width": 16, "blocks": 1, "detail": 0, "z_channels": 3, "hyper_width": 8,
+              "codebook_min": -15, "codebook_size": 32, "qualities": [40, 65, 90], "default_quality": 65}
+    released = L3icModel.from_config_dict(config).build_for()
+    released.gain_units.exponent.assign(np.arange(12, dtype=np.float32).reshape(3, 4))
+    released.save_weights(str(tmp_path / "model.weights.h5"))
+    with open(tmp_path / "config.json", "w") as f:
+        json.dump(config, f)
+    for grid, carried in (([40, 65, 90], True), ([40, 65, 150], True), ([40, 50, 65], False), ([40, 65], False)):
+        model = L3icModel.from_config_dict(dict(config, qualities=grid)).build_for()
+        train.warm_start(model, str(tmp_path))
+        same = np.array_equal(model.gain_units.exponent.numpy(), released.gain_units.exponent.numpy())
+        assert same == carried, grid
+
+
 def test_encoder_only_training_keeps_the_released_decoder(hyper_run):
     """--encoder-only: the analysis learns, the decoder side does not, and the export keeps the release's very
     decoder.onnx, so the new encoder's files and the release's decode with either folder."""

@@ -51,3 +51,18 @@ def test_a_fit_keeps_the_preset_and_resumes(tmp_path):
     with open(os.path.join(out, "fit.json")) as f:
         assert json.load(f) == fitted
     assert fit_gains.fit_grid(fit_gains.parse_args(argv)) == fitted  # every point is done: nothing is searched again
+
+
+def test_fit_preset_searches_the_preset_too(tmp_path):
+    """--fit-preset: the preset's gains are searched like any point (a model that replaces the release)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed in range(3):
+        Image.fromarray(photo_like(300, 280, seed)).save(str(folder / ("p%d.png" % seed)))
+    out = str(tmp_path / "fit")
+    os.makedirs(out)
+    fitted = fit_gains.fit_grid(fit_gains.parse_args(
+        ["medium", "--data", str(folder), "--qualities", "60,65", "--keep", "60", "--fit-preset", "--crops", "2",
+         "--holdout", "1", "--sweeps", "1", "--threads", "1", "--out", out]))
+    preset = fitted["points"]["6500"]
+    assert fitted["fit_preset"] and "moves" in preset and preset["after"]["J"] <= preset["before"]["J"]
