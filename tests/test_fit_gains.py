@@ -35,15 +35,21 @@ def test_the_search_costs_what_files_at_that_quality_code(codec):
     assert (moves == 0) == np.array_equal(fitted, exponents)
 
 
-def test_a_fit_keeps_the_preset_and_resumes(tmp_path):
+def _photos_and_out(tmp_path):
+    """A folder of 3 generated photos, and an empty run folder."""
     folder = tmp_path / "photos"
     folder.mkdir()
     for seed in range(3):
         Image.fromarray(photo_like(300, 280, seed)).save(str(folder / ("p%d.png" % seed)))
     out = str(tmp_path / "fit")
+    os.makedirs(out)
+    return folder, out
+
+
+def test_a_fit_keeps_the_preset_and_resumes(tmp_path):
+    folder, out = _photos_and_out(tmp_path)
     argv = ["medium", "--data", str(folder), "--qualities", "63,65", "--crops", "2", "--holdout", "1", "--sweeps", "1",
             "--threads", "1", "--out", out]
-    os.makedirs(out)
     fitted = fit_gains.fit_grid(fit_gains.parse_args(argv))
     preset, other = fitted["points"]["6500"], fitted["points"]["6300"]
     assert preset["exponents"] == [0] * 32 and preset["corrections"] == [1.0] * 32
@@ -55,12 +61,7 @@ def test_a_fit_keeps_the_preset_and_resumes(tmp_path):
 
 def test_fit_preset_searches_the_preset_too(tmp_path):
     """--fit-preset: the preset's gains are searched like any point (a model that replaces the release)."""
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for seed in range(3):
-        Image.fromarray(photo_like(300, 280, seed)).save(str(folder / ("p%d.png" % seed)))
-    out = str(tmp_path / "fit")
-    os.makedirs(out)
+    folder, out = _photos_and_out(tmp_path)
     fitted = fit_gains.fit_grid(fit_gains.parse_args(
         ["medium", "--data", str(folder), "--qualities", "60,65", "--keep", "60", "--fit-preset", "--crops", "2",
          "--holdout", "1", "--sweeps", "1", "--threads", "1", "--out", out]))
