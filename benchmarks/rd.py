@@ -48,16 +48,19 @@ def file_digest(path):
 
 
 def settings_of(codec, quality, refine=0):
-    """What identifies a result in the cache: for l3ic the model's encoder and decoder hashes, the compiled entropy
-    coder (a better coder changes the file sizes), the code of the gains (the entropy model) and of the tile
-    coding and, with refinement, its steps, settings and code (refine, and the analysis and tiling that cut it
-    into blocks), else the tool and setting."""
+    """What identifies a result in the cache: for l3ic the q and the model's own q it maps to (the -q scale may
+    change), the model's encoder and decoder hashes, the compiled entropy coder (a better coder changes the file
+    sizes), the code of the gains (the entropy model) and of the tile coding and, with refinement, its steps,
+    settings and code (refine, and the analysis and tiling that cut it into blocks), else the tool and setting."""
     if codec == "l3ic":
         from l3ic import fse, hyperprior
+        from l3ic import quality as scale
         from l3ic.entropy import conditional
         from l3ic.model import Model
         model = Model(l3ic_options(quality).model, "cpu")
-        key = "%s-%s-%s-%s%s" % (quality if isinstance(quality, str) else "q%g" % quality, model.decoder_hash.hex()[:12],
+        point = quality if isinstance(quality, str) else "q%g-own%d" % (  # the model's own q: the -q scale may change
+            quality, scale.to_model(model.name, scale.quality_units(quality)))
+        key = "%s-%s-%s-%s%s" % (point, model.decoder_hash.hex()[:12],
                                  model.manifest["files"]["encoder.onnx"]["sha256"][:8],  # an encoder-only release
                                  file_digest(fse.EXTENSION_FILE)[:12], code_digest(hyperprior, conditional)[:6])
         if refine:  # the manifest's settings, the gradient graph and the refinement code all change the files
