@@ -8,6 +8,7 @@ import pytest
 from l3ic import Codec, ModelError, read_info
 from l3ic.hyperprior import EntropyModel, IntegerLayer
 from l3ic.model import find_model
+from l3ic.quality import served
 
 from conftest import photo_like
 
@@ -109,7 +110,7 @@ def test_z_takes_a_table_of_its_own_where_that_is_shorter(codec):
     from l3ic import container
     from l3ic.entropy import conditional
     image = smooth_photo(256, 384)
-    data = codec.encode(image, quality=42)  # medium's lowest q (its own q 30)
+    data = codec.encode(image, quality=served("medium")[0])  # medium's lowest q (the bottom of its grid)
     parsed = container.L3icFile.parse(data)
     assert parsed.header.flags & container.FLAG_ADAPTIVE_Z
     assert int(parsed.z_chunks().modes[0]) in conditional.ADAPTIVE_MODES
@@ -118,7 +119,7 @@ def test_z_takes_a_table_of_its_own_where_that_is_shorter(codec):
     static = codec.model.entropy_model.z_tables.encode(np.ascontiguousarray(z).reshape(1, -1),
                                                        np.repeat(np.arange(z.shape[0], dtype=np.uint8), z[0].size)[None])
     assert len(parsed.z_chunks().payload) < static.sizes[0]  # the chunk is the shorter coding of the same ẑ
-    assert np.array_equal(read_latents_of(data), codec.encode_latents(image, quality=42))
+    assert np.array_equal(read_latents_of(data), codec.encode_latents(image, quality=served("medium")[0]))
     detailed = container.L3icFile.parse(codec.encode(photo_like(128, 128)))
     assert bool(detailed.header.flags & container.FLAG_ADAPTIVE_Z) == (int(detailed.z_chunks().modes[0]) in (0, 4))
 
@@ -130,7 +131,7 @@ def read_latents_of(data):
 
 def test_the_adaptive_z_flag_must_match_the_chunk(codec):
     from l3ic import FormatError, container
-    data = bytearray(codec.encode(smooth_photo(256, 384), quality=42))
+    data = bytearray(codec.encode(smooth_photo(256, 384), quality=served("medium")[0]))
     assert data[5] & container.FLAG_ADAPTIVE_Z
     data[5] &= ~container.FLAG_ADAPTIVE_Z
     from l3ic.container import L3icFile

@@ -6,6 +6,7 @@ import pytest
 
 from l3ic import Codec, L3icError
 from l3ic.options import CodecOptions, EncodeOptions
+from l3ic.quality import served
 
 from conftest import photo_like
 
@@ -20,10 +21,14 @@ def test_encode_defaults_and_choices():
         chosen.refine = 2  # frozen: a validated value stays valid
 
 
+MEDIUM, HIGH = served("medium")[0], served("high")[0]  # where l3ic.quality.SCALE hands over
+
+
 @pytest.mark.parametrize("quality, model, q", [
-    (0, "low", 0.0), (25, "low", 25.0), (41.999, "low", 41.999), (42, "medium", 42.0), ("72.5", "medium", 72.5),
-    (80.9999, "high", 81.0), (81, "high", 81.0), (np.float32(99.99), "high", 99.99), (100, "high", 100.0),
-    (33.3333, "low", 33.333)])
+    (0, "low", 0.0), (MEDIUM / 2, "low", MEDIUM / 2), (MEDIUM - 0.001, "low", MEDIUM - 0.001),
+    (MEDIUM, "medium", MEDIUM), (str((MEDIUM + HIGH) / 2), "medium", (MEDIUM + HIGH) / 2),
+    (HIGH - 0.0001, "high", HIGH), (HIGH, "high", HIGH), (np.float32(99.99), "high", 99.99), (100, "high", 100.0),
+    (MEDIUM / 2 + 0.0003, "low", MEDIUM / 2)])  # the scale counts in thousandths
 def test_a_quality_number_picks_the_model_that_serves_it(quality, model, q):
     assert EncodeOptions.validated(quality=quality) == EncodeOptions(model, q, None, 0)
 

@@ -31,6 +31,7 @@ from PIL import Image, ImageCms
 from conftest import REPO, photo_like
 from l3ic import Codec, container, read_info
 from l3ic.errors import L3icError
+from l3ic.quality import served
 
 pytestmark = pytest.mark.slow  # a browser, and seconds per test
 
@@ -163,7 +164,7 @@ def test_a_file_whose_z_has_its_own_table_decodes_bit_identically(browser, codec
     """A smooth photo: its ẑ chunk carries its own table (FLAG_ADAPTIVE_Z, an FSE or CONTEXT chunk)."""
     from golden.make_golden import entropy_sha256, symbols_sha256
     from test_hyperprior import smooth_photo
-    data = codec.encode(smooth_photo(256, 384), quality=42)
+    data = codec.encode(smooth_photo(256, 384), quality=served("medium")[0])  # medium's lowest q
     assert container.L3icFile.parse(data).header.flags & container.FLAG_ADAPTIVE_Z
     head, png = browser.decode(data, trace=True)
     assert head["hashes"] == {"symbols_sha256": symbols_sha256(data), "entropy_sha256": entropy_sha256(data)}
@@ -401,8 +402,8 @@ def test_the_view_command_serves_a_file_and_refuses_a_missing_one(web_tools, fil
         line = process.stdout.readline()
         assert line.startswith("l3ic: serving the viewer at http://127.0.0.1:") and "?open=file/my%20photo.l3ic" in line
         url = line.split(" at ")[1].split(" ")[0]
-        served = urllib.request.urlopen(url.split("?")[0] + "file/my%20photo.l3ic", timeout=30).read()
-        assert served == files["format3"]
+        fetched = urllib.request.urlopen(url.split("?")[0] + "file/my%20photo.l3ic", timeout=30).read()
+        assert fetched == files["format3"]
     finally:
         process.terminate()
         process.wait(30)
