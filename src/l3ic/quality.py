@@ -59,10 +59,10 @@ class Stretch(NamedTuple):
     model_end: float
 
 
-SCALE = (  # python -m benchmarks.qscale (l3ic 0.6.0's models; measured on the training set's held-out photos)
-    Stretch("low", 0, 42, 0, 57.7),
-    Stretch("medium", 42, 81, 30, 86.9),
-    Stretch("high", 81, 100, 69.2, 100),
+SCALE = (  # python -m benchmarks.qscale (l3ic 0.8.0's models; measured on the training set's held-out photos)
+    Stretch("low", 0, 31, 0, 57.7),
+    Stretch("medium", 31, 63, 30, 91.3),
+    Stretch("high", 63, 100, 65, 145),
 )
 
 
