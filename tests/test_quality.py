@@ -216,7 +216,7 @@ def test_the_command_line_and_pillow_take_numbers(photo, tmp_path):
     result = run("l3ic", "encode", "p.png", "-q", "72.5", "-o", "a.l3ic", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     match = LINE.match(result.stdout.strip())
-    assert match and (match.group(5), match.group(6)) == ("medium", "72.5")
+    assert match and (match.group(5), match.group(6)) == (model_for(72500), "72.5")
     Image.fromarray(photo.pixels).save(tmp_path / "b.l3ic", quality=72.5)
     assert (tmp_path / "b.l3ic").read_bytes() == (tmp_path / "a.l3ic").read_bytes()
     Image.fromarray(photo.pixels).save(tmp_path / "c.l3ic", quality=85)  # what generic code that saves JPEGs does
