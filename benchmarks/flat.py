@@ -29,7 +29,7 @@ import numpy as np
 from benchmarks.photos import held_out
 from l3ic import analysis, container
 from l3ic.codec import Codec
-from l3ic.image import SMOOTH_BLOCK_STD, from_array, psnr, to_uint8
+from l3ic.image import SMOOTH_BLOCK_STD, flat_blocks, from_array, psnr, to_uint8
 from l3ic.quality import model_for, quality_units
 
 
@@ -53,8 +53,7 @@ def measure(codec, rgb, q, raises):
     rounded = decoded(gain, analysis.rounded(gained, codec.model.codebook_min, codec.model.codebook_size))
     unrounded = decoded(gain, gained)
     h8, w8 = height // 8, width // 8
-    luma = rgb[:h8 * 8, :w8 * 8].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    flat_cells = luma.reshape(h8, 8, w8, 8).std(axis=(1, 3)) < SMOOTH_BLOCK_STD
+    flat_cells = flat_blocks(rgb)
     flat = np.kron(flat_cells, np.ones((8, 8), bool))
     cells = gained[:, top[0]:top[0] + h8, top[1]:top[1] + w8][:, flat_cells]
     source = rgb[:h8 * 8, :w8 * 8].astype(np.float64)

@@ -102,15 +102,18 @@ def split_holdout(paths, count):
 SMOOTH_BLOCK_STD = 1.5  # an 8x8 block is flat when its luma varies less than this (grey levels, standard deviation)
 
 
-def flat_fraction(rgb):
-    """The share of an image's 8x8 blocks that are flat (luma std below ``SMOOTH_BLOCK_STD``): defocused
-    backgrounds, sky and gradients, where a stride-8 codec's errors show first."""
+def flat_blocks(rgb):
+    """(H // 8, W // 8) bool: which whole 8x8 blocks of an image are flat (luma std below ``SMOOTH_BLOCK_STD``)."""
     luma = rgb[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    h, w = luma.shape[0] // 8 * 8, luma.shape[1] // 8 * 8
-    if not h or not w:
-        return 0.0
-    blocks = luma[:h, :w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 64)
-    return float((blocks.std(axis=1) < SMOOTH_BLOCK_STD).mean())
+    h, w = luma.shape[0] // 8, luma.shape[1] // 8
+    return luma[:h * 8, :w * 8].reshape(h, 8, w, 8).std(axis=(1, 3)) < SMOOTH_BLOCK_STD
+
+
+def flat_fraction(rgb):
+    """The share of an image's 8x8 blocks that are flat (``flat_blocks``): defocused backgrounds, sky and
+    gradients, where a stride-8 codec's errors show first."""
+    flat = flat_blocks(rgb)
+    return float(flat.mean()) if flat.size else 0.0
 
 
 def split_smooth(paths, count):
