@@ -191,14 +191,17 @@ def test_decode_with_the_wrong_model(encoded, tmp_path):
     assert snapshot(folder, tmp_path) == before
 
 
-def test_a_file_naming_a_folder_is_not_decoded_with_it(encoded, tmp_path):
+def test_a_file_naming_a_folder_is_not_decoded_with_it(encoded, tmp_path, monkeypatch):
     """A file's model name is only compared with installed models' names: a file naming the installed model's
-    folder by its path (which would otherwise decode, being that very model) is refused, by the CLI and Pillow."""
+    folder by a path (which would otherwise decode, being that very model) is refused, by the CLI and Pillow.
+    The path is a short link in the working folder: a model name has at most 64 bytes."""
     import dataclasses
     from l3ic import container
     from l3ic.model import find_model
+    (tmp_path / "link").symlink_to(os.path.abspath(find_model("medium")), target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
     parsed = container.L3icFile.parse(encoded[2].read_bytes())
-    header = dataclasses.replace(parsed.header, model_name=os.path.abspath(find_model("medium")))
+    header = dataclasses.replace(parsed.header, model_name="./link")
     tiles = [parsed.tile_chunks(t) for t in range(parsed.header.n_tiles)]
     path = tmp_path / "named.l3ic"
     path.write_bytes(container.write(header, tiles, dict(parsed.side_data), parsed.z_chunks()))
