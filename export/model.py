@@ -46,19 +46,22 @@ class ResidualBlock(keras.layers.Layer):
 class Analysis(keras.Model):
     """Image in [0, 1] (B, H, W, 3) -> continuous latents (B, H/8, W/8, channels)."""
 
-    def __init__(self, channels, width=128, blocks=3, **kwargs):
+    def __init__(self, channels, width=128, blocks=3, extra=0, **kwargs):
         super().__init__(**kwargs)
         self.down1 = _conv(width // 2, 5, 2)
         self.down2 = _conv(width, 3, 2)
         self.down3 = _conv(width, 3, 2)
         self.blocks = [ResidualBlock(width) for _ in range(blocks)]
         self.project = _conv(channels, 3)
+        # ``extra`` blocks after those, starting as the identity: a larger encoder for a released decoder
+        # (--encoder-only). Created last, so the weights of an encoder without them keep their order.
+        self.extra = [ResidualBlock(width, identity_init=True) for _ in range(extra)]
 
     def call(self, x):
         h = tf.nn.leaky_relu(self.down1(x - 0.5), LEAK)
         h = tf.nn.leaky_relu(self.down2(h), LEAK)
         h = self.down3(h)
-        for block in self.blocks:
+        for block in self.blocks + self.extra:
             h = block(h)
         return self.project(tf.nn.leaky_relu(h, LEAK))
 
@@ -101,12 +104,13 @@ class L3icModel(keras.Model):
     """
 
     def __init__(self, channels, width=128, blocks=3, detail=0, z_channels=0, hyper_width=64, qualities=None,
-                 default_quality=None, gains_only=False, free_preset=False, **kwargs):
+                 default_quality=None, gains_only=False, free_preset=False, analysis_extra=0, **kwargs):
         super().__init__(**kwargs)
         self.config = {"channels": channels, "width": width, "blocks": blocks, "detail": detail,
                        "z_channels": z_channels, "hyper_width": hyper_width, "qualities": qualities,
-                       "default_quality": default_quality, "gains_only": gains_only, "free_preset": free_preset}
-        self.analysis = Analysis(channels, width, blocks, name="analysis")
+                       "default_quality": default_quality, "gains_only": gains_only, "free_preset": free_preset,
+                       "analysis_extra": analysis_extra}
+        self.analysis = Analysis(channels, width, blocks, analysis_extra, name="analysis")
         self.synthesis = Synthesis(channels, width, blocks, detail, name="synthesis")
         if z_channels:
             from export import hyperprior
@@ -124,10 +128,12 @@ class L3icModel(keras.Model):
 
     @classmethod
     def from_config_dict(cls, config):
-        """The net described by a run's or a release's config.json (``detail`` and ``z_channels`` default to 0)."""
+        """The net described by a run's or a release's config.json (``detail``, ``z_channels`` and
+        ``analysis_extra`` default to 0)."""
         return cls(config["channels"], config["width"], config["blocks"], config.get("detail", 0),
                    config.get("z_channels", 0), config.get("hyper_width", 64), config.get("qualities"),
-                   config.get("default_quality"), config.get("gains_only", False), config.get("free_preset", False))
+                   config.get("default_quality"), config.get("gains_only", False), config.get("free_preset", False),
+                   config.get("analysis_extra", 0))
 
     def unrounded(self, x):
         """The decoded image of ``x`` (NHWC in [0, 1]) from its latents *unrounded*, at the top of the quality grid

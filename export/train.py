@@ -36,7 +36,7 @@ DEFAULTS = {
     "seed": 0, "precision": "auto", "holdout": 8, "val_size": 256,
     "z_channels": 0, "hyper_width": 64, "hyper_steps": 0, "hyper_lr_scale": 10.0, "qualities": None,
     "gain_lr": 3e-3, "default_quality": None, "gains_only": False, "free_preset": False, "encoder_only": False,
-    "lambdas": None, "holdout_smooth": 0, "smooth_fraction": 0.0,
+    "lambdas": None, "holdout_smooth": 0, "smooth_fraction": 0.0, "analysis_extra": 0,
 }
 ARCHITECTURE = ("channels", "width", "blocks", "detail", "z_channels", "hyper_width", "qualities", "default_quality",
                 "gains_only", "codebook_min", "codebook_size")  # what --encoder-only takes from the --init model
@@ -52,6 +52,8 @@ def parse_args(argv=None):
     p.add_argument("--width", type=int, help="feature width of the transforms")
     p.add_argument("--blocks", type=int, help="residual blocks in each transform")
     p.add_argument("--detail", type=int, help="extra decoder residual blocks at 1/4 and at 1/2 resolution each")
+    p.add_argument("--analysis-extra", type=int, help="residual blocks added to the encoder at 1/8 resolution, "
+                   "starting as the identity (with --encoder-only: a larger encoder for the released decoder)")
     p.add_argument("--lambda", dest="lambda_", type=float, help="rate weight: MSE(0..255) per bit per pixel")
     p.add_argument("--distortion", choices=["mse", "msssim"])
     p.add_argument("--steps", type=int, help="total training steps (may be raised on --resume)")
@@ -85,10 +87,10 @@ def parse_args(argv=None):
     p.add_argument("--free-preset", action="store_const", const=True, help="with --gains-only: the default quality's "
                    "gains learn too, for a model that replaces the --init model rather than extending it (with a "
                    "wider codebook, the released preset's steps are no longer the best at its rate weight)")
-    p.add_argument("--encoder-only", action="store_const", const=True, help="with --init: only the encoder side "
-                   "(analysis and hyper-analysis) learns, against the released model's decoder, hyper-synthesis, "
-                   "tables and gains, which stay as they are, so its files keep decoding; the architecture is the "
-                   "--init model's")
+    p.add_argument("--encoder-only", action="store_const", const=True, help="with --init: only the analysis transform "
+                   "learns, with refinement's relaxation (export.relaxation) against the released model's decoder, "
+                   "hyperprior, tables and gains, which stay as they are, so its files keep decoding; the "
+                   "architecture is the --init model's")
     p.add_argument("--codebook-min", type=int)
     p.add_argument("--codebook-size", type=int)
     p.add_argument("--seed", type=int)
@@ -149,6 +151,7 @@ def resolve_config(args):
         with open(os.path.join(args.init, "config.json")) as f:
             released = json.load(f)
         config.update({k: released.get(k, DEFAULTS.get(k)) for k in ARCHITECTURE})
+        config["analysis_extra"] = max(config["analysis_extra"], released.get("analysis_extra", 0))
     return config
 
 
@@ -239,7 +242,13 @@ class Trainer:
         self.sampler = data.CropSampler(train_paths, config["crop"], config["seed"], config.get("smooth_fraction", 0.0))
         self.val_images = data.center_crops(val_paths, config["val_size"]) if val_paths else []
         self.n_train = len(self.sampler.images)
-        if self.hyper:
+        self.table_rate = None
+        if config.get("encoder_only"):
+            from export.relaxation import TableRate
+            tables = os.path.join(config["init"]["folder"], os.pardir, "entropy_model.npz")
+            self.table_rate = TableRate(tables, self.codebook)
+            self._train_step = dict.fromkeys([(n, j) for n in (True, False) for j in (True, False)], self._make_encoder_step())
+        elif self.hyper:
             self._train_step = {(n, j): self._make_hyper_step(n, j) for n in (True, False) for j in (True, False)}
         else:
             self._train_step = {True: self._make_step(True), False: self._make_step(False)}
@@ -265,16 +274,22 @@ class Trainer:
                 distortion = self._distortion(x, x_hat)
                 bpp = self.codebook.bits_per_pixel(y, self.stride)
                 loss = distortion + self.config["lambda"] * bpp
-            variables = self.model.trainable_variables
-            grads = tape.gradient(loss, variables)
-            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-            if finite:
-                self.optimizer.learning_rate.assign(lr)
-                self.optimizer.apply_gradients(zip(grads, variables))
+            finite = self._descend(tape, loss, self.model.trainable_variables, lr)
             mse = tf.reduce_mean(tf.square(x - tf.clip_by_value(x_hat, 0.0, 1.0)))
             return loss, bpp, 10.0 * tf.math.log(1.0 / mse) / tf.math.log(10.0), finite
 
         return step
+
+    def _descend(self, tape, loss, variables, lr):
+        """Inside a step: the transforms' optimiser at ``lr`` moves ``variables`` down the gradient of ``loss``,
+        unless a gradient is not finite; returns whether they all were."""
+        tf = self.tf
+        grads = tape.gradient(loss, variables)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        if finite:
+            self.optimizer.learning_rate.assign(lr)
+            self.optimizer.apply_gradients(zip(grads, variables))
+        return finite
 
     def hyper_rate(self, y, use_noise, round_latents=False, point=None):
         """(bits of the batch, the decoder's input) under the hyperprior (``export.hyperprior.coded_bits``), at
@@ -294,8 +309,7 @@ class Trainer:
         def step(images, lr, point, lam):
             x = tf.cast(images, tf.float32) / 255.0
             pixels = tf.cast(tf.shape(x)[0] * tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
-            frozen = bool(self.config.get("gains_only")) and not self.config.get("encoder_only")
-            encoder_only = bool(self.config.get("encoder_only"))
+            frozen = bool(self.config.get("gains_only"))
             with tf.GradientTape() as tape:
                 y = tf.cast(self.model.analysis(x), tf.float32)
                 if frozen or not joint:
@@ -308,9 +322,6 @@ class Trainer:
                     mse = tf.reduce_mean(tf.square(x - tf.clip_by_value(x_hat, 0.0, 1.0)))
                 else:
                     loss, mse = lam * bpp, tf.constant(1.0)
-            if encoder_only:  # a Python bool: only this branch is traced
-                finite = self._apply_encoder_gradients(tape, loss, lr)
-                return loss, bpp, 10.0 * tf.math.log(1.0 / mse) / tf.math.log(10.0), finite
             gains = self.model.gain_units.trainable_variables if self.qualities and joint else []  # (a rate-only loss
             # would only shrink them)
             variables = ([] if frozen else self.hyper_variables + (self.transform_variables if joint else [])) + gains
@@ -336,21 +347,28 @@ class Trainer:
 
         return step
 
-    def _apply_encoder_gradients(self, tape, loss, lr):
-        """--encoder-only: the analysis learns at ``lr``, the hyper-analysis at ``lr`` * hyper_lr_scale; the rest
-        of the model, the decoder side, is left as released.  Returns whether the gradients were finite."""
-        tf, m = self.tf, self.model
-        parts = ((self.optimizer, m.analysis.trainable_variables, lr),
-                 (self.hyper_optimizer, m.hyper_analysis.trainable_variables, lr * self.config["hyper_lr_scale"]))
-        grads = tape.gradient(loss, [v for _, variables, _ in parts for v in variables])
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-        if finite:
-            start = 0
-            for optimizer, variables, rate in parts:
-                optimizer.learning_rate.assign(rate)
-                optimizer.apply_gradients(zip(grads[start:start + len(variables)], variables))
-                start += len(variables)
-        return finite
+    def _make_encoder_step(self):
+        """A step of --encoder-only: the analysis learns with refinement's relaxation (``export.relaxation``),
+        soft-rounded latents at temperature ``temp`` coded with the released tables; the rest of the model, the
+        hyper-analysis included, is left as released."""
+        tf = self.tf
+        variables = self.model.analysis.trainable_variables
+
+        @tf.function
+        def step(images, lr, point, lam, temp):
+            x = tf.cast(images, tf.float32) / 255.0
+            pixels = tf.cast(tf.shape(x)[0] * tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
+            with tf.GradientTape() as tape:
+                y = tf.cast(self.model.analysis(x), tf.float32)
+                bits, y_hat = self.table_rate.coded(self.model, y, point, temp, self.noise)
+                bpp = bits / pixels
+                x_hat = tf.cast(self.model.synthesis(y_hat), tf.float32)
+                loss = self._distortion(x, x_hat) + lam * bpp
+            finite = self._descend(tape, loss, variables, lr)
+            mse = tf.reduce_mean(tf.square(x - tf.clip_by_value(x_hat, 0.0, 1.0)))
+            return loss, bpp, 10.0 * tf.math.log(1.0 / mse) / tf.math.log(10.0), finite
+
+        return step
 
     def _validate_hyper(self):
         """Mean bpp (code length of the hard symbols under the hyperprior, z included) and PSNR; with gains, at
@@ -362,7 +380,10 @@ class Trainer:
             for im in self.val_images:
                 x = tf.constant(im[None], tf.float32) / 255.0
                 y = tf.cast(self.model.analysis(x), tf.float32)
-                bits, y_hat = self.hyper_rate(y, use_noise=False, point=tf.constant(point))
+                if self.table_rate:  # --encoder-only: the released tables' exact code lengths
+                    bits, y_hat = self.table_rate.coded(self.model, y, tf.constant(point))
+                else:
+                    bits, y_hat = self.hyper_rate(y, use_noise=False, point=tf.constant(point))
                 x_hat = tf.clip_by_value(tf.cast(self.model.synthesis(y_hat), tf.float32), 0.0, 1.0)
                 bpps.append(float(bits) / (im.shape[0] * im.shape[1]))
                 mse = float(tf.reduce_mean(tf.square(tf.round(x_hat * 255.0) - x * 255.0)))
@@ -465,6 +486,9 @@ class Trainer:
             if self.hyper:  # the quality grid points take turns, so a resumed run continues the same sequence
                 point = self.step % len(self.lambdas)
                 args += (self.tf.constant(point), self.tf.constant(self.lambdas[point], self.tf.float32))
+            if self.table_rate:
+                from export.relaxation import temperature
+                args += (self.tf.constant(temperature(self.step / steps), self.tf.float32),)
             loss, bpp, psnr, finite = self._train_step[key](*args)
             self.step += 1
             if not bool(finite):
@@ -497,7 +521,7 @@ class Trainer:
 
 
 def warm_start(model, folder, codebook=None, images=()):
-    """Initialise ``model`` from released weights, also across latent channel counts and ``detail``.
+    """Initialise ``model`` from released weights, also across latent channel counts, ``detail`` and ``analysis_extra``.
 
     Every weight of the transforms is copied where the shapes agree, and the
     hyperprior too when both have one of the same shape.  Detail blocks the released
@@ -526,11 +550,14 @@ def warm_start(model, folder, codebook=None, images=()):
         raise SystemExit("error: --init from %s needs --detail %d or more" % (folder, cfg["detail"]))
     source = L3icModel.from_config_dict(cfg).build_for()
     source.load_weights(os.path.join(folder, "model.weights.h5"))
+    if cfg.get("analysis_extra", 0) > model.config["analysis_extra"]:
+        raise SystemExit("error: --init from %s needs --analysis-extra %d or more" % (folder, cfg["analysis_extra"]))
     n = min(cfg["channels"], model.config["channels"])
-    transforms = lambda m: m.analysis.weights + m.synthesis.weights
+    transforms = lambda m: list(zip(m.analysis.weights, source.analysis.weights)) + list(zip(m.synthesis.weights,
+                                                                                           source.synthesis.weights))
     for dst, src in _hyperprior_pairs(model, source) + _gain_pairs(model, source):  # carried over when of the same
         dst.assign(src.numpy())  # shape, else they start fresh
-    for dst, src in zip(transforms(model), transforms(source)):
+    for dst, src in transforms(model):
         value = np.asarray(src.numpy())
         if tuple(dst.shape) == value.shape:
             dst.assign(value)

@@ -294,15 +294,17 @@ def test_encoder_only_training_keeps_the_released_decoder(hyper_run):
     to_onnx.main([run, "--out", released, "--parity-images", str(root / "data"), "--sample", "", "--provisional"])
     tuned = str(root / "encoder-only")
     train.main(["--data", str(root / "data"), "--out", tuned, "--init", os.path.join(released, "keras"),
-                "--encoder-only", "--steps", "10", "--checkpoint-minutes", "100", "--crop", "32", "--batch", "4",
-                "--lr", "1e-3", "--warmup", "2", "--holdout", "1", "--val-size", "32", "--log-every", "5"])
+                "--encoder-only", "--analysis-extra", "1", "--steps", "10", "--checkpoint-minutes", "100",
+                "--crop", "32", "--batch", "4", "--lr", "1e-3", "--warmup", "2", "--holdout", "1", "--val-size", "32",
+                "--log-every", "5"])
     with open(os.path.join(tuned, "config.json")) as f:
         assert json.load(f)["z_channels"] == 4  # the architecture is the release's, not the defaults
     before, _, _ = to_onnx.load_trained(os.path.join(released, "keras"))
     after, _, _ = to_onnx.load_trained(tuned)
-    decoder_side = lambda m: m.synthesis.weights + m.hyper_synthesis.weights + m.z_prior.weights
-    for a, b in zip(decoder_side(before), decoder_side(after)):
+    kept = lambda m: m.synthesis.weights + m.hyper_analysis.weights + m.hyper_synthesis.weights + m.z_prior.weights
+    for a, b in zip(kept(before), kept(after)):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert len(after.analysis.weights) == len(before.analysis.weights) + 4  # one more block: two convolutions
     assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(before.analysis.weights, after.analysis.weights))
 
     out = str(root / "encoder-only-model")
@@ -316,6 +318,43 @@ def test_encoder_only_training_keeps_the_released_decoder(hyper_run):
     assert old_file != new_file  # another encoder ...
     np.testing.assert_array_equal(Codec(out, "cpu").decode(old_file), Codec(released, "cpu").decode(old_file))
     np.testing.assert_array_equal(Codec(released, "cpu").decode(new_file), Codec(out, "cpu").decode(new_file))
+
+
+def test_the_relaxation_codes_with_the_released_tables(hyper_run):
+    """export.relaxation: integer residuals cost exactly what the runtime's tables say; between two integers the
+    cost and its gradient interpolate them; soft rounding stays between the two integers and, cold, rounds."""
+    import tensorflow as tf
+    from export.quantizer import Codebook
+    from export.relaxation import TableRate, soft_round
+    from l3ic.hyperprior import code_lengths
+    root, run = hyper_run
+    released = str(root / "released-f3")
+    if not os.path.exists(released):
+        to_onnx.main([run, "--out", released, "--parity-images", str(root / "data"), "--sample", "", "--provisional"])
+    path = os.path.join(released, "entropy_model.npz")
+    codebook = Codebook()
+    rate = TableRate(path, codebook)
+    with np.load(path) as arrays:
+        bits = code_lengths(arrays["latent_counts"], int(arrays["table_log"]))
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, bits.shape[0], 500)
+    r = rng.integers(codebook.minimum, codebook.maximum, 500).astype(np.float32)
+    exact = bits[rows, (r - codebook.minimum).astype(int)].sum()
+    assert float(rate.bits_of(tf.constant(r), tf.constant(rows, tf.int32))) == pytest.approx(exact, rel=1e-5)
+    x = tf.Variable(r + 0.25)
+    with tf.GradientTape() as tape:
+        total = rate.bits_of(x, tf.constant(rows, tf.int32))
+    below, above = bits[rows, (r - codebook.minimum).astype(int)], bits[rows, (r - codebook.minimum).astype(int) + 1]
+    assert float(total) == pytest.approx((0.75 * below + 0.25 * above).sum(), rel=1e-5)
+    np.testing.assert_allclose(tape.gradient(total, x).numpy(), above - below, rtol=1e-5, atol=1e-5)
+
+    noise = tf.random.Generator.from_seed(0)
+    values = tf.constant(rng.uniform(-5, 5, 2000).astype(np.float32))
+    soft = soft_round(values, 0.3, noise).numpy()
+    assert np.all((soft >= np.floor(values.numpy())) & (soft <= np.floor(values.numpy()) + 1))
+    away_from_half = np.abs(values.numpy() - np.floor(values.numpy()) - 0.5) > 0.05
+    cold = soft_round(values, 1e-3, noise).numpy()
+    np.testing.assert_allclose(cold[away_from_half], np.rint(values.numpy())[away_from_half], atol=1e-4)
 
 
 def test_encoder_only_needs_a_release(tmp_path):
