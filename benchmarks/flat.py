@@ -8,10 +8,11 @@ each):
 
 * the share of gained latents g * y that round to 0 (|g * y| < 0.5);
 * the RMS error there of the decode of the rounded latents (what a file
-  holds) and of the unrounded ones (the transforms alone);
+  holds: since l3ic 0.9 rounded about the hyperprior's mean) and of the
+  unrounded ones (the transforms alone);
 * the PSNR of the whole photo decoded from latents rounded with every gain
   exponent raised by k (``--raise``, steps r^k finer), without the codebook's
-  clipping, and the largest |symbol| that needs: what finer steps would buy
+  clipping, and the largest |symbol| (ŷ minus its origin) that needs: what finer steps would buy
   if the codebook held them (distortion only; the rate is not measured);
 * where a file's bytes go (``rate_parts``): the header and chunk index, the
   side information ẑ, and the latents, with the share of the three costliest
@@ -38,7 +39,8 @@ def measure(codec, rgb, q, raises):
     then (PSNR, largest |symbol|) for each raise of the gain exponents."""
     height, width = rgb.shape[:2]
     header = codec.header_for(from_array(rgb), q)
-    latents = codec.analyse(rgb, header).latents
+    analysed = codec.analyse(rgb, header)
+    latents = analysed.latents
     em = codec.model.entropy_model
     exponents, corrections = em.gains.interpolated(header.quality)
     top = (latents.shape[1] - -(-height // 8)) // 2, (latents.shape[2] - -(-width // 8)) // 2
@@ -50,7 +52,7 @@ def measure(codec, rgb, q, raises):
 
     gain = em.gains.gain_with(exponents, corrections, header.quality)
     gained = gain.apply(latents)
-    rounded = decoded(gain, analysis.rounded(gained, codec.model.codebook_min, codec.model.codebook_size))
+    rounded = decoded(gain, codec.quantise(analysed, header).values)
     unrounded = decoded(gain, gained)
     h8, w8 = height // 8, width // 8
     flat_cells = flat_blocks(rgb)
@@ -62,8 +64,9 @@ def measure(codec, rgb, q, raises):
            psnr(rgb, rounded), psnr(rgb, unrounded)]
     for k in raises:
         finer = em.gains.gain_with(exponents + k, corrections, header.quality)
-        values = np.rint(finer.apply(latents))
-        row += [psnr(rgb, decoded(finer, values)), int(np.abs(values).max())]
+        origin, _ = em.tile_origins(analysed.z, (0, 0) + latents.shape[1:], finer, header.mean_shifted)
+        symbols = np.rint(finer.apply(latents) - origin)  # rounded as the file's latents are, unclipped
+        row += [psnr(rgb, decoded(finer, origin + symbols)), int(np.abs(symbols).max())]
     return row
 
 

@@ -389,6 +389,20 @@ def plot(curves, out):
         plt.close(fig)
 
 
+def reused_points(path, codecs):
+    """codec -> its per-image points in an earlier results.json, for the standard codecs of ``codecs`` it has."""
+    try:
+        with open(path) as f:
+            points = json.load(f)["per_image"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit("error: --reuse %s: not a results.json with per-image points (%s)" % (path, e))
+    reused = {}
+    for r in points:
+        if r.get("codec") in codecs and r["codec"] != "l3ic":
+            reused.setdefault(r["codec"], []).append(r)
+    return reused
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.rd", description=__doc__.split("\n\n")[0])
     p.add_argument("--images", required=True, help="folder of test images (e.g. the Kodak set)")
@@ -407,13 +421,18 @@ def main(argv=None):
     p.add_argument("--reference", help="JSON of quoted PSNR-at-rate curves to compare l3ic with (e.g. benchmarks/reference/kodak.json)")
     p.add_argument("--published", help="JSON of published mean curves to compare l3ic with (CompressAI's format; "
                                        "benchmarks/reference/compressai-kodak.json, valid with the Kodak images)")
+    p.add_argument("--reuse", help="results.json of an earlier run on the same images: its standard codecs' points "
+                   "are taken as they are (their tools do not depend on l3ic), and those codecs not run again")
     p.add_argument("--baseline", help="results.json of an earlier run: its l3ic curve joins the tables and plots as "
                                       "l3ic-baseline, to measure what new models gained")
     args = p.parse_args(argv)
+    reused = reused_points(args.reuse, args.codecs.split(",")) if args.reuse else {}
     codecs = []
     for c in args.codecs.split(","):
         if c != "l3ic" and c not in BY_NAME:
             raise SystemExit("error: unknown codec %s (known: %s)" % (c, ", ".join(ALL_CODECS)))
+        if c != "l3ic" and c in reused:
+            continue
         if c != "l3ic" and not available(BY_NAME[c]):
             print("note: %s skipped: %s not installed (apt-get install libjpeg-turbo-progs webp libopenjp2-tools "
                   "libavif-bin libjxl-tools ffmpeg)" % (c, "/".join(BY_NAME[c].tools)), file=sys.stderr)
@@ -430,6 +449,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     results, todo = plan(codecs, images, os.path.join(args.out, "cache"), args.refine, args.quality_step,
                          args.models.split(","))
+    results += [r for codec in reused for r in reused[codec] if r["image"] in {os.path.basename(p) for p in images}]
     print("%d results cached, %d to compute" % (len(results), len(todo)), file=sys.stderr)
     if todo:
         from tqdm import tqdm

@@ -91,12 +91,15 @@ class GainSearch:
     """The cost J of a grid point's gains on fixed crops, and the coordinate search that lowers it."""
 
     def __init__(self, model, crops, ms_ssim_share=0.0):
-        from l3ic.analysis import rounded
         self.model, self.em, self.crops, self.share = model, model.entropy_model, crops, ms_ssim_share
         self.encoded = [model.run_encoder(c) for c in crops]
         self.pixels = len(crops) * CROP * CROP
-        self.rounded = lambda latents: rounded(latents, model.codebook_min, model.codebook_size)
         self._bits = {}
+
+    def _origins(self, gain, latents, z):
+        """What the crop's latents are coded about with ``gain``, and their tables, as a file codes them (about
+        the hyperprior's mean, ``container.FLAG_MEAN_SHIFT``): a channel's depend on its own gain only."""
+        return self.em.tile_origins(z, (0, 0) + latents.shape[1:], gain, shifted=True)
 
     def channel_bits(self, exponent):
         """Coded bits of every channel over all crops with this exponent (C,): a channel's bits depend on its own only."""
@@ -106,9 +109,9 @@ class GainSearch:
             gain = self.em.gains.gain_with(np.full(m.channels, exponent), np.ones(m.channels))
             bits = np.zeros(m.channels)
             for latents, z in self.encoded:
-                base, index = (np.ascontiguousarray(a) for a in self.em.parameters(z, gain))
-                coded = tile_chunks(self.em, gain.apply(latents), base, index,
-                                               m.codebook_min, m.codebook_size)
+                origin, index = self._origins(gain, latents, z)
+                coded = tile_chunks(self.em, gain.apply(latents), origin, index, m.codebook_min, m.codebook_size,
+                                    shifted=True)
                 bits += 8.0 * coded.sizes
             self._bits[exponent] = bits
         return self._bits[exponent]
@@ -118,12 +121,15 @@ class GainSearch:
 
     def distortion(self, exponents, corrections):
         """(1 - w) MSE + w MS_SSIM_MSE (1 - MS-SSIM) of the decoded uint8 crops (MSE on 0..255; means over the crops)."""
+        from l3ic.analysis import rounded_about
         from l3ic.image import to_uint8
         from l3ic.metrics import ms_ssim
         gain = self.em.gains.gain_with(exponents, corrections)
+        lo, size = self.model.codebook_min, self.model.codebook_size
         sse, dissimilarity = 0.0, 0.0
-        for (latents, _), crop in zip(self.encoded, self.crops):
-            out = to_uint8(self.model.run_decoder(gain.invert(self.rounded(gain.apply(latents))))).astype(np.float32)
+        for (latents, z), crop in zip(self.encoded, self.crops):
+            coded = rounded_about(gain.apply(latents), self._origins(gain, latents, z)[0], lo, size, shifted=True)[0]
+            out = to_uint8(self.model.run_decoder(gain.invert(coded))).astype(np.float32)
             sse += float(np.sum((out - crop) ** 2))
             if self.share:
                 dissimilarity += (1.0 - ms_ssim(crop, out.astype(np.uint8))) / len(self.crops)

@@ -205,14 +205,16 @@ def gained(mean, index, m, g):
 def coded_bits(model, y, codebook, noise=None, round_latents=False, gain=None):
     """(bits, ŷ): the hyperprior's code length of latents y and their side information, and the decoder's input.
 
-    ŷ = round(y) (straight-through), coded with a Gaussian of the mean and
-    scale the integer hyper-synthesis gives from ẑ: the rate is measured on
-    ŷ and ẑ, or, given a ``noise`` generator, on z plus uniform noise (the
-    differentiable stand-in for rounding) and, unless ``round_latents``, on y
-    plus noise too.  While the analysis is frozen, y needs no gradient, and
-    the rate of ŷ itself is what the hyperprior should fit.  ``gain`` = (m, g)
-    per channel (``export.gain``): ẑ still comes from y, and g * y is coded
-    (``gained``); ŷ is then round(g * y), before any inverse gain.
+    ŷ = μ + round(y - μ) (straight-through, the rounded distance within the
+    codebook's values), with the mean μ and scale that the integer
+    hyper-synthesis gives from ẑ, as files code it (``container.FLAG_MEAN_SHIFT``),
+    coded with a Gaussian of that scale: the rate is measured on ŷ and ẑ, or,
+    given a ``noise`` generator, on z plus uniform noise (the differentiable
+    stand-in for rounding) and, unless ``round_latents``, on y plus noise too.
+    While the analysis is frozen, y needs no gradient, and the rate of ŷ
+    itself is what the hyperprior should fit.  ``gain`` = (m, g) per channel
+    (``export.gain``): ẑ still comes from y, and g * y is coded (``gained``),
+    before any inverse gain.
     """
     z = model.hyper_analysis(y)
     z_hat = quantise_z(z)
@@ -220,12 +222,12 @@ def coded_bits(model, y, codebook, noise=None, round_latents=False, gain=None):
     if gain is not None:
         mean, index = gained(mean, index, *gain)
         y = gain[1] * y
-    y_hat = codebook.straight_through(y)
+    y_hat = mean + codebook.straight_through(y - mean)
     r, z_coded = y_hat - mean, z_hat
     if noise is not None:
         z_coded = z + noise.uniform(tf.shape(z), -0.5, 0.5, dtype=tf.float32)
         if not round_latents:
-            r = codebook.clip(y) + noise.uniform(tf.shape(y), -0.5, 0.5, dtype=tf.float32) - mean
+            r = codebook.clip(y - mean) + noise.uniform(tf.shape(y), -0.5, 0.5, dtype=tf.float32)
     bits = tf.reduce_sum(residual_bits(r, sigma_of(index))) + tf.reduce_sum(model.z_prior.bits(z_coded))
     return bits, y_hat
 

@@ -8,8 +8,9 @@ versions.  When a shipped model is replaced, rerun tests/golden/make_golden.py.
 The files of earlier releases (tests/golden/format2/, tests/golden/l3ic-0.3/, the first format-3 models,
 tests/golden/l3ic-0.4/, made before whole-image encodes were padded to whole ẑ cells, tests/golden/l3ic-0.4.1/,
 made with the gains before ``export.fit_gains``, tests/golden/l3ic-0.4.3/, made with the hyperprior and tables
-before l3ic 0.5, tests/golden/l3ic-0.5/, made before ẑ could have a table of its own, and tests/golden/l3ic-0.7/,
-the high model of 0.7 with its 32-value codebook; frozen) must keep decoding.
+before l3ic 0.5, tests/golden/l3ic-0.5/, made before ẑ could have a table of its own, tests/golden/l3ic-0.7/,
+the high model of 0.7 with its 32-value codebook, and tests/golden/l3ic-0.8/, coded before latents were coded about
+the hyperprior's mean; frozen) must keep decoding.
 """
 import hashlib
 import json
@@ -30,7 +31,8 @@ RELEASE_041 = os.path.join(HERE, "l3ic-0.4.1")
 RELEASE_043 = os.path.join(HERE, "l3ic-0.4.3")
 RELEASE_05 = os.path.join(HERE, "l3ic-0.5")
 RELEASE_07 = os.path.join(HERE, "l3ic-0.7")
-WITH_QUALITY = (HERE, RELEASE_04, RELEASE_041, RELEASE_043, RELEASE_05, RELEASE_07)  # models with gains code at a
+RELEASE_08 = os.path.join(HERE, "l3ic-0.8")
+WITH_QUALITY = (HERE, RELEASE_04, RELEASE_041, RELEASE_043, RELEASE_05, RELEASE_07, RELEASE_08)  # models with gains code at a
 # quality
 
 
@@ -42,7 +44,7 @@ def _load(folder):
 GOLDEN, GOLDEN2 = _load(HERE), _load(FORMAT2)
 CASES = sorted(GOLDEN["cases"])
 ALL = [(folder, golden, c) for folder in (HERE, FORMAT2, RELEASE_03, RELEASE_04, RELEASE_041, RELEASE_043, RELEASE_05,
-                                          RELEASE_07)
+                                          RELEASE_07, RELEASE_08)
        for golden in [_load(folder)] for c in sorted(golden["cases"])]
 IDS = [os.path.basename(folder) + "/" + case for folder, _, case in ALL]
 REGENERATE = "the shipped %r model changed: rerun tests/golden/make_golden.py and commit its output"

@@ -138,7 +138,7 @@ def test_margin_rules_of_the_header():
     assert base.margin == (MARGIN, MARGIN)
     bad = {"odd": dict(latent_h=2 + 2 * MARGIN, tile_h=8), "too wide": dict(latent_w=2 + 2 * (MAX_MARGIN + 1)),
            "no margin": dict(latent_h=1, latent_w=2, tile_h=1, tile_w=2), "no flag": dict(flags=0),
-           "format 2": dict(z_channels=0, hyper_stride=0), "unknown flag": dict(flags=FLAG_MARGIN | 0x10)}
+           "format 2": dict(z_channels=0, hyper_stride=0), "unknown flag": dict(flags=FLAG_MARGIN | 0x20)}
     for case, change in bad.items():
         with pytest.raises(ValueError):
             dataclasses.replace(base, **change)
@@ -147,6 +147,6 @@ def test_margin_rules_of_the_header():
 def test_unknown_flags_are_refused(codec):
     data = bytearray(lossy(codec, np.full((4, 4, 3), 10, np.uint8)))
     assert data[5] & FLAG_MARGIN and data[6] == 0
-    data[5] |= 0x10
+    data[5] |= 0x20
     with pytest.raises(FormatError, match="flags 0x%04x" % data[5]):
         L3icFile.parse(bytes(data))

@@ -15,7 +15,7 @@ The names are imported on first use, so ``import l3ic.fse`` or
 """
 import importlib
 
-__version__ = "0.8.0"
+__version__ = "0.9.0"
 
 _EXPORTS = {
     "Codec": "l3ic.codec", "read_info": "l3ic.reader", "read_latents": "l3ic.reader",

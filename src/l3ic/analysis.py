@@ -44,18 +44,38 @@ class Analysis:
     latents: np.ndarray
     z: Optional[np.ndarray] = None
 
-    def quantised(self, model, gain=None):
+    def quantised(self, model, gain=None, shifted=False):
         """The ``Latents`` a file of ``model`` codes: y times ``gain`` (a ``l3ic.hyperprior.Gain``, or None),
-        rounded to the codebook (format 2: the network's own rounding)."""
+        rounded to the codebook, or with ``shifted`` about the hyperprior's mean (``rounded_about``; format 2:
+        the network's own rounding)."""
         if self.z is None:
             return Latents(self.latents)
         y = self.latents if gain is None else gain.apply(self.latents)
-        return Latents(rounded(y, model.codebook_min, model.codebook_size), self.z)
+        if not shifted:
+            return Latents(rounded(y, model.codebook_min, model.codebook_size), self.z)
+        origin, _ = model.entropy_model.tile_origins(self.z, (0, 0) + y.shape[1:], gain, shifted)
+        return Latents(rounded_about(y, origin, model.codebook_min, model.codebook_size, shifted)[0], self.z)
 
 
 def rounded(latents, codebook_min, codebook_size):
     """ŷ: latents rounded to the nearest integer of the codebook ``codebook_min``.. (float32 integers)."""
     return np.rint(np.clip(latents.astype(np.float32), codebook_min, codebook_min + codebook_size - 1))
+
+
+def rounded_about(latents, origin, codebook_min, codebook_size, shifted):
+    """(ŷ, s = ŷ - origin) of float latents, s within the codebook's values (what a symbol codes).
+
+    Plain: ŷ is rounded to the codebook (``rounded``), and s clipped to the
+    symbols' reach (the coder checks that ŷ is reached).  Mean-shifted
+    (``container.FLAG_MEAN_SHIFT``): s is the latent minus the hyperprior's
+    mean ``origin``, rounded, and ŷ = origin + s is as fine as the mean.
+    """
+    lo, hi = codebook_min, codebook_min + codebook_size - 1
+    if shifted:
+        steps = np.clip(np.rint(latents.astype(np.float32) - origin), lo, hi)
+        return origin + steps, steps
+    values = rounded(latents, codebook_min, codebook_size)
+    return values, np.clip(values - origin, lo, hi)
 
 
 def header_for(model, picture, tiling, quality, lossless=False):
@@ -77,7 +97,8 @@ def header_for(model, picture, tiling, quality, lossless=False):
         em = model.entropy_model
         tiling.check_hyper_stride(em.hyper_stride)
         hyper = dict(z_channels=em.z_channels, hyper_stride=em.hyper_stride)
-    flags = (0 if quality is None else container.FLAG_QUALITY) | (container.FLAG_MARGIN if margin_y or margin_x else 0)
+    flags = ((0 if quality is None else container.FLAG_QUALITY) | (container.FLAG_MARGIN if margin_y or margin_x else 0)
+             | (container.FLAG_MEAN_SHIFT if model.has_hyperprior else 0))
     return container.Header(
         width=picture.width, height=picture.height, mode=picture.mode, model_name=model.name,
         decoder_hash=model.decoder_hash, codebook_size=model.codebook_size, codebook_min=model.codebook_min,

@@ -125,9 +125,10 @@ class Codec:
         Args:
             image, refine, quality: as ``encode`` takes them.
         Returns:
-            int16 codebook values (C, ceil(H/s), ceil(W/s)), plus 2 * MARGIN on an axis of at most SMALL_SIDE
-            pixels (the image then starts MARGIN cells in), gained at ``quality``: decode them with
-            ``decode_latents`` at the same quality.
+            float32 ŷ (C, ceil(H/s), ceil(W/s)), plus 2 * MARGIN on an axis of at most SMALL_SIDE pixels (the
+            image then starts MARGIN cells in), gained at ``quality``: integers of the codebook, or for a model
+            with a hyperprior, which codes them about its mean (``container.FLAG_MEAN_SHIFT``), quarters.
+            Decode them with ``decode_latents`` at the same quality.
         """
         refine = refine_steps(refine)
         picture = self._picture(image, strip=True)
@@ -137,7 +138,7 @@ class Codec:
             latents = refined_latents(self.model, self.tiling, picture.rgb(), header, refine)
         else:
             latents = self.quantise(self.analyse(picture.rgb(), header), header)
-        return latents.values.astype(np.int16)
+        return latents.values.astype(np.float32)
 
     def _picture(self, image, strip):
         """What ``encode`` takes as an ``l3ic.image.Picture``."""
@@ -180,7 +181,7 @@ class Codec:
         Returns:
             the ``l3ic.analysis.Latents`` a file with ``header`` codes.
         """
-        return analysed.quantised(self.model, self.model.gain_of(header))
+        return analysed.quantised(self.model, self.model.gain_of(header), header.mean_shifted)
 
     def code(self, latents, header):
         """Entropy-code ``l3ic.analysis.Latents`` with the model's coder (``l3ic.entropy``).
@@ -232,7 +233,7 @@ class Codec:
 
         Args:
             latents: (C, h, w), as ``encode_latents`` gives them.  Format-2 models take integer codebook values;
-                format-3 models any finite values (ŷ are integers).
+                format-3 models any finite values (ŷ are integers or quarters).
             quality: a model with gains multiplies the values by the inverse gain of this q (default its preset):
                 give the quality ``encode_latents`` was given.
         Returns:

@@ -40,7 +40,8 @@ FLAG_MARGIN = 0x0001  # flags bit 0: the latent covers the image plus a margin o
 FLAG_QUALITY = 0x0002  # flags bit 1: a quality field follows the hyperprior fields (gained latents, l3ic.quality)
 FLAG_LOSSLESS = 0x0004  # flags bit 2: no latent; the pixels are in the LOSSLESS side-data record (tiny images)
 FLAG_ADAPTIVE_Z = 0x0008  # flags bit 3: the ẑ chunk carries its own table (mode FSE or CONTEXT); ``write`` sets it
-KNOWN_FLAGS = FLAG_MARGIN | FLAG_QUALITY | FLAG_LOSSLESS | FLAG_ADAPTIVE_Z
+FLAG_MEAN_SHIFT = 0x0010  # flags bit 4: latents are coded as s = ŷ - mean (the hyperprior's), not ŷ - floor(mean)
+KNOWN_FLAGS = FLAG_MARGIN | FLAG_QUALITY | FLAG_LOSSLESS | FLAG_ADAPTIVE_Z | FLAG_MEAN_SHIFT
 _PER_CHUNK_MODES = (0, 4)  # FSE and CONTEXT: chunks that carry their own tables (l3ic.fse)
 LOSSLESS = "PIXL"  # the side-data record of a lossless file: a filter byte, then the filtered samples
 MAX_QUALITY = MAX_MODEL_QUALITY * QUALITY_SCALE  # the quality field: a model's own q in hundredths
@@ -161,6 +162,11 @@ class Header:
         if self.flags & FLAG_LOSSLESS:
             return 0
         return self.n_tiles * self.channels + (1 if self.z_channels else 0)
+
+    @property
+    def mean_shifted(self) -> bool:
+        """Whether the latents are coded about the hyperprior's mean (FLAG_MEAN_SHIFT): ŷ are then quarters."""
+        return bool(self.flags & FLAG_MEAN_SHIFT)
 
     @property
     def version(self) -> int:

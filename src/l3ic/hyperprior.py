@@ -301,6 +301,24 @@ class EntropyModel:
         shift = self.phases.bit_length() - 1  # phases is a power of two: floor division and modulo as bit operations
         return mean >> shift, ((scale << shift) | (mean & (self.phases - 1))).astype(np.uint8)
 
+    def tile_origins(self, z_symbols, rect, gain=None, shifted=False):
+        """(origin float32, table index uint8), each (C, h, w), of the latent rectangle rect = (y, x, h, w): what
+        each element's symbol counts from, and its table.
+
+        Plain rounding codes ŷ - base, base = floor(mean), with the table of
+        the mean's scale and fractional step (``tile_parameters``).  A
+        mean-shifted file (``container.FLAG_MEAN_SHIFT``) codes s = ŷ - mean,
+        the mean itself (a multiple of 1/phases, exact in float32), with the
+        scale's table of fractional step 0: ŷ = mean + s is then as fine as
+        the mean, where plain rounding sends a flat area's latents to one
+        integer together (an error of up to half a step over the whole area).
+        """
+        base, index = self.tile_parameters(z_symbols, rect, gain)
+        if not shifted:
+            return base.astype(np.float32), index
+        phase = index & (self.phases - 1)
+        return base.astype(np.float32) + phase.astype(np.float32) / self.phases, index - phase
+
     def tile_parameters(self, z_symbols, rect, gain=None):
         """``parameters`` for the latent rectangle rect = (y, x, h, w), from ẑ with HALO cells around it.
 

@@ -76,7 +76,8 @@ def read_latents(data, channels=None, max_pixels=images.DEFAULT_MAX_PIXELS):
         channels: the latent channels to read (default all).
         max_pixels: files claiming larger images are refused before anything is allocated.
     Returns:
-        int16 array (len(channels), latent_h, latent_w).
+        (len(channels), latent_h, latent_w): int16 codebook values (formats 1 and 2), or float32 ŷ (format 3:
+        integers, or quarters in a file coded about the hyperprior's mean, ``container.FLAG_MEAN_SHIFT``).
     Raises:
         FormatError: for a damaged file; ModelError when its model is not installed; L3icError for bad channels
         or a lossless file (which has no latents).

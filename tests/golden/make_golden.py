@@ -16,10 +16,12 @@ quality field above 100 are used), and this folder receives:
 * ``<case>.decoded.png`` what this machine decoded from it;
 * ``golden.json``        per model the SHA-256 of its encoder, decoder and
   entropy model; per case its model, the SHA-256 of the .l3ic file, of its latents
-  (``l3ic.read_latents``, little-endian int16 in (C, h, w) order), of
-  everything that decides how its symbols decode (``entropy_sha256``: the ẑ
-  symbols, then per tile the table-index map, the base map and the decoded
-  symbols) and of the decoded pixels, and the PSNR against the source.
+  (``l3ic.read_latents``, little-endian int16 in (C, h, w) order; in a
+  file coded about the hyperprior's mean, whose latents are quarters, 4 times
+  them as int32), of everything that decides how its symbols decode
+  (``entropy_sha256``: the ẑ symbols, then per tile the table-index map, the
+  origin map and the decoded symbols, likewise) and of the decoded pixels,
+  and the PSNR against the source.
 
 The tests require, on every platform: the latents, ẑ, index maps and symbols
 bit-identical (entropy decoding and the hyper-synthesis are exact integer
@@ -33,8 +35,9 @@ those of the first format-3 models (before continuous quality),
 ẑ cells), ``l3ic-0.4.1/`` those of 0.4.1-0.4.2 (the gains before
 ``export.fit_gains``), ``l3ic-0.4.3/`` those of 0.4.3 (the hyperprior and
 tables before l3ic 0.5), ``l3ic-0.5/`` those of 0.5 (before ẑ could have a
-table of its own) and ``l3ic-0.7/`` the high model's of 0.7 (its codebook of
-32 values), frozen: they must keep decoding (through the
+table of its own), ``l3ic-0.7/`` the high model's of 0.7 (its codebook of
+32 values) and ``l3ic-0.8/`` four cases of 0.8 (latents rounded to integers,
+before ``container.FLAG_MEAN_SHIFT``), frozen: they must keep decoding (through the
 legacy decoders in ``models/legacy`` where the decoder changed).  The
 ``quality`` case is coded at a quality between two of the model's grid
 points, so its index maps pin the integer interpolation of the gains.
@@ -85,9 +88,13 @@ def sha256(data):
 
 
 def symbols_sha256(data):
-    """SHA-256 of an l3ic file's latent values (``l3ic.read_latents``), as little-endian int16 in (C, h, w) order."""
-    from l3ic import read_latents
-    return sha256(np.ascontiguousarray(read_latents(data), "<i2").tobytes())
+    """SHA-256 of an l3ic file's latent values (``l3ic.read_latents``), as little-endian int16 in (C, h, w) order;
+    those of a mean-shifted file (quarters) times 4, as int32."""
+    from l3ic import container, read_latents
+    values = read_latents(data)
+    if container.L3icFile.parse(data).header.mean_shifted:
+        return sha256(np.ascontiguousarray(4 * values, "<i4").tobytes())
+    return sha256(np.ascontiguousarray(values, "<i2").tobytes())
 
 
 def entropy_sha256(data):
@@ -103,11 +110,13 @@ def entropy_sha256(data):
     z = ConditionalCoder(model).decode_z(parsed)
     gain = model.gain_of(h)
     digest = hashlib.sha256(np.ascontiguousarray(z).tobytes())
+    scale = em.phases if h.mean_shifted else 1  # a mean-shifted file's origins and ŷ are quarters: hashed x 4
     for t in range(h.n_tiles):
-        base, index = em.tile_parameters(z, h.tile_rect(t), gain)
+        origin, index = em.tile_origins(z, h.tile_rect(t), gain, h.mean_shifted)
         chunks = parsed.tile_chunks(t)
-        values = tile_values(em, chunks, base, index, h.codebook_min, h.codebook_size)
-        for array in (index, base.astype("<i4"), chunks.modes, values.astype("<i2")):
+        values = tile_values(em, chunks, origin, index, h.codebook_min, h.codebook_size, h.mean_shifted)
+        for array in (index, (scale * origin).astype("<i4"), chunks.modes,
+                      (scale * values).astype("<i4" if h.mean_shifted else "<i2")):
             digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
 

@@ -18,8 +18,9 @@ export const FLAG_MARGIN = 0x0001;
 export const FLAG_QUALITY = 0x0002;
 export const FLAG_LOSSLESS = 0x0004;  // no latent: a tiny image's pixels in the LOSSLESS record
 export const FLAG_ADAPTIVE_Z = 0x0008;  // the ẑ chunk carries its own table (mode FSE or CONTEXT)
+export const FLAG_MEAN_SHIFT = 0x0010;  // latents coded about the hyperprior's mean: s = ŷ - mean, ŷ in quarters
 export const LOSSLESS = 'PIXL';
-const KNOWN_FLAGS = FLAG_MARGIN | FLAG_QUALITY | FLAG_LOSSLESS | FLAG_ADAPTIVE_Z;
+const KNOWN_FLAGS = FLAG_MARGIN | FLAG_QUALITY | FLAG_LOSSLESS | FLAG_ADAPTIVE_Z | FLAG_MEAN_SHIFT;
 const PER_CHUNK_MODES = [0, 4];  // FSE and CONTEXT: chunks that carry their own tables
 const MAX_QUALITY = 20000;  // a model's own q in hundredths, up to 200
 const MAX_MARGIN = 8;

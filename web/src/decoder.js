@@ -9,7 +9,7 @@
 // the latents (symbols_sha256) and, for format 3, ẑ, index maps, bases, modes and values
 // (entropy_sha256), so a test can prove them bit-identical to the Python runtime's.
 
-import { FLAG_LOSSLESS, FLAG_QUALITY, L3icFile, LOSSLESS, MAX_PIXELS } from './container.js';
+import { FLAG_LOSSLESS, FLAG_MEAN_SHIFT, FLAG_QUALITY, L3icFile, LOSSLESS, MAX_PIXELS } from './container.js';
 import { FormatError } from './errors.js';
 import { Fse } from './fse.js';
 import { checkEntropyModel, Models, sha256 } from './models.js';
@@ -84,15 +84,16 @@ export class Decoder {
     const z = this.decodeZ(parsed, em);
     if (traced) traced.parts.push(z);
     const plane = h.latentH * h.latentW, values = new Float32Array(h.channels * plane);
+    const shifted = (h.flags & FLAG_MEAN_SHIFT) !== 0;
     for (let t = 0; t < h.nTiles; t++) {
       const rect = h.tileRect(t);
-      const { base, index } = em.tileParameters(z, h.zShape, rect, gain);
+      const { origin, index } = tileOrigins(em.tileParameters(z, h.zShape, rect, gain), em.phases, shifted);
       const chunks = parsed.tileChunks(t);
-      const block = this.decodeTile(em, chunks, base, index, h, rect[3]);
-      if (traced) traced.parts.push(index, base, chunks.modes, Int16Array.from(block));
+      const block = this.decodeTile(em, chunks, origin, index, h, rect[3], shifted);
+      if (traced) traced.parts.push(index, quarters(origin, shifted, Int32Array), chunks.modes, quarters(block, shifted, Int16Array));
       paste(values, h.latentH, h.latentW, block, rect);
     }
-    if (traced) traced.latents = Int16Array.from(values);
+    if (traced) traced.latents = quarters(values, shifted, Int16Array);
     if (gain) {
       for (let c = 0; c < h.channels; c++) {
         for (let i = c * plane; i < (c + 1) * plane; i++) values[i] = Math.fround(values[i] * gain.inverse[c]);
@@ -117,12 +118,12 @@ export class Decoder {
   }
 
   /**
-   * One tile's latent values (C, h, w) (hyperprior.decode_tile): chunks in static modes code ŷ - base
-   * with the model's tables, FSE and CONTEXT chunks the values themselves; each kind is decoded in
-   * one call, as in Python, so an error names the same chunk.
+   * One tile's latent values (C, h, w) (conditional.tile_values): chunks in static modes code ŷ - origin
+   * with the model's tables, FSE and CONTEXT chunks the values themselves (ŷ - origin too in a mean-shifted
+   * file); each kind is decoded in one call, as in Python, so an error names the same chunk.
    */
-  decodeTile(em, chunks, base, index, h, width) {
-    const C = chunks.modes.length, n = base.length / C;
+  decodeTile(em, chunks, origin, index, h, width, shifted) {
+    const C = chunks.modes.length, n = origin.length / C;
     const values = new Float32Array(C * n);
     const rows = [[], []];
     chunks.modes.forEach((mode, c) => rows[ADAPTIVE_MODES.includes(mode) ? 1 : 0].push(c));
@@ -131,13 +132,13 @@ export class Decoder {
       const tables = gather(index, staticRows.rows, n);
       const symbols = em.latentTables.decode(staticRows.payload, staticRows.modes, staticRows.sizes, tables, n);
       staticRows.rows.forEach((c, j) => {
-        for (let i = 0; i < n; i++) values[c * n + i] = symbols[j * n + i] + h.codebookMin + base[c * n + i];
+        for (let i = 0; i < n; i++) values[c * n + i] = symbols[j * n + i] + h.codebookMin + origin[c * n + i];
       });
     }
     if (adaptiveRows.rows.length) {
       const symbols = this.fse.decodeChannels(adaptiveRows.payload, adaptiveRows.modes, adaptiveRows.sizes, n, h.codebookSize, width);
       adaptiveRows.rows.forEach((c, j) => {
-        for (let i = 0; i < n; i++) values[c * n + i] = symbols[j * n + i] + h.codebookMin;
+        for (let i = 0; i < n; i++) values[c * n + i] = symbols[j * n + i] + h.codebookMin + (shifted ? origin[c * n + i] : 0);
       });
     }
     return values;
@@ -316,6 +317,28 @@ function describe(parsed, model, nBytes) {
 }
 
 /** SHA-256 (hex) of the traced arrays, laid out as tests/golden/make_golden.py hashes them. */
+/**
+ * What a tile's symbols count from, and their tables (EntropyModel.tile_origins): floor(mean) and the table of
+ * the mean's scale and fractional step; mean-shifted, the mean itself (quarters, exact in float32) and the
+ * scale's table of step 0.
+ */
+function tileOrigins({ base, index }, phases, shifted) {
+  const origin = Float32Array.from(base);
+  if (!shifted) return { origin, index };
+  const table = new Uint8Array(index.length);
+  for (let i = 0; i < index.length; i++) {
+    const phase = index[i] & (phases - 1);
+    origin[i] += phase / phases;
+    table[i] = index[i] - phase;
+  }
+  return { origin, index: table };
+}
+
+/** Values as the golden hashes take them (make_golden.py): integers as `Type`, or quarters x 4 as int32. */
+function quarters(values, shifted, Type) {
+  return shifted ? Int32Array.from(values, (v) => 4 * v) : Type.from(values);
+}
+
 async function hashes(traced) {
   const hex = async (arrays) => {
     const total = arrays.reduce((n, a) => n + a.byteLength, 0), all = new Uint8Array(total);

@@ -1,9 +1,11 @@
 """Format 3's entropy coding: ŷ conditioned on the hyperprior, ẑ with static tables (docs/FORMAT.md).
 
-The entropy model (``l3ic.hyperprior.EntropyModel``) turns ẑ into a base and
-a table index for every latent element; ŷ - base is coded with those static
-FSE tables (STATIC chunks), or a channel keeps format 2's adaptive coding
-(FSE/CONTEXT chunks of the values themselves) where that is shorter.
+The entropy model (``l3ic.hyperprior.EntropyModel``) turns ẑ into an origin
+and a table index for every latent element; ŷ - origin is coded with those
+static FSE tables (STATIC chunks), or a channel keeps format 2's adaptive
+coding (FSE/CONTEXT chunks of its own) where that is shorter.  The origin is
+floor(mean), or in a mean-shifted file (``container.FLAG_MEAN_SHIFT``) the
+mean itself (``EntropyModel.tile_origins``), whose ŷ are then quarters.
 Decoding runs the same entropy model on the decoded ẑ, so it knows every
 symbol's table before reading it.  ẑ is one chunk: channel c coded with z
 table c, or, where that is shorter, with a table of its own (FSE/CONTEXT, as
@@ -14,7 +16,7 @@ base and index are those of the gained latent (``l3ic.hyperprior.Gain``).
 import numpy as np
 
 from l3ic import container, fse
-from l3ic.analysis import rounded
+from l3ic.analysis import rounded_about
 from l3ic.options import checked_channels
 
 # Chunks of a format-3 tile in these modes code the latent values themselves with per-file tables, as in format 2:
@@ -35,13 +37,13 @@ class ConditionalCoder:
         Returns:
             (one ``container.TileChunks`` per tile, the ẑ chunk as a ``container.TileChunks``).
         """
-        em, gain = self.model.entropy_model, self.model.gain_of(header)
+        em, gain, shifted = self.model.entropy_model, self.model.gain_of(header), header.mean_shifted
         tiles = []
         for t in range(header.n_tiles):
             y, x, h, w = rect = header.tile_rect(t)
-            base, index = em.tile_parameters(latents.z, rect, gain)
-            coded = tile_chunks(em, latents.values[:, y:y + h, x:x + w], base, index, header.codebook_min,
-                                header.codebook_size)
+            origin, index = em.tile_origins(latents.z, rect, gain, shifted)
+            coded = tile_chunks(em, latents.values[:, y:y + h, x:x + w], origin, index, header.codebook_min,
+                                header.codebook_size, shifted)
             tiles.append(container.TileChunks(coded.modes, coded.sizes, coded.payload))
         coded = z_chunk(em, latents.z)
         return tiles, container.TileChunks(coded.modes, coded.sizes, coded.payload)
@@ -50,27 +52,28 @@ class ConditionalCoder:
         """ŷ of a parsed file (``container.L3icFile``), float32 (C, latent_h, latent_w), before any inverse gain.
 
         Args:
-            channels: the channels to decode (default all); the others hold the hyperprior's guess, the base.
+            channels: the channels to decode (default all); the others hold the hyperprior's guess, the origin.
             tiles: the tile indices to decode (default all); the others hold 0.
         """
         h = parsed.header
         wanted = checked_channels(channels, h.channels)
-        em, gain = self.model.entropy_model, self.model.gain_of(h)
+        em, gain, shifted = self.model.entropy_model, self.model.gain_of(h), h.mean_shifted
         z = self.decode_z(parsed)
         values = np.zeros((h.channels, h.latent_h, h.latent_w), np.float32)
         for t in range(h.n_tiles) if tiles is None else tiles:
             y, x, th, tw = rect = h.tile_rect(t)
-            base, index = em.tile_parameters(z, rect, gain)
+            origin, index = em.tile_origins(z, rect, gain, shifted)
             chunks = parsed.tile_chunks(t, wanted)
-            block = base.astype(np.float32)
-            block[wanted] = tile_values(em, chunks, base[wanted], index[wanted], h.codebook_min, h.codebook_size)
+            block = origin.copy()
+            block[wanted] = tile_values(em, chunks, origin[wanted], index[wanted], h.codebook_min, h.codebook_size,
+                                        shifted)
             values[:, y:y + th, x:x + tw] = block
         return values
 
     def decode_channels(self, parsed, channels):
-        """ŷ of the chosen channels, int16 (len(channels), latent_h, latent_w) (``read_latents``)."""
+        """ŷ of the chosen channels, float32 (len(channels), latent_h, latent_w) (``read_latents``)."""
         wanted = checked_channels(channels, parsed.header.channels)
-        return self.decode(parsed, wanted)[wanted].astype(np.int16)
+        return self.decode(parsed, wanted)[wanted]
 
     def decode_z(self, parsed):
         """The ẑ symbols of a parsed file, uint8 (z_channels, zh, zw)."""
@@ -103,25 +106,27 @@ def _z_table_index(shape):
     return np.repeat(np.arange(channels, dtype=np.uint8), zh * zw)[None]
 
 
-def tile_chunks(entropy_model, latents, base, index, codebook_min, codebook_size):
+def tile_chunks(entropy_model, latents, origin, index, codebook_min, codebook_size, shifted=False):
     """The chunks of one tile's ŷ, as ``fse.EncodedChannels``: per channel the shorter of the static coding, of
-    ŷ - base with the tables ``index`` (C, h, w), and the adaptive one of ŷ.  ``latents`` (C, h, w): ŷ, or any
-    float latents, which are rounded to the codebook first (``l3ic.analysis.rounded``).
+    s = ŷ - origin with the tables ``index`` (C, h, w), and the adaptive one (of ŷ, or of s in a mean-shifted
+    file).  ``latents`` (C, h, w): ŷ, or any float latents, which are rounded first (``l3ic.analysis.rounded_about``).
 
     Where the hyperprior's base is so far off that the static symbols cannot
     reach ŷ (small images, whose ẑ has little context), the channel is coded
     adaptively whatever its size, so a file decodes to its ŷ (except a
     one-element tile, coded statically with ŷ clipped to the base's reach).
+    A mean-shifted file's ŷ is always within reach.
     """
     channels, h, w = latents.shape
-    values = rounded(latents, codebook_min, codebook_size)
-    symbols = (np.clip(values - base, codebook_min, codebook_min + codebook_size - 1) - codebook_min).astype(np.uint8)
+    values, steps = rounded_about(latents, origin, codebook_min, codebook_size, shifted)
+    symbols = (steps - codebook_min).astype(np.uint8)
     static = entropy_model.latent_tables.encode(symbols.reshape(channels, h * w), index.reshape(channels, h * w))
-    exact = np.all((_values_of(symbols, base, codebook_min) == values).reshape(channels, -1), axis=1)
+    exact = np.all((_values_of(symbols, origin, codebook_min) == values).reshape(channels, -1), axis=1)
     # the adaptive coder's model search is the slow part: only where static coding is dear (>= 1 bit a symbol)
     # can it win, and where the static symbols cannot reach ŷ it must be used
     tried = np.flatnonzero(~exact | (8 * static.sizes.astype(np.int64) >= h * w))
-    adaptive = fse.encode_channels(np.ascontiguousarray((values[tried] - codebook_min).astype(np.uint8).reshape(len(tried), h * w)),
+    plain_values = steps if shifted else values
+    adaptive = fse.encode_channels(np.ascontiguousarray((plain_values[tried] - codebook_min).astype(np.uint8).reshape(len(tried), h * w)),
                                    codebook_size, width=w)
     take = np.zeros(channels, bool)
     take[tried] = ~exact[tried] | (np.isin(adaptive.modes, ADAPTIVE_MODES) & (adaptive.sizes < static.sizes[tried]))
@@ -151,10 +156,10 @@ def _merged(static, adaptive, tried, take):
     return fse.EncodedChannels(modes, sizes, b"".join(chunks))
 
 
-def tile_values(entropy_model, chunks, base, index, codebook_min, codebook_size):
-    """ŷ (k, h, w) of k chunks of one tile (a ``container.TileChunks``); ``base``/``index`` (k, h, w) are those of
-    their channels."""
-    k, h, w = base.shape
+def tile_values(entropy_model, chunks, origin, index, codebook_min, codebook_size, shifted=False):
+    """ŷ (k, h, w) of k chunks of one tile (a ``container.TileChunks``); ``origin``/``index`` (k, h, w) are those
+    of their channels (``EntropyModel.tile_origins``)."""
+    k, h, w = origin.shape
     modes, sizes = chunks.modes, chunks.sizes
     values = np.empty((k, h, w), np.float32)
     adaptive = np.isin(modes, ADAPTIVE_MODES)
@@ -165,14 +170,15 @@ def tile_values(entropy_model, chunks, base, index, codebook_min, codebook_size)
     if len(static_rows):
         symbols = entropy_model.latent_tables.decode(pick(static_rows), modes[static_rows], sizes[static_rows],
                                                      np.ascontiguousarray(index[static_rows]).reshape(len(static_rows), h * w))
-        values[static_rows] = _values_of(symbols.reshape(-1, h, w), base[static_rows], codebook_min)
+        values[static_rows] = _values_of(symbols.reshape(-1, h, w), origin[static_rows], codebook_min)
     if len(adaptive_rows):
         symbols = fse.decode_channels(pick(adaptive_rows), modes[adaptive_rows], sizes[adaptive_rows], h * w,
-                                      codebook_size, width=w)
-        values[adaptive_rows] = symbols.reshape(-1, h, w).astype(np.float32) + codebook_min
+                                      codebook_size, width=w).reshape(-1, h, w)
+        values[adaptive_rows] = (_values_of(symbols, origin[adaptive_rows], codebook_min) if shifted
+                                 else symbols.astype(np.float32) + codebook_min)
     return values
 
 
-def _values_of(symbols, base, codebook_min):
-    """ŷ = base + codebook value of the symbol (float32 integers): what a static chunk decodes to."""
-    return (symbols.astype(np.float32) + codebook_min) + base.astype(np.float32)
+def _values_of(symbols, origin, codebook_min):
+    """ŷ = origin + the symbol's value (float32, exact: integers, or quarters in a mean-shifted file)."""
+    return (symbols.astype(np.float32) + codebook_min) + origin.astype(np.float32)

@@ -104,21 +104,23 @@ def _refined(model, tiling, rgb, header, steps):
     gain = model.gain_of(header)
     refined, plain = analysis.Assembly(header), analysis.Assembly(header)
     for window in analysis.windows(model, rgb, header, blocks, tiling.encode_halo):
-        refined.add(window, refine_window(model, window, steps, gain))
+        refined.add(window, refine_window(model, window, steps, gain, header.mean_shifted))
         if shared:
             plain.add(window, window.outputs)
     return analysis.Latents(*refined.result()), analysis.Analysis(*plain.result()) if shared else None
 
 
-def refine_window(model, window, steps, gain=None):
+def refine_window(model, window, steps, gain=None, shifted=False):
     """ŷ and ẑ of one ``l3ic.analysis.Window``, refined by ``steps``: (values, ẑ or None) as in ``Latents``.
 
     The size is kept on the window's core alone, since the halo overlaps the
     neighbouring windows and is thrown away.  Format 3 refines the residuals
-    ŷ - base under the tables the hyperprior gives the encoder's ẑ (which stays
-    as the encoder chose it), with ``gain`` (a ``l3ic.hyperprior.Gain`` or None)
-    applied as a file of that quality codes it, and the rate weight scaled to
-    the quality (``l3ic.quality.lambda_of``); format 2 the codebook values.
+    ŷ - origin under the tables the hyperprior gives the encoder's ẑ (which stays
+    as the encoder chose it; with ``shifted`` the origin is the mean itself,
+    ``container.FLAG_MEAN_SHIFT``), with ``gain`` (a ``l3ic.hyperprior.Gain``
+    or None) applied as a file of that quality codes it, and the rate weight
+    scaled to the quality (``l3ic.quality.lambda_of``); format 2 the codebook
+    values.
     """
     kept = (slice(None),) + tuple(slice(a, a + n) for a, n in window.core)
     lo, size = model.codebook_min, model.codebook_size
@@ -131,8 +133,8 @@ def refine_window(model, window, steps, gain=None):
     if gain is not None:
         y = gain.apply(y)
         lam *= lambda_of(gain.quality / QUALITY_SCALE) / lambda_of(em.default_quality / QUALITY_SCALE)
-    base, index = em.tile_parameters(z, (0, 0) + y.shape[1:], gain)
-    base, index = base.astype(np.float32), index.astype(np.int64)
-    rate = TableRate(em, y, base, index, kept, lo, size)
-    residual = np.clip(y - base, *rate.bounds)  # r = ŷ - base must be a symbol value and ŷ a codebook value
-    return base + descend(Distortion(model, window.rgb, base, gain), rate, residual, lam, steps), z
+    origin, index = em.tile_origins(z, (0, 0) + y.shape[1:], gain, shifted)
+    index = index.astype(np.int64)
+    rate = TableRate(em, y, origin, index, kept, lo, size, shifted)
+    residual = np.clip(y - origin, *rate.bounds)  # r = ŷ - origin must be a symbol value (and, plain, ŷ a codebook value)
+    return origin + descend(Distortion(model, window.rgb, origin, gain), rate, residual, lam, steps), z

@@ -38,29 +38,32 @@ class HistogramRate:
 
 
 class TableRate:
-    """Format 3: r = ŷ - base are residuals, each element coded with the static table of its index; bits are
+    """Format 3: r = ŷ - origin are residuals, each element coded with the static table of its index; bits are
     their code lengths under those tables (``table_bits``), between integers interpolated linearly.
 
-    ``y``: the window's gained latents, float32 (C, h, w); ``base``, ``index``: the entropy model's parameters
-    of its ẑ; ``window``: the slices of the kept latents.  r must keep ŷ a codebook value and ŷ - base a symbol
-    (``bounds``); ``budget`` is the plain file's size, its ŷ unclipped (which codes a channel adaptively where the
-    hyperprior's base is too far off for the static symbols).
+    ``y``: the window's gained latents, float32 (C, h, w); ``origin``, ``index``: the entropy model's
+    parameters of its ẑ (``EntropyModel.tile_origins``: floor(mean), or the mean itself where ``shifted``);
+    ``window``: the slices of the kept latents.  r must be a symbol and, unless ``shifted``, keep ŷ a
+    codebook value (``bounds``); ``budget`` is the plain file's size, its ŷ unclipped (which codes a channel
+    adaptively where the hyperprior's base is too far off for the static symbols).
     """
 
     fine_tunes = True
 
-    def __init__(self, entropy_model, y, base, index, window, codebook_min, codebook_size):
+    def __init__(self, entropy_model, y, origin, index, window, codebook_min, codebook_size, shifted=False):
         lo, hi = codebook_min, codebook_min + codebook_size - 1
         self.em, self.index, self.window, self.lo, self.size = entropy_model, index, window, lo, codebook_size
+        self.shifted = shifted
         self.bits = entropy_model.latent_bits
-        self.bounds = (np.maximum(lo, lo - base), np.minimum(hi, hi - base))
-        self.kept_base, self.kept_index = base[window], index[window]
+        self.bounds = ((np.full(origin.shape, lo, np.float32), np.full(origin.shape, hi, np.float32)) if shifted
+                       else (np.maximum(lo, lo - origin), np.minimum(hi, hi - origin)))
+        self.kept_index = index[window]
         # the arrays tile_chunks takes, made once
-        self.base32, self.index8 = (np.ascontiguousarray(a) for a in (self.kept_base.astype(np.int32), self.kept_index.astype(np.uint8)))
-        self.kept = np.zeros(base.shape, bool)
+        self.kept_origin, self.index8 = (np.ascontiguousarray(a) for a in (origin[window].astype(np.float32), self.kept_index.astype(np.uint8)))
+        self.kept = np.zeros(origin.shape, bool)
         self.kept[window] = True
         self.mode = (np.argmin(self.bits, axis=1)[index] + lo).astype(np.float32)  # each element's cheapest residual
-        self.budget = self.coded_size(np.rint(y - base))
+        self.budget = self.coded_size(np.rint(y - origin))
 
     def soft(self, r):
         return table_bits(r, self.index, self.bits, self.lo)
@@ -69,8 +72,8 @@ class TableRate:
         return table_bits(r[self.window], self.kept_index, self.bits, self.lo)[0]
 
     def coded_size(self, r):
-        return len(tile_chunks(self.em, np.ascontiguousarray(self.kept_base + r[self.window]), self.base32, self.index8,
-                               self.lo, self.size).payload)
+        return len(tile_chunks(self.em, np.ascontiguousarray(self.kept_origin + r[self.window]), self.kept_origin,
+                               self.index8, self.lo, self.size, self.shifted).payload)
 
     def step_bits(self, r):
         return step_bits(r, self.index, self.kept, self.bits, self.bounds, self.lo)
