@@ -82,6 +82,7 @@ def test_latents_round_trip(codec, sample):
     assert latents.dtype == np.float32  # coded about the hyperprior's mean: quarters, not all integers
     assert np.array_equal(4 * latents, np.rint(4 * latents)) and not np.array_equal(latents, np.rint(latents))
     data = codec.encode(sample)
+    assert read_info(data)["mean_shifted"] is True
     np.testing.assert_array_equal(read_latents(data), latents)
     image = codec.decode_latents(latents)
     np.testing.assert_array_equal(image, codec.decode(data))

@@ -27,7 +27,8 @@ def read_info(data, max_pixels=images.DEFAULT_MAX_PIXELS):
     Returns:
         dict: width, height, mode, model, decoder_sha256_prefix, channels, stride, codebook, latent, tile, tiles,
         side_data (tag -> bytes), bytes, bpp, format_version; z_channels and hyper_stride (format 3); quality (q,
-        with a quality field); lossless (a lossless file); source, when the encoder changed the source beyond what
+        with a quality field); lossless (a lossless file); mean_shifted (latents coded about the hyperprior's mean,
+        so ``read_latents`` gives quarters); source, when the encoder changed the source beyond what
         decoding restores (16-bit samples reduced to 8 bits, CMYK to RGB, ...).
     Raises:
         FormatError: for anything but a valid l3ic file; L3icError for a path that cannot be read.
@@ -57,6 +58,8 @@ def describe(parsed, n_bytes):
         info["model_quality"] = h.quality / QUALITY_SCALE  # the model's own q, which picks its gains
     if h.flags & container.FLAG_LOSSLESS:
         info["lossless"] = True
+    if h.mean_shifted:
+        info["mean_shifted"] = True  # latents coded about the hyperprior's mean: read_latents gives quarters
     record = parsed.side_record(images.SOURCE)
     if record is not None:
         info["source"] = images.read_source_record(record)

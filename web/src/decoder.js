@@ -316,7 +316,6 @@ function describe(parsed, model, nBytes) {
   };
 }
 
-/** SHA-256 (hex) of the traced arrays, laid out as tests/golden/make_golden.py hashes them. */
 /**
  * What a tile's symbols count from, and their tables (EntropyModel.tile_origins): floor(mean) and the table of
  * the mean's scale and fractional step; mean-shifted, the mean itself (quarters, exact in float32) and the
@@ -339,6 +338,7 @@ function quarters(values, shifted, Type) {
   return shifted ? Int32Array.from(values, (v) => 4 * v) : Type.from(values);
 }
 
+/** SHA-256 (hex) of the traced arrays, laid out as tests/golden/make_golden.py hashes them. */
 async function hashes(traced) {
   const hex = async (arrays) => {
     const total = arrays.reduce((n, a) => n + a.byteLength, 0), all = new Uint8Array(total);
