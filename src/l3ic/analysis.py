@@ -33,6 +33,8 @@ class Latents:
 
     values: np.ndarray
     z: Optional[np.ndarray] = None
+    origins: Optional[tuple] = None  # (origin, table index) of the whole latent where quantisation computed them
+    # (``EntropyModel.tile_origins``): the entropy coder takes each tile's from them instead of again from ẑ
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,8 +55,9 @@ class Analysis:
         y = self.latents if gain is None else gain.apply(self.latents)
         if not shifted:
             return Latents(rounded(y, model.codebook_min, model.codebook_size), self.z)
-        origin, _ = model.entropy_model.tile_origins(self.z, (0, 0) + y.shape[1:], gain, shifted)
-        return Latents(rounded_about(y, origin, model.codebook_min, model.codebook_size, shifted)[0], self.z)
+        origin, index = model.entropy_model.tile_origins(self.z, (0, 0) + y.shape[1:], gain, shifted)
+        values = rounded_about(y, origin, model.codebook_min, model.codebook_size, shifted)[0]
+        return Latents(values, self.z, (origin, index))
 
 
 def rounded(latents, codebook_min, codebook_size):

@@ -41,7 +41,10 @@ class ConditionalCoder:
         tiles = []
         for t in range(header.n_tiles):
             y, x, h, w = rect = header.tile_rect(t)
-            origin, index = em.tile_origins(latents.z, rect, gain, shifted)
+            if latents.origins is None:
+                origin, index = em.tile_origins(latents.z, rect, gain, shifted)
+            else:  # the same values (``EntropyModel.tile_parameters``), computed once by the quantisation
+                origin, index = (np.ascontiguousarray(a[:, y:y + h, x:x + w]) for a in latents.origins)
             coded = tile_chunks(em, latents.values[:, y:y + h, x:x + w], origin, index, header.codebook_min,
                                 header.codebook_size, shifted)
             tiles.append(container.TileChunks(coded.modes, coded.sizes, coded.payload))
