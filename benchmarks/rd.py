@@ -449,7 +449,8 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     results, todo = plan(codecs, images, os.path.join(args.out, "cache"), args.refine, args.quality_step,
                          args.models.split(","))
-    results += [r for codec in reused for r in reused[codec] if r["image"] in {os.path.basename(p) for p in images}]
+    names = {os.path.basename(p) for p in images}
+    results += [r for codec in reused for r in reused[codec] if r["image"] in names]
     print("%d results cached, %d to compute" % (len(results), len(todo)), file=sys.stderr)
     if todo:
         from tqdm import tqdm

@@ -65,8 +65,8 @@ def symbol_histogram(codec, paths):
         channels, h, w = analysed.latents.shape
         for units in em.quality_grid:
             gain = em.gain(int(units))
-            origin, index = em.tile_origins(analysed.z, (0, 0, h, w), gain, shifted=True)  # as files code them
-            values = analysed.quantised(m, gain, shifted=True).values
+            latents = analysed.quantised(m, gain, shifted=True)  # as files code them, with their origins and tables
+            (origin, index), values = latents.origins, latents.values
             symbols = np.rint(values - origin - m.codebook_min).astype(np.int64)
             coded = (symbols >= 0) & (symbols < m.codebook_size)  # the others are coded adaptively
             np.add.at(counts, (index[coded].astype(np.int64), symbols[coded]), 1)
